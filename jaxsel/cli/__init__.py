@@ -1,0 +1,1 @@
+"""The ``jaxsel`` command line."""

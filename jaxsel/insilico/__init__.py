@@ -1,0 +1,1 @@
+"""In silico experiments: MEIs, gradient receptive fields, sensitivity maps, Gabors, metrics."""

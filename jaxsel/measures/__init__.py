@@ -1,0 +1,1 @@
+"""Measures: reliability, neuron selection, model evaluation, information and selectivity."""

@@ -1,0 +1,1 @@
+"""Response models: pure-functional Flax modules whose parameters are plain pytrees."""

@@ -1,0 +1,1 @@
+"""Training: losses, optax optimisation, early stopping, checkpoints."""

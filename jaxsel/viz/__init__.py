@@ -1,0 +1,1 @@
+"""Figures (matplotlib, Agg backend chosen per figure, never at import)."""
