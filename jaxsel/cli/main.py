@@ -1,0 +1,40 @@
+"""``jaxsel`` command line: one subcommand per pipeline stage.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jaxsel.errors import JaxselError
+
+_COMMANDS = ("simulate", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxsel",
+        description="Neural system identification and in-silico selectivity analysis of "
+                    "visual neurons, in JAX. Run 'jaxsel COMMAND --help' for a command's options.",
+        epilog="Example: jaxsel simulate --out runs/twin --neurons 300 --seed 3")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+    for name in _COMMANDS:
+        importlib.import_module(f"jaxsel.cli.{name}_cmd").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except JaxselError as err:
+        print(f"jaxsel {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
