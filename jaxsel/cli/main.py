@@ -10,7 +10,7 @@ import sys
 
 from jaxsel.errors import JaxselError
 
-_COMMANDS = ("simulate", "demo")
+_COMMANDS = ("simulate", "select", "train", "sweep", "mei", "gabor", "report", "run", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

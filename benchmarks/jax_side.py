@@ -1,0 +1,452 @@
+"""The JAX side of the benchmark: one workload per process (peak RSS is per workload).
+
+``python benchmarks/jax_side.py --workload lurz_train --exchange DIR --out FILE [--quick]``
+writes ``DIR/<workload>.npz`` (weights, inputs and JAX results for the equivalence checks)
+and the timings to ``FILE``. Models come from ``jaxsel`` itself (``build_model``,
+``make_train_step``, ``optimize_meis``); only the per-neuron CNN is defined here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax import lax  # noqa: E402
+
+import common  # noqa: E402
+import workloads as W  # noqa: E402
+from equivalence import flatten  # noqa: E402
+from jaxsel.models.config import ModelConfig  # noqa: E402
+from jaxsel.models.model import build_model  # noqa: E402
+from jaxsel.train.config import Config, TrainConfig, named_config  # noqa: E402
+from jaxsel.train.step import (make_hparams, make_optimizer, make_predict,  # noqa: E402
+                               make_train_step, set_learning_rate)
+
+
+def sync(r):
+    return jax.block_until_ready(r)
+
+
+def device_info() -> dict:
+    d = jax.devices()[0]
+    return {"jax": jax.__version__, "backend": jax.default_backend(), "device": str(d),
+            "device_kind": getattr(d, "device_kind", ""), "n_devices": jax.device_count()}
+
+
+def peak_device_mib():
+    try:
+        s = jax.devices()[0].memory_stats()
+        return s["peak_bytes_in_use"] / 2 ** 20 if s and "peak_bytes_in_use" in s else None
+    except Exception:  # noqa: BLE001 - CPU has no memory stats
+        return None
+
+
+def get_config(name: str) -> Config:
+    if name == "lurz":
+        return Config("lurz", ModelConfig(**W.LURZ_MODEL), TrainConfig(batch_size=64))
+    return named_config(name)
+
+
+def cfg_dict(cfg: Config) -> dict:
+    m = cfg.model
+    return {"layers": m.layers, "hidden_channels": m.hidden_channels,
+            "input_kern": m.input_kern, "hidden_kern": m.hidden_kern,
+            "batch_norm": m.batch_norm, "stack": None if m.stack is None else list(m.stack),
+            "final_nonlinearity": m.final_nonlinearity, "elu_offset": m.elu_offset,
+            "laplace_normalized": m.laplace_normalized, "gauss_type": m.gauss_type,
+            "depth_separable": m.depth_separable, "skip": m.skip, "pooling": m.pooling,
+            "hidden_pooling": m.hidden_pooling, "readout": m.readout, "lr": cfg.train.lr,
+            "eps": cfg.train.eps, "loss": cfg.train.loss}
+
+
+def data(key, b, h, w, n):
+    kx, kr = jax.random.split(key)
+    x = jax.random.normal(kx, (b, 1, h, w), jnp.float32)
+    r = jax.random.poisson(kr, 1.0, (b, n)).astype(jnp.float32)
+    return x, r
+
+
+def setup_model(cfgname, n, h, w, seed=0):
+    cfg = get_config(cfgname)
+    model = build_model(cfg.model, image_shape=(1, h, w), n_neurons=n)
+    params, state = model.init(jax.random.PRNGKey(seed), mean_response=np.ones(n, np.float32))
+    return cfg, model, params, state
+
+
+# ------------------------------------------------------------------ train step (1, 2)
+def equivalence_train(cfg, model, params, state, x, r, hp, path):
+    """Forward / loss / parameter and input gradients in eval mode (random BN running stats)
+    and in train mode (BN batch statistics; readout sigma = 0 so positions are mu)."""
+    key = jax.random.PRNGKey(7)
+    st = jax.tree.map(lambda a: a, state)
+    if "batch_stats" in st:
+        leaves, tdef = jax.tree.flatten(st["batch_stats"])
+        ks = jax.random.split(key, len(leaves))
+        new = [(0.2 * jax.random.normal(k, a.shape) if i % 2 == 0
+                else 0.5 + jax.random.uniform(k, a.shape))
+               for i, (k, a) in enumerate(zip(ks, leaves))]
+        # flatten order is (mean, var) per BN layer: dict keys sorted
+        st = {**st, "batch_stats": jax.tree.unflatten(tdef, new)}
+    p_train = jax.tree.map(lambda a: a, params)
+    p_train["readout"] = {**p_train["readout"],
+                          "sigma": jnp.zeros_like(p_train["readout"]["sigma"])}
+    # perturb readout positions/features so the check is not at a symmetric init point
+    kk = jax.random.split(key, 3)
+    for p in (params, p_train):
+        p["readout"] = {**p["readout"],
+                        "features": p["readout"]["features"]
+                        * (1 + 0.5 * jax.random.normal(kk[0], p["readout"]["features"].shape))}
+    out = {}
+    for mode, p, s in (("eval", params, st), ("train", p_train, state)):
+        def objective(p, s, x, r, hp, train=mode == "train"):
+            rates, _ = model.apply(p, s, x, train=train, rng=jax.random.PRNGKey(1))
+            data = jnp.sum(rates - r * jnp.log(rates + cfg.train.eps))
+            return hp["loss_scale"] * data + model.regularizer(p, hp), rates
+        (loss, rates), (gp, gx) = jax.jit(jax.value_and_grad(objective, argnums=(0, 2),
+                                                             has_aux=True))(p, s, x, r, hp)
+        out.update({f"{mode}/rates": rates, f"{mode}/loss": loss, f"{mode}/grad_x": gx})
+        out.update({f"{mode}/grad/{k}": v for k, v in flatten(gp).items()})
+        out.update({f"{mode}/params/{k}": v for k, v in flatten(p).items()})
+        out.update({f"{mode}/state/{k}": v for k, v in flatten(s).items()})
+    out.update({"x": x, "r": r, **{f"hp/{k}": v for k, v in hp.items()}})
+    np.savez(path, **{k: np.asarray(v) for k, v in out.items()},
+             cfg=np.array(json.dumps(cfg_dict(cfg))))
+
+
+def train_step_runner(model, cfg, params, state, x, r, n_train=4000):
+    tx = make_optimizer(cfg.train.lr)
+    step = make_train_step(model, cfg.train, tx)
+    opt = tx.init(params)
+    hp = make_hparams(cfg, n_train)
+    mask = jnp.ones(x.shape[0], bool)
+    rng = jax.random.PRNGKey(3)
+    t = time.perf_counter()
+    compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(
+        params, state, opt, x, r, mask, rng, hp).compile()
+    compile_s = time.perf_counter() - t
+    carry = [jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, state), opt]
+
+    def call():
+        p, s, o, m = compiled(carry[0], carry[1], carry[2], x, r, mask, rng, hp)
+        carry[:] = [p, s, o]
+        return m["loss"]
+    return call, compile_s, hp
+
+
+def run_train(w, ex):
+    h, wd = w["image"]
+    cfg, model, params, state = setup_model(w["config"], w["n_neurons"], h, wd)
+    x, r = data(jax.random.PRNGKey(1), w["batch"], h, wd, w["n_neurons"])
+    call, compile_s, hp = train_step_runner(model, cfg, params, state, x, r)
+    if ex is not None:
+        equivalence_train(cfg, model, params, state, x, r, hp, ex)
+    t = common.time_calls(call, w["repeats"], sync=sync)
+    res = {"compile_s": compile_s, **t, "items_per_s": w["batch"] / t["median_s"],
+           "unit": "images/s"}
+    res["gflops"] = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], w["image"]) / 1e9
+    return {"jit": res}
+
+
+def _flops_cfg(cfg):
+    m = cfg.model
+    return {"layers": m.layers, "hidden_channels": m.hidden_channels,
+            "input_kern": m.input_kern, "hidden_kern": m.hidden_kern}
+
+
+# ------------------------------------------------------------------ inference (6)
+def run_inference(w, ex):
+    h, wd = w["image"]
+    cfg, model, params, state = setup_model(w["config"], w["n_neurons"], h, wd)
+    x, _ = data(jax.random.PRNGKey(1), w["batch"], h, wd, 1)
+    pred = make_predict(model)
+    t0 = time.perf_counter()
+    compiled = jax.jit(pred).lower(params, state, x).compile()
+    compile_s = time.perf_counter() - t0
+    if ex is not None:
+        np.savez(ex, x=np.asarray(x), rates=np.asarray(compiled(params, state, x)),
+                 **{f"params/{k}": v for k, v in flatten(params).items()},
+                 **{f"state/{k}": v for k, v in flatten(state).items()},
+                 cfg=np.array(json.dumps(cfg_dict(cfg))))
+    t = common.time_calls(lambda: compiled(params, state, x), w["repeats"], sync=sync)
+    return {"jit": {"compile_s": compile_s, **t, "items_per_s": w["batch"] / t["median_s"],
+                    "unit": "images/s",
+                    "gflops": W.conv_flops(_flops_cfg(cfg), w["batch"], w["image"]) / 1e9}}
+
+
+# ------------------------------------------------------------------ per-neuron CNNs (3)
+def per_neuron_config(w) -> Config:
+    """The tiny per-neuron CNN: a jaxsel model (BN core + full Gaussian readout) with 1 neuron."""
+    return Config("per_neuron", ModelConfig(layers=2, hidden_channels=w["channels"],
+                                            input_kern=w["k1"], hidden_kern=w["k2"]),
+                  TrainConfig(batch_size=w["batch"], lr=w["lr"]))
+
+
+def per_neuron_setup(w, m):
+    h, wd = w["image"]
+    cfg = per_neuron_config(w)
+    model = build_model(cfg.model, image_shape=(1, h, wd), n_neurons=1)
+    keys = jax.random.split(jax.random.PRNGKey(0), m)
+    Ps, Ss = jax.vmap(lambda k: model.init(k, mean_response=np.ones(1, np.float32)))(keys)
+    tx = make_optimizer(cfg.train.lr)
+    Os = jax.vmap(tx.init)(Ps)
+    hp1 = make_hparams(cfg, 4000)
+    HP = {k: jnp.broadcast_to(v, (m,)) for k, v in hp1.items()}
+    x = jax.random.normal(jax.random.PRNGKey(1), (w["batch"], 1, h, wd))
+    R = jax.random.poisson(jax.random.PRNGKey(2), 1.0, (m, w["batch"], 1)).astype(jnp.float32)
+    mask = jnp.ones(w["batch"], bool)
+    rngs = jax.random.split(jax.random.PRNGKey(3), m)
+    return dict(cfg=cfg, model=model, tx=tx, args=(Ps, Ss, Os, x, R, mask, rngs, HP), hp1=hp1)
+
+
+def per_neuron_variants(w, m, S, which=None):
+    from jaxsel.train.per_neuron import make_per_neuron_step
+    model, cfg, tx = S["model"], S["cfg"], S["tx"]
+    args = S["args"]
+    which = which or W.PER_NEURON_JAX
+    single = make_train_step(model, cfg.train, tx)
+    fns = {"fused_conv": lambda: make_per_neuron_step(model, cfg.train, tx, hidden="conv"),
+           "fused_shifted": lambda: make_per_neuron_step(model, cfg.train, tx,
+                                                         hidden="shifted"),
+           "vmap": lambda: jax.vmap(single, in_axes=(0, 0, 0, None, 0, None, 0, 0))}
+    out = {}
+    for name in which:
+        if name == "loop":
+            continue
+        t = time.perf_counter()
+        try:
+            c = jax.jit(fns[name](), donate_argnums=(0, 1, 2)).lower(*args).compile()
+        except Exception as e:  # noqa: BLE001 - a formulation that fails is reported
+            out[name] = (None, f"{type(e).__name__}: {e}"[:300])
+            continue
+        cs = time.perf_counter() - t
+        carry = [jax.tree.map(jnp.copy, a) for a in args[:3]]
+
+        def call(c=c, carry=carry):
+            p, s, o, met = c(*carry, *args[3:])
+            carry[:] = [p, s, o]
+            return met["loss"]
+        out[name] = (call, cs)
+    if "loop" in which:
+        Ps, Ss, Os, x, R, mask, rngs, HP = args
+        sl = [jax.tree.map(lambda a: a[i], (Ps, Ss, Os, R, rngs, HP)) for i in range(m)]
+        t = time.perf_counter()
+        c1 = jax.jit(single).lower(sl[0][0], sl[0][1], sl[0][2], x, sl[0][3], mask, sl[0][4],
+                                   sl[0][5]).compile()
+        cs = time.perf_counter() - t
+
+        def loop():
+            met = None
+            for i, (p, s, o, r, g, hp) in enumerate(sl):
+                p, s, o, met = c1(p, s, o, x, r, mask, g, hp)
+                sl[i] = (p, s, o, r, g, hp)
+            return met["loss"]
+        out["loop"] = (loop, cs)
+    return out
+
+
+def run_per_neuron(w, ex):
+    m = w["n_models"]
+    S = per_neuron_setup(w, m)
+    Ps, Ss, Os, x, R, mask, rngs, HP = S["args"]
+    if ex is not None:
+        from equivalence import compare, require
+        from jaxsel.train.per_neuron import make_per_neuron_step
+        # JAX-internal: the fused step equals the vmapped single-model step
+        a4 = tuple(a if i in (3, 5) else jax.tree.map(lambda t: t[:4], a)
+                   for i, a in enumerate(S["args"]))        # 4 models: a cheap check
+        f = jax.jit(make_per_neuron_step(S["model"], S["cfg"].train, S["tx"],
+                                         hidden="shifted"))(*a4)
+        v = jax.jit(jax.vmap(make_train_step(S["model"], S["cfg"].train, S["tx"]),
+                             in_axes=(0, 0, 0, None, 0, None, 0, 0)))(*a4)
+        recs = [compare("fused_vs_vmap/loss", f[3]["loss"], v[3]["loss"])]
+        recs += [compare(f"fused_vs_vmap/params/{k}", a, flatten(v[0])[k], rtol=1e-3,
+                         atol=1e-5) for k, a in flatten(f[0]).items()]
+        require(recs)
+        # torch mirror check on model 0 (same weights, same objective)
+        p0, s0 = jax.tree.map(lambda a: a[0], (Ps, Ss))
+        equivalence_train(S["cfg"], S["model"], p0, s0, x, R[0], S["hp1"], ex)
+        with np.load(ex) as z:
+            extra = {k: z[k] for k in z.files}
+        np.savez(ex, **extra, **{f"stack/params/{k}": v for k, v in flatten(Ps).items()},
+                 **{f"stack/state/{k}": v for k, v in flatten(Ss).items()},
+                 R=np.asarray(R), fused_vs_vmap=np.array(json.dumps(recs, default=float)))
+    res = {}
+    gfl = 3 * W.per_neuron_flops(w, w["batch"] * m, w["image"]) / 1e9
+    for name, (call, cs) in per_neuron_variants(w, m, S).items():
+        if call is None:
+            res[name] = {"error": cs}
+            continue
+        t = common.time_calls(call, w["repeats"], sync=sync)
+        res[name] = {"compile_s": cs, **t, "items_per_s": m / t["median_s"],
+                     "unit": "model-steps/s", "gflops": gfl}
+    return res
+
+
+# ------------------------------------------------------------------ MEIs (4)
+def mei_fn(p, raw):
+    from jaxsel.models.model import Encoder
+    return Encoder(p["cfg"], p["n"]).apply({"params": p["params"], **p["state"]},
+                                           (raw - 127.5) / 127.5, train=False)
+
+
+def run_mei(w, ex):
+    from jaxsel.insilico.mei import MEIConfig, optimize_meis
+    h, wd = w["image"]
+    cfg, model, params, state = setup_model(w["config"], w["model_neurons"], h, wd)
+    module = model.module
+
+    def fn(p, raw):
+        return module.apply({"params": p["params"], **p["state"]}, (raw - 127.5) / 127.5,
+                            train=False)
+    P = {"params": params, "state": state}
+    mcfg = MEIConfig(steps=w["steps"], optimizer="adam", lr=w["lr"], start="noise",
+                     norm=w["norm"], patience=0)
+    if ex is not None:
+        n = min(8, w["model_neurons"])
+        u = 0.1 * jax.random.normal(jax.random.PRNGKey(5), (n, 1, h, wd))
+        tg = jnp.arange(n) * (w["model_neurons"] // n)
+
+        def obj(u1, t):
+            from jaxsel.insilico.mei_parts import fix_norm
+            img = fix_norm(u1[None], w["norm"], True)
+            return fn(P, 127.5 + 127.5 * img)[0, t]
+        vals, gu = jax.vmap(jax.value_and_grad(obj))(u, tg)
+        np.savez(ex, u=np.asarray(u), targets=np.asarray(tg), act=np.asarray(vals),
+                 grad_u=np.asarray(gu), norm=w["norm"],
+                 **{f"params/{k}": v for k, v in flatten(params).items()},
+                 **{f"state/{k}": v for k, v in flatten(state).items()},
+                 cfg=np.array(json.dumps(cfg_dict(cfg))))
+    res = {}
+    flops_img = 3 * W.conv_flops(_flops_cfg(cfg), 1, w["image"]) / 1e9
+    for n in w["neurons"]:
+        chunk = min(w["chunk"], n)
+        t0 = time.perf_counter()
+        optimize_meis(fn, P, np.arange(chunk), config=mcfg, image_shape=(1, h, wd),
+                      chunk_size=chunk)
+        first = time.perf_counter() - t0
+
+        def call():
+            return optimize_meis(fn, P, np.arange(n), config=mcfg, image_shape=(1, h, wd),
+                                 chunk_size=chunk)["activation"].values
+        t = common.time_calls(call, w["repeats"], warmup=0)
+        res[f"vmap_n{n}"] = {"first_call_s": first, **t,
+                             "items_per_s": n * w["steps"] / t["median_s"],
+                             "unit": "neuron-steps/s", "neurons": n, "chunk": chunk,
+                             "gflops": flops_img * n * w["steps"]}
+    return res
+
+
+# ------------------------------------------------------------------ sweep (5)
+def run_sweep(w, ex):
+    h, wd = w["image"]
+    m = w["n_models"]
+    cfg, model, params, state = setup_model(w["config"], w["n_neurons"], h, wd)
+    grid = W.sweep_grid(m)
+    keys = jax.random.split(jax.random.PRNGKey(0), m)
+    mr = np.ones(w["n_neurons"], np.float32)
+    Ps, Ss = jax.vmap(lambda k: model.init(k, mean_response=mr))(keys)
+    tx = make_optimizer(cfg.train.lr)
+    step = make_train_step(model, cfg.train, tx)
+    Os = jax.vmap(tx.init)(Ps)
+    Os = set_learning_rate(Os, jnp.asarray([g[0] for g in grid], jnp.float32))
+    hp1 = make_hparams(cfg, 4000)
+    HP = {k: jnp.broadcast_to(v, (m,)) for k, v in hp1.items()}
+    HP["gamma_readout"] = jnp.asarray([g[1] for g in grid], jnp.float32)
+    x, r = data(jax.random.PRNGKey(1), w["batch"], h, wd, w["n_neurons"])
+    mask = jnp.ones(w["batch"], bool)
+    rngs = jax.random.split(jax.random.PRNGKey(3), m)
+    res = {}
+    gfl = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"] * m, w["image"]) / 1e9
+
+    # jaxsel.train.per_neuron's fused step would apply (one batch for all models) but its
+    # grouped-conv form is ~30x slower than the loop here and its shifted-matmul form needs
+    # > 10 GiB for the backward pass at these sizes: the sweep runs as a loop of one
+    # compiled single-model step (set PER_NEURON_JAX in workloads.py to try them).
+    # loop over one jitted single-model step
+    t0 = time.perf_counter()
+    c1 = jax.jit(step).lower(params, state, tx.init(params), x, r, mask, rngs[0],
+                             hp1).compile()
+    cs = time.perf_counter() - t0
+    sl = [jax.tree.map(lambda a: a[i], (Ps, Ss, Os, HP)) for i in range(m)]
+
+    def loop():
+        out = None
+        for i, (p, s, o, hp) in enumerate(sl):
+            out = c1(p, s, o, x, r, mask, rngs[i], hp)
+        return out[3]["loss"]
+    t = common.time_calls(loop, w["repeats"], sync=sync)
+    res["loop"] = {"compile_s": cs, **t, "items_per_s": m / t["median_s"],
+                   "unit": "model-steps/s", "gflops": gfl}
+    if ex is not None:
+        np.savez(ex, grid=np.asarray(grid), cfg=np.array(json.dumps(cfg_dict(cfg))))
+    return res
+
+
+# ------------------------------------------------------------------ scaling curves
+def run_scale(w, ex):
+    res = {}
+    for pt in w["points"]:
+        if w["of"] == "train" or w["of"] == "image":
+            n = pt if w["of"] == "train" else w["n_neurons"]
+            h, wd = (w["image"] if w["of"] == "train" else pt)
+            cfg, model, params, state = setup_model(w["config"], n, h, wd)
+            x, r = data(jax.random.PRNGKey(1), w["batch"], h, wd, n)
+            call, cs, _ = train_step_runner(model, cfg, params, state, x, r)
+            t = common.time_calls(call, w["repeats"], sync=sync)
+            key = f"n{pt}" if w["of"] == "train" else f"{pt[0]}x{pt[1]}"
+            res[key] = {"x": pt if w["of"] == "train" else pt[0] * pt[1], "compile_s": cs,
+                        **t, "items_per_s": w["batch"] / t["median_s"], "unit": "images/s",
+                        "gflops": 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], (h, wd)) / 1e9}
+        else:
+            S = per_neuron_setup(w, pt)
+            call, cs = per_neuron_variants(w, pt, S, which=(W.SCALE_MODELS_JAX,))[
+                W.SCALE_MODELS_JAX]
+            t = common.time_calls(call, w["repeats"], sync=sync)
+            res[f"m{pt}"] = {"x": pt, "compile_s": cs, **t, "items_per_s": pt / t["median_s"],
+                             "unit": "model-steps/s",
+                             "gflops": 3 * W.per_neuron_flops(w, w["batch"] * pt,
+                                                              w["image"]) / 1e9}
+    return res
+
+
+def matmul_peak(n=2048, repeats=10):
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda a, b: a @ b)
+    t = common.time_calls(lambda: f(a, a), repeats, warmup=2, sync=sync)
+    return 2 * n ** 3 / t["min_s"] / 1e9   # best case: the peak
+
+
+RUNNERS = {"train": run_train, "per_neuron": run_per_neuron, "mei": run_mei,
+           "sweep": run_sweep, "inference": run_inference, "scale": run_scale}
+
+
+def main():
+    a = common.parse_args()
+    w = ({"name": "matmul"} if a.workload == "matmul"
+         else common.load_workload(a.workload, a.quick))
+    ex = (Path(a.exchange) / f"{a.workload}.npz"
+          if a.workload in W.WORKLOADS and not a.workload.startswith("scale") else None)
+    t0 = time.perf_counter()
+    out = {"side": "jax", "workload": w, "versions": device_info(),
+           "machine": common.machine()}
+    if a.workload == "matmul":
+        out["matmul_gflops"] = matmul_peak()
+    else:
+        out["results"] = RUNNERS[w["kind"]](w, ex)
+    out["peak_rss_mib"] = common.peak_rss_mib()
+    out["peak_device_mib"] = peak_device_mib()
+    out["wall_s"] = time.perf_counter() - t0
+    common.write_json(a.out, out)
+
+
+if __name__ == "__main__":
+    main()

