@@ -137,7 +137,7 @@ def table(run: dict) -> str:
              "with other jobs, so treat single numbers as +-20%), "
              f"jax {v.get('jax')}, torch {v.get('torch')} ({v.get('torch_device')}), "
              f"{'quick sizes' if run.get('quick') else 'full sizes'}"
-             f"{'; NOT RUN (interrupted): ' + ', '.join(run['partial']) if run.get('partial') else ''}. "
+             f"{'; NOT RUN (the run stopped early: an equivalence check failed or time ran out, see benchmarks/README.md): ' + ', '.join(run['partial']) if run.get('partial') else ''}. "
              "Ratio = JAX throughput / PyTorch throughput measured in the same run (> 1: JAX "
              "faster); medians over repeats, warm-up and compilation excluded. Every workload "
              "passed the JAX-vs-PyTorch equivalence checks before timing.",
@@ -157,7 +157,7 @@ def table(run: dict) -> str:
               "median time):", ""]
     for x in run.get("roofline", []):
         lines.append(f"- {x['workload']} {x['variant']}: {x['achieved']:.1f} GFLOP/s "
-                     f"({100 * x.get('fraction_of_peak', 0):.0f}% of its matmul peak)")
+                     f"({100 * x.get('fraction_of_peak', 0):.0f}% of that side's matmul peak)")
     lines += ["", "Goals:", ""]
     for g in run.get("goals", []):
         lines.append(f"- {'met' if g['met'] else 'NOT met'}: {g['goal']} ({g['value']})")

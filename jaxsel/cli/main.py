@@ -1,6 +1,7 @@
 """``jaxsel`` command line: one subcommand per pipeline stage.
 
-Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args)``.
+Each command module has ``add_parser(subparsers)``, which registers its subcommand(s) with a
+``run`` default; ``stage_cmds`` registers the single-stage commands from one table.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 
 from jaxsel.errors import JaxselError
 
-_COMMANDS = ("simulate", "select", "train", "sweep", "mei", "gabor", "report", "run", "demo")
+_MODULES = ("simulate_cmd", "stage_cmds", "sweep_cmd", "run_cmd", "demo_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: jaxsel simulate --out runs/twin --neurons 300 --seed 3")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
-    for name in _COMMANDS:
-        importlib.import_module(f"jaxsel.cli.{name}_cmd").add_parser(sub)
+    for module in _MODULES:
+        importlib.import_module(f"jaxsel.cli.{module}").add_parser(sub)
     return parser
 
 
