@@ -19,9 +19,7 @@ import numpy as np, jax
 sys.path.insert(0, {here!r})
 mode = sys.argv[1]
 if mode == "dist":
-    # before importing jaxsel: jaxsel.train's import chain creates a jnp constant
-    # (models.regularizers.LAPLACE_3X3), which initialises the backend; this is what
-    # jaxsel.train.sharding.initialize_distributed does.
+    # what jaxsel.train.sharding.initialize_distributed does (before any JAX computation)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize("127.0.0.1:" + sys.argv[2], num_processes=2,
                                process_id=int(sys.argv[3]))

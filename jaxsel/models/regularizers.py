@@ -7,9 +7,10 @@ Kernels are passed as a stack of 2-D filters ``(n_filters, kh, kw)``; use
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax import lax
+import numpy as np
 
-LAPLACE_3X3 = jnp.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]], jnp.float32)
+# NumPy, not jnp: a module-level JAX array would initialise the backend at import time.
+LAPLACE_3X3 = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]], np.float32)
 
 
 def hwio_filters(kernel) -> jnp.ndarray:
@@ -19,7 +20,12 @@ def hwio_filters(kernel) -> jnp.ndarray:
 
 
 def laplace(filters) -> jnp.ndarray:
-    """Each 2-D filter convolved with the 3x3 Laplacian, zero padding 1 ('same' size).
+    """Each 2-D filter convolved with the 3x3 Laplacian ``LAPLACE_3X3``, zero padding 1
+    ('same' size).
+
+    Computed with shifted differences (identical to the convolution, ~40x faster than an XLA
+    CPU convolution with one input and one output channel, which matters for LN weight
+    images).
 
     Args:
       filters: (n, kh, kw).
@@ -27,11 +33,9 @@ def laplace(filters) -> jnp.ndarray:
     Returns:
       (n, kh, kw).
     """
-    x = filters[:, None].astype(jnp.float32)                      # (n, 1, kh, kw) NCHW
-    k = LAPLACE_3X3[None, None]                                    # (1, 1, 3, 3) OIHW
-    out = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
-                                   dimension_numbers=("NCHW", "OIHW", "NCHW"))
-    return out[:, 0]
+    w = jnp.asarray(filters, jnp.float32)
+    p = jnp.pad(w, ((0, 0), (1, 1), (1, 1)))
+    return 4.0 * w - p[:, :-2, 1:-1] - p[:, 2:, 1:-1] - p[:, 1:-1, :-2] - p[:, 1:-1, 2:]
 
 
 def laplace_l2(filters, *, average: bool = False) -> jnp.ndarray:
