@@ -109,10 +109,19 @@ def run(args) -> dict:
         report["model"] = f"unavailable: {err}"
         return report
     t = time.time()
-    res = fit(args.config, ds, seed=0, max_epochs=args.max_epochs, progress=False)
-    report["fit"] = {"config": args.config, "seconds": round(time.time() - t, 1),
-                     "best_val_correlation": float(res.best_score),
-                     "best_epoch": int(res.best_epoch), "stopped": res.stopped}
+    done = args.model_dir / "fit_done.json" if args.model_dir else None
+    if done is not None and done.is_file():                         # reuse a finished fit
+        from jaxsel.train.fit import load_fit
+        res = load_fit(args.model_dir)
+        report["fit"] = json.loads(done.read_text())
+    else:
+        res = fit(args.config, ds, seed=0, max_epochs=args.max_epochs, progress=args.progress,
+                  out_dir=args.model_dir, overwrite=True)
+        report["fit"] = {"config": args.config, "seconds": round(time.time() - t, 1),
+                         "best_val_correlation": float(res.best_score),
+                         "best_epoch": int(res.best_epoch), "stopped": res.stopped}
+        if done is not None:
+            done.write_text(json.dumps(report["fit"]))
     print(json.dumps(report["fit"]), flush=True)
     mfn, mp = res.response_fn()
     variants = {"norm": cfg,
@@ -137,11 +146,14 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--out", type=Path, help="write the JSON report here")
     ap.add_argument("--quick", action="store_true", help="60 neurons, small data (smoke run)")
     ap.add_argument("--config", default="small", help="named training config")
     ap.add_argument("--max-epochs", type=int, default=None, help="cap training epochs")
+    ap.add_argument("--model-dir", type=Path, default=None,
+                    help="checkpoint folder: a finished fit there is reused, else one is saved")
+    ap.add_argument("--progress", action="store_true", help="show the training progress bar")
     ap.add_argument("--steps", type=int, default=300, help="MEI ascent steps")
     ap.add_argument("--seeds", type=int, default=2, help="MEI starts per neuron")
     ap.add_argument("--model-seeds", type=int, default=1, help="MEI starts per neuron (model)")

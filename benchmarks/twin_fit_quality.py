@@ -70,13 +70,14 @@ def main(argv=None) -> dict:
         base = named_config(name)
         cfg = Config.from_dict({"base": name, **overrides.get(name, {})}) \
             if name in overrides else base
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = fit(cfg, ds, seed=args.fit_seed, progress=args.progress,
                   out_dir=None if args.out is None else f"{args.out}/{name}", overwrite=True)
-        train_s = time.perf_counter() - t0
+        train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         ev = evaluate(res, ds, truth=twin)
         tc = ev["truth_correlation"].values
-        entry = {"train_s": round(train_s, 1), "epochs": int(res.history.sizes["epoch"]),
+        entry = {"train_s": round(train_s, 1), "cpu_s": round(cpu_s, 1),
+                 "load_avg": round(os.getloadavg()[0], 2), "epochs": int(res.history.sizes["epoch"]),
                  "best_epoch": res.best_epoch, "best_val_correlation": round(res.best_score, 4),
                  "stopped": res.stopped,
                  "s_per_epoch": round(float(np.median(res.history["seconds"].values)), 2),

@@ -181,6 +181,24 @@ def test_core_variants_run(kw):
     assert bool(jnp.all(jnp.isfinite(re)))
 
 
+@pytest.mark.parametrize("k,pool,padding,hw", [(9, 2, "SAME", (36, 64)), (4, 2, "SAME", (17, 20)),
+                                               (5, 3, "VALID", (16, 19)), (3, 1, "SAME", (8, 9))])
+def test_conv_pool_equals_conv_then_average_pool(k, pool, padding, hw):
+    import flax.linen as nn
+
+    from jaxsel.models.core import ConvPool
+    x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
+    mod = ConvPool(4, k, pool, padding, use_bias=True)
+    v = mod.init(jax.random.key(1), x)
+    v = {"params": {**v["params"], "bias": jnp.arange(4.0)}}
+    ref = nn.Conv(4, (k, k), padding=padding).apply(v, x)
+    if pool > 1:
+        ref = nn.avg_pool(ref, (pool, pool), strides=(pool, pool))
+    got = mod.apply(v, x)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-4, rtol=1e-4)
+
+
 def test_linear_core_is_affine_before_the_output_nonlinearity():
     cfg = ModelConfig(layers=3, hidden_channels=4, input_kern=5, hidden_kern=3, linear=True,
                       stack=None)
@@ -205,6 +223,20 @@ def test_linear_core_is_affine_before_the_output_nonlinearity():
     d2 = lambda x: nonlin.apply(p2, s2, x)[0] - 1.0               # noqa: E731
     assert not np.allclose(np.asarray(d2(a + b) - d2(z)),
                            np.asarray(d2(a) - d2(z) + d2(b) - d2(z)), atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "ln"])
+def test_batchnorm_statistics_ignore_masked_padding(kind):
+    cfg = ModelConfig(kind=kind, layers=2, hidden_channels=4, input_kern=5, hidden_kern=3)
+    m = build_model(cfg, image_shape=(1, 10, 12), n_neurons=3)
+    params, state = m.init(jax.random.key(0))
+    real = jax.random.normal(jax.random.key(1), (5, 1, 10, 12))
+    padded = jnp.concatenate([real, jnp.full((3, 1, 10, 12), 1e3)])
+    mask = jnp.arange(8) < 5
+    _, s_real = m.apply(params, state, real, train=True, rng=jax.random.key(2))
+    _, s_pad = m.apply(params, state, padded, train=True, rng=jax.random.key(2), mask=mask)
+    for a, b in zip(jax.tree.leaves(s_real), jax.tree.leaves(s_pad)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
 def test_vmap_over_a_model_axis():

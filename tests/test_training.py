@@ -2,6 +2,7 @@
 (determinism, kill-and-resume, refusals, input validation, non-finite loss)."""
 
 import dataclasses
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -104,16 +105,26 @@ def test_plateau_schedule_vmaps_over_models():
 # ------------------------------------------------------------------------------ step
 
 
-def test_train_step_vmaps_over_models_with_own_hparams():
-    cfg = TINY
-    m = build_model(cfg.model, image_shape=(1, 12, 16), n_neurons=3)
-    tx = make_optimizer(cfg.train.lr)
-    step = make_train_step(m, cfg.train, tx)
+ONE_LAYER = Config("one", ModelConfig(layers=1, hidden_channels=4, input_kern=5,
+                                      gamma_input=0.1, gamma_readout=0.05),
+                   TrainConfig(batch_size=8, lr=0.01, progress=False))
+
+
+@pytest.fixture(scope="module")
+def one_layer():
+    m = build_model(ONE_LAYER.model, image_shape=(1, 12, 16), n_neurons=3)
+    tx = make_optimizer(ONE_LAYER.train.lr)
+    step = make_train_step(m, ONE_LAYER.train, tx)
+    return m, tx, step, jax.jit(step)
+
+
+def test_train_step_vmaps_over_models_with_own_hparams(one_layer):
+    m, tx, step, jstep = one_layer
     keys = jax.random.split(jax.random.key(0), 2)
     params, state = jax.vmap(lambda k: m.init(k, mean_response=jnp.ones(3)))(keys)
     opt = jax.vmap(tx.init)(params)
     opt = jax.vmap(set_learning_rate)(opt, jnp.array([0.01, 0.001]))
-    hp = make_hparams(cfg, n_train=100)
+    hp = make_hparams(ONE_LAYER, n_train=100)
     hps = jax.tree.map(lambda a: jnp.stack([a, 10 * a]), hp)
     x = jax.random.normal(jax.random.key(1), (8, 1, 12, 16))
     r = jax.random.poisson(jax.random.key(2), 1.0, (8, 3)).astype(jnp.float32)
@@ -123,26 +134,25 @@ def test_train_step_vmaps_over_models_with_own_hparams():
     P, S, O, M = vstep(params, state, opt, x, r, mask, rngs, hps)
     for i in range(2):
         take = lambda t, i=i: jax.tree.map(lambda a: a[i], t)   # noqa: E731
-        p1, s1, o1, m1 = jax.jit(step)(take(params), take(state), take(opt), x, r, mask,
-                                       rngs[i], take(hps))
-        for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(take(P))):
+        p1, s1, o1, m1 = jstep(take(params), take(state), take(opt), x, r, mask, rngs[i],
+                               take(hps))
+        for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves(take((P, S)))):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
         assert float(m1["loss"]) == pytest.approx(float(M["loss"][i]), rel=1e-5)
     assert float(M["n"][0]) == 6.0 and bool(jnp.all(M["finite"]))
-    assert not np.allclose(np.asarray(P["readout"]["mu"][0] - params["readout"]["mu"][0]),
-                           np.asarray(P["readout"]["mu"][1] - params["readout"]["mu"][1]))
+    # each model moved with its own learning rate
+    d = [np.abs(np.asarray(P["readout"]["mu"][i] - params["readout"]["mu"][i])).max()
+         for i in range(2)]
+    assert d[0] > 3 * d[1]
 
 
-def test_train_step_skips_non_finite_updates():
-    cfg = TINY
-    m = build_model(cfg.model, image_shape=(1, 12, 16), n_neurons=3)
-    tx = make_optimizer(cfg.train.lr)
-    step = jax.jit(make_train_step(m, cfg.train, tx))
+def test_train_step_skips_non_finite_updates(one_layer):
+    m, tx, _, jstep = one_layer
     params, state = m.init(jax.random.key(0))
     opt = tx.init(params)
-    x = jnp.zeros((4, 1, 12, 16)).at[0, 0, 0, 0].set(jnp.nan)
-    p1, s1, o1, met = step(params, state, opt, x, jnp.ones((4, 3)), jnp.ones(4, bool),
-                           jax.random.key(1), make_hparams(cfg, 100))
+    x = jnp.zeros((8, 1, 12, 16)).at[0, 0, 0, 0].set(jnp.nan)
+    p1, s1, o1, met = jstep(params, state, opt, x, jnp.ones((8, 3)), jnp.ones(8, bool),
+                            jax.random.key(1), make_hparams(ONE_LAYER, 100))
     assert not bool(met["finite"])
     for a, b in zip(jax.tree.leaves((params, state, opt)), jax.tree.leaves((p1, s1, o1))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -228,6 +238,30 @@ def test_non_finite_loss_stops_with_step_and_batch(twin, tmp_path):
     assert err.result.stopped == "nonfinite"
     assert all(np.isfinite(a).all() for a in _leaves(err.result.params))
     assert latest_epoch(tmp_path) is None          # nothing broken was written
+
+
+def test_non_finite_loss_later_keeps_the_best_checkpoint(twin, tmp_path, monkeypatch):
+    ds, _ = twin
+    fit_module = importlib.import_module("jaxsel.train.fit")   # (the package exports fit())
+    real_iterate = fit_module.iterate
+
+    def poisoned(images, responses, batch_size, **kw):      # NaN images in epoch 2, batch 3
+        for i, b in enumerate(real_iterate(images, responses, batch_size, **kw)):
+            if kw.get("shuffle") and kw.get("epoch") == 2 and i == 3:
+                b = b._replace(images=np.full_like(b.images, np.nan))
+            yield b
+
+    monkeypatch.setattr(fit_module, "iterate", poisoned)
+    with pytest.raises(TrainingError, match=r"at epoch 2, step 17 \(batch 3 of 7 .* best model "
+                                            r"\(epoch \d, validation correlation") as info:
+        fit(TINY, ds, seed=0, out_dir=tmp_path)
+    err = info.value
+    assert (err.epoch, err.step, err.batch) == (2, 17, 3)
+    assert latest_epoch(tmp_path) == 2                       # epochs 0 and 1 were saved
+    kept = load_fit(tmp_path)
+    assert kept.best_epoch == err.result.best_epoch >= 0
+    for a, b in zip(_leaves(kept.params), _leaves(err.result.params)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_response_fn_is_the_in_silico_pair(twin):

@@ -28,7 +28,7 @@ import numpy as np
 from jaxsel.errors import ConfigError
 from jaxsel.models import regularizers as R
 from jaxsel.models.config import ModelConfig
-from jaxsel.models.core import StackedCore, first_layer_kernel, hidden_kernels
+from jaxsel.models.core import StackedCore, _bn_mask, first_layer_kernel, hidden_kernels
 from jaxsel.models.readouts import GaussianReadout, GridMeanPredictor, PyramidReadout
 
 
@@ -50,10 +50,11 @@ class LNModule(nn.Module):
     n_neurons: int
 
     @nn.compact
-    def __call__(self, x, train: bool):
+    def __call__(self, x, train: bool, mask=None):
         if self.cfg.input_bn:
             x = nn.BatchNorm(use_running_average=not train, momentum=self.cfg.bn_momentum,
-                             epsilon=1e-5, name="bn")(x)
+                             epsilon=1e-5, name="bn")(x, mask=_bn_mask(mask, x) if train
+                                                      else None)
         x = x.reshape(x.shape[0], -1)                   # NHWC flattened: (h, w, c) order
         return nn.Dense(self.n_neurons, kernel_init=nn.initializers.normal(self.cfg.init_std),
                         name="linear")(x)
@@ -66,12 +67,12 @@ class Encoder(nn.Module):
     n_neurons: int
 
     @nn.compact
-    def __call__(self, images, train: bool = False):
+    def __call__(self, images, train: bool = False, mask=None):
         x = jnp.moveaxis(images, 1, -1)                  # NCHW -> NHWC
         if self.cfg.kind == "ln":
-            y = LNModule(self.cfg, self.n_neurons, name="ln")(x, train)
+            y = LNModule(self.cfg, self.n_neurons, name="ln")(x, train, mask)
         else:
-            f = StackedCore(self.cfg, name="core")(x, train)
+            f = StackedCore(self.cfg, name="core")(x, train, mask)
             readout = GaussianReadout if self.cfg.readout == "gaussian" else PyramidReadout
             y = readout(self.cfg, self.n_neurons, name="readout")(f, train)
         return elu1(y + self.cfg.elu_offset)
@@ -130,7 +131,7 @@ class Model:
             state["consts"]["readout"]["source_grid"] = jnp.asarray(normalize_source_grid(src))
         return params, state
 
-    def apply(self, params, state, images, *, train: bool = False, rng=None):
+    def apply(self, params, state, images, *, train: bool = False, rng=None, mask=None):
         """Rates for standardized images.
 
         Args:
@@ -138,6 +139,8 @@ class Model:
           images: (batch, channel, y, x) standardized images.
           train: training mode (batch statistics in BN, sampled readout positions).
           rng: PRNG key for the readout samples (required when ``train``).
+          mask: optional (batch,) bool: in training mode, BatchNorm statistics use only these
+            trials (so the padding of a last batch does not bias them).
 
         Returns:
           ``(rates, new_state)``; in eval mode ``new_state is state``.
@@ -148,7 +151,7 @@ class Model:
         if rng is None:
             raise ValueError("train=True needs an rng for the readout position samples")
         mutable = ["batch_stats"] if "batch_stats" in state else []
-        rates, updates = self.module.apply(variables, images, train=True,
+        rates, updates = self.module.apply(variables, images, train=True, mask=mask,
                                            rngs={"sample": rng}, mutable=mutable)
         new_state = dict(state)
         if mutable:

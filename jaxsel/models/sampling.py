@@ -51,15 +51,17 @@ def bilinear_sample(features, grid) -> jnp.ndarray:
     wy1 = y - y0
     x0 = x0.astype(jnp.int32)
     y0 = y0.astype(jnp.int32)
-
-    def tap(yi, xi, weight):
-        valid = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        flat = jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)          # (b, N)
-        vals = jnp.take_along_axis(features.reshape(b, h * w, c), flat[..., None], axis=1)
-        return vals * jnp.where(valid, weight, 0.0)[..., None]
-
-    return (tap(y0, x0, (1 - wy1) * (1 - wx1)) + tap(y0, x0 + 1, (1 - wy1) * wx1)
-            + tap(y0 + 1, x0, wy1 * (1 - wx1)) + tap(y0 + 1, x0 + 1, wy1 * wx1))
+    ys = jnp.stack([y0, y0, y0 + 1, y0 + 1], axis=-1)                       # (b, N, 4) taps
+    xs = jnp.stack([x0, x0 + 1, x0, x0 + 1], axis=-1)
+    weights = jnp.stack([(1 - wy1) * (1 - wx1), (1 - wy1) * wx1, wy1 * (1 - wx1), wy1 * wx1],
+                        axis=-1)
+    valid = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    # one gather of whole channel rows from the flattened (b*h*w, c) map: its gradient is a
+    # single row scatter-add, about twice as fast on CPU as per-tap batched gathers
+    rows = (jnp.clip(ys, 0, h - 1) * w + jnp.clip(xs, 0, w - 1)
+            + (jnp.arange(b, dtype=jnp.int32) * (h * w))[:, None, None])
+    vals = features.reshape(b * h * w, c)[rows.reshape(-1)].reshape(b, -1, 4, c)
+    return jnp.einsum("bnkc,bnk->bnc", vals, jnp.where(valid, weights, 0.0))
 
 
 def _depthwise(x, kernel2d, *, stride=1, lhs_dilation=1, padding):

@@ -154,7 +154,9 @@ def _named() -> dict[str, Config]:
             gamma_readout=0.0)),
         # A small, fast CNN for CPU demos and tests (measured: see benchmarks/).
         # 3 layers x 16 channels, 9x9 then 5x5 kernels, 2x2 average pooling after the
-        # first layer, all layers read out: ~4x fewer FLOPs than full resolution.
+        # first layer, all layers read out (~4x fewer FLOPs than full resolution).
+        # benchmarks/twin_fit_quality.py, 300-neuron twin, shared 2-core CPU: 30 epochs in
+        # ~4 min, median correlation with the true rates 0.91 over responsive neurons.
         "small": Config("small", ModelConfig(
             layers=3, hidden_channels=16, input_kern=9, hidden_kern=5, pooling=2,
             gamma_input=0.5, laplace_normalized=False, gamma_hidden=0.0,

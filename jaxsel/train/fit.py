@@ -399,7 +399,7 @@ def fit(config, dataset: xr.Dataset, *, seed: int = 0, out_dir: str | Path | Non
         epoch, fb, gstep, trials, fm = failure
         kept = (f"the best model (epoch {result.best_epoch}, validation correlation "
                 f"{result.best_score:.4f}) is kept" if result.best_epoch >= 0
-                else "no epoch completed; the initial model is returned")
+                else "no epoch improved on the initial model, which is returned")
         where = f" in {checkpoint_dir(out_dir)}" if out_dir is not None else ""
         err = TrainingError(
             f"non-finite training objective ({float(fm['loss'])}) at epoch {epoch}, step "

@@ -68,7 +68,7 @@ def _loss_fn(train: TrainConfig):
 
 
 def make_train_step(model: Model, train: TrainConfig, tx: optax.GradientTransformation | None
-                    = None):
+                    = None, *, mask_batchnorm: bool = False):
     """The pure training step for one model.
 
     Returns ``step(params, state, opt_state, images, responses, mask, rng, hparams) ->
@@ -79,6 +79,10 @@ def make_train_step(model: Model, train: TrainConfig, tx: optax.GradientTransfor
     parameters, state and optimizer state are returned unchanged and ``metrics['finite']`` is
     False. ``metrics``: ``loss`` (objective), ``data_loss`` (summed masked loss), ``reg``,
     ``n`` (real trials), ``finite``.
+
+    ``mask_batchnorm=True`` also excludes the padding of a last batch from the BatchNorm
+    batch statistics (``Model.apply(mask=...)``). Off by default so that every training
+    path (``fit``, ``fit_many``, the fused per-neuron step) computes the same numbers.
     """
     tx = tx or make_optimizer(train.lr)
     loss_fn = _loss_fn(train)
@@ -88,7 +92,8 @@ def make_train_step(model: Model, train: TrainConfig, tx: optax.GradientTransfor
         maskf = mask.astype(jnp.float32)
 
         def objective(p):
-            rates, new_state = model.apply(p, state, images, train=True, rng=rng)
+            rates, new_state = model.apply(p, state, images, train=True, rng=rng,
+                                           mask=mask if mask_batchnorm else None)
             data = jnp.sum(loss_fn(rates, responses, eps) * maskf[:, None])
             reg = model.regularizer(p, hparams)
             return hparams["loss_scale"] * data + reg, (new_state, data, reg)
