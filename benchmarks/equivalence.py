@@ -107,7 +107,8 @@ def numpy_forward(params: dict, state: dict, cfg: dict, images) -> np.ndarray:
     Args:
       params, state: jaxsel ``Model.init`` trees (as NumPy).
       cfg: dict with ``layers``, ``batch_norm``, ``stack`` (list or None), ``elu_offset``,
-        ``final_nonlinearity`` (pad_input, no pooling, no skip, non-separable).
+        ``final_nonlinearity``, optional ``pooling`` / ``hidden_pooling`` (pad_input, odd
+        kernels, no skip, non-separable).
       images: (B, 1, H, W) standardized.
     """
     x = np.moveaxis(np.asarray(images, np.float64), 1, -1)
@@ -118,6 +119,11 @@ def numpy_forward(params: dict, state: dict, cfg: dict, images) -> np.ndarray:
         h = conv2d_same(x if layer == 0 else outs[-1], np.asarray(conv["kernel"], np.float64))
         if "bias" in conv:
             h = h + conv["bias"]
+        pool = cfg.get("pooling", 1) if layer == 0 else cfg.get("hidden_pooling", 1)
+        if pool > 1:                                     # average pool, stride = size, floor
+            b_, hh, ww, c_ = h.shape
+            h = h[:, :hh // pool * pool, :ww // pool * pool].reshape(
+                b_, hh // pool, pool, ww // pool, pool, c_).mean(axis=(2, 4))
         if cfg["batch_norm"]:
             bn, st = core[f"layer{layer}_bn"], bst[f"layer{layer}_bn"]
             h = (h - st["mean"]) / np.sqrt(st["var"] + 1e-5) * bn["scale"] + bn["bias"]

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-import workloads as W  # noqa: E402
 from equivalence import EquivalenceError, compare, require  # noqa: E402
 
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -67,11 +66,18 @@ def load_tree(z, prefix, grad=False):
 # ------------------------------------------------------------------ the Lurz-style model
 def forward(P, S, cfg, x, train, z=None):
     """Rates (b, n) for standardized NCHW images. S: BN running stats (updated if train)."""
+    if cfg.get("skip", 0) > 1 or cfg.get("depth_separable") or cfg.get("readout",
+                                                                          "gaussian") != "gaussian":
+        raise NotImplementedError("the PyTorch mirror covers plain stacked cores (optional "
+                                  "pooling) with a Gaussian readout; got " + json.dumps(cfg))
     outs = []
     for layer in range(cfg["layers"]):
         k = P[f"core/layer{layer}_conv/kernel"]
         inp = x if layer == 0 else outs[-1]
         h = F.conv2d(inp, k, P.get(f"core/layer{layer}_conv/bias"), padding=k.shape[-1] // 2)
+        pool = cfg["pooling"] if layer == 0 else cfg["hidden_pooling"]
+        if pool > 1:                                     # floor, stride = size (as jaxsel)
+            h = F.avg_pool2d(h, pool)
         if cfg["batch_norm"]:
             h = F.batch_norm(h, S and S[f"batch_stats/core/layer{layer}_bn/mean"],
                              S and S[f"batch_stats/core/layer{layer}_bn/var"],

@@ -25,8 +25,8 @@ from jaxsel.train.config import Config, TrainConfig  # noqa: E402
 CFG = ModelConfig(layers=2, hidden_channels=3, input_kern=5, hidden_kern=3, stack=None)
 
 
-def _model(n=5, h=8, w=10):
-    model = build_model(CFG, image_shape=(1, h, w), n_neurons=n)
+def _model(n=5, h=8, w=10, cfg=CFG):
+    model = build_model(cfg, image_shape=(1, h, w), n_neurons=n)
     params, state = model.init(jax.random.PRNGKey(0), mean_response=np.ones(n, np.float32))
     # non-trivial BN running statistics and readout positions
     bs = state["batch_stats"]["core"]
@@ -36,12 +36,16 @@ def _model(n=5, h=8, w=10):
     return model, params, state
 
 
-def test_numpy_reference_matches_jaxsel_forward():
-    model, params, state = _model()
-    x = jax.random.normal(jax.random.PRNGKey(1), (3, 1, 8, 10))
+@pytest.mark.parametrize("pooling,hidden_pooling", [(1, 1), (2, 1), (3, 2)])
+def test_numpy_reference_matches_jaxsel_forward(pooling, hidden_pooling):
+    import dataclasses
+    mcfg = dataclasses.replace(CFG, pooling=pooling, hidden_pooling=hidden_pooling,
+                               stack=None if hidden_pooling == 1 else [-1])
+    model, params, state = _model(h=13, w=17, cfg=mcfg)
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 1, 13, 17))
     got = np.asarray(model.apply(params, state, x, train=False)[0])
-    cfg = {"layers": 2, "batch_norm": True, "stack": None, "elu_offset": 0.0,
-           "final_nonlinearity": True}
+    cfg = {"layers": 2, "batch_norm": True, "stack": mcfg.stack, "elu_offset": 0.0,
+           "final_nonlinearity": True, "pooling": pooling, "hidden_pooling": hidden_pooling}
     want = E.numpy_forward(jax.tree.map(np.asarray, params),
                            jax.tree.map(np.asarray, state), cfg, np.asarray(x))
     rec = E.compare("rates", got, want, rtol=1e-4, atol=1e-5)

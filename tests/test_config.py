@@ -9,7 +9,8 @@ from jaxsel.cli.main import main
 from jaxsel.config import (DEMO_TOML, Config, config_from_dict, defaults_toml, demo_config,
                            load_config, parse_override, to_toml)
 from jaxsel.errors import ConfigError
-from jaxsel.pipeline.stages import check_data_paths, run_pipeline
+from jaxsel.pipeline.context import check_data_paths
+from jaxsel.pipeline.stages import run_pipeline
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

@@ -35,7 +35,7 @@ def run(args) -> int:
                           "issue 4), which is not in this installation. 'jaxsel train "
                           "CONFIG' fits the models of [train] one by one.") from None
     from jaxsel.pipeline.rundir import RunDir
-    from jaxsel.pipeline.stages import Context
+    from jaxsel.pipeline.context import Context
     from jaxsel.train.config import named_config
 
     cfg = load(args)

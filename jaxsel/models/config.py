@@ -133,6 +133,8 @@ class ModelConfig:
     elu_offset: float = 0.0
 
     def __post_init__(self):
+        if isinstance(self.stack, list):            # a list from Python or TOML: hashable
+            object.__setattr__(self, "stack", tuple(self.stack))
         _check_choice("kind", self.kind, ("cnn", "ln"))
         _check_choice("readout", self.readout, ("gaussian", "pyramid"))
         _check_choice("gauss_type", self.gauss_type, ("full", "isotropic"))

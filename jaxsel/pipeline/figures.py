@@ -163,7 +163,7 @@ def fig_oracle_truth(ctx) -> Figure:
 
 
 def _mei(ctx, tag):
-    from jaxsel.pipeline.stages import load_mei
+    from jaxsel.pipeline.insilico_stages import load_mei
     if not (ctx.rd / f"mei_{tag}.nc").is_file():
         raise FileNotFoundError(f"mei_{tag}.nc")
     return load_mei(ctx.rd.path, tag)
@@ -234,7 +234,7 @@ def fig_grad_rf(ctx, tag: str) -> Figure:
 
 
 def fig_cross(ctx) -> Figure:
-    from jaxsel.pipeline.stages import open_nc
+    from jaxsel.pipeline.context import open_nc
     p = ctx.rd / "cross_activation.nc"
     if not p.is_file():
         raise FileNotFoundError(str(p))
@@ -256,7 +256,7 @@ def fig_cross(ctx) -> Figure:
 
 def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
     from jaxsel.data.zarr_store import load_zarr
-    from jaxsel.pipeline.stages import open_nc
+    from jaxsel.pipeline.context import open_nc
     p = ctx.rd / "arrays" / f"gabor_{tag}.zarr"
     if not p.exists():
         raise FileNotFoundError(str(p))
@@ -276,7 +276,7 @@ def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
 
 
 def fig_comparison(ctx, tag: str) -> Figure:
-    from jaxsel.pipeline.stages import open_nc
+    from jaxsel.pipeline.context import open_nc
     p = ctx.rd / f"comparison_{tag}.nc"
     if not p.is_file():
         raise FileNotFoundError(str(p))
@@ -295,7 +295,7 @@ def fig_comparison(ctx, tag: str) -> Figure:
 
 def fig_models(ctx) -> Figure:
     """LN vs CNN test correlation per neuron, and correlation histograms."""
-    from jaxsel.pipeline.stages import open_nc
+    from jaxsel.pipeline.context import open_nc
     p = ctx.rd / "evaluation.nc"
     if not p.is_file():
         raise FileNotFoundError(str(p))
@@ -346,7 +346,7 @@ def fig_models(ctx) -> Figure:
 
 
 def fig_information(ctx) -> Figure:
-    from jaxsel.pipeline.stages import open_nc
+    from jaxsel.pipeline.context import open_nc
     p = ctx.rd / "selectivity.nc"
     viz = _try("jaxsel.viz.measure_figures", "ranked_information_figure")
     if not p.is_file() or viz is None:
@@ -357,7 +357,7 @@ def fig_information(ctx) -> Figure:
 
 
 def fig_selectivity(ctx) -> Figure:
-    from jaxsel.pipeline.stages import open_nc
+    from jaxsel.pipeline.context import open_nc
     p = ctx.rd / "selectivity.nc"
     if not p.is_file():
         raise FileNotFoundError(str(p))
@@ -397,7 +397,7 @@ def fig_spectra(ctx) -> Figure:
 
 
 def fig_recovery(ctx) -> Figure:
-    from jaxsel.pipeline.stages import open_nc
+    from jaxsel.pipeline.context import open_nc
     p = ctx.rd / "recovery_model.nc"
     if not p.is_file():
         raise FileNotFoundError(str(p))

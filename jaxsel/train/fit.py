@@ -30,7 +30,6 @@ from jaxsel.data.dataset import fingerprint as data_fingerprint
 from jaxsel.data.dataset import validate, with_statistics
 from jaxsel.data.transforms import standardizer as make_standardizer
 from jaxsel.errors import ConfigError, DataError, TrainingError
-from jaxsel.models.config import to_dict
 from jaxsel.models.model import Model, build_model
 from jaxsel.train.checkpoint import (checkpoint_dir, latest_epoch, read_meta,
                                      restore_checkpoint, save_checkpoint)

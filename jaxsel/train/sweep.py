@@ -30,7 +30,7 @@ import xarray as xr
 from jaxsel.errors import ConfigError
 from jaxsel.train.config import Config
 from jaxsel.train.fit import _resolve_config
-from jaxsel.train.many import PER_MODEL_FIELDS, ManyResult, fit_many
+from jaxsel.train.many import PER_MODEL_FIELDS, fit_many
 
 _KEYS = ("base", "grid", "list", "seeds", "targets", "name")
 

@@ -1,0 +1,224 @@
+"""What the pipeline stages share: the :class:`Context` (config, run folder, loaded
+objects), dataset loading, netCDF helpers, and :class:`StageUnavailable`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jaxsel.config import Config
+from jaxsel.errors import ConfigError, JaxselError
+from jaxsel.pipeline.rundir import RunDir
+
+
+class StageUnavailable(JaxselError):
+    """The library a stage calls is not available (yet)."""
+
+
+def need(module: str, *names: str):
+    """Import ``module`` and return its attributes ``names`` (StageUnavailable if absent)."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as err:
+        raise StageUnavailable(f"{module} is not available ({err})") from None
+    missing = [n for n in names if not hasattr(mod, n)]
+    if missing:
+        raise StageUnavailable(f"{module} has no {', '.join(missing)} yet")
+    out = tuple(getattr(mod, n) for n in names)
+    return out[0] if len(out) == 1 else out
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two vectors over their finite pairs."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+
+    def rank(x):
+        order = np.argsort(x, kind="mergesort")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        # average ties
+        _, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
+        sums = np.bincount(inv, r)
+        return sums[inv] / cnt[inv]
+
+    return float(np.corrcoef(rank(a[ok]), rank(b[ok]))[0, 1])
+
+
+def median(x) -> float:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if x.size else float("nan")
+
+
+def save_nc(obj, path: Path) -> Path:
+    """Save an xarray object as netCDF (h5netcdf) atomically; reopen with
+    ``xarray.open_dataset(path, engine='h5netcdf')``."""
+    import os
+
+    import xarray as xr
+
+    ds = obj.to_dataset(name=obj.name or "value") if isinstance(obj, xr.DataArray) else obj
+    ds = ds.copy()
+    for k, v in list(ds.attrs.items()):      # netCDF attrs: numbers/strings only
+        if isinstance(v, (list, tuple, dict)) or v is None or isinstance(v, bool):
+            ds.attrs[k] = json.dumps(v)
+    for name in list(ds.variables):
+        if ds[name].dtype == bool:
+            ds[name] = ds[name].astype("int8")
+            ds[name].attrs["dtype"] = "bool"
+        elif ds[name].dtype.kind == "O":
+            ds[name] = ds[name].astype(str)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    ds.to_netcdf(tmp, engine="h5netcdf")
+    os.replace(tmp, path)
+    return path
+
+
+def open_nc(path: Path):
+    """Reopen a file written by :func:`save_nc` (int8 'bool' variables restored)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="h5netcdf") as f:
+        ds = f.load()
+    for name in list(ds.variables):
+        if ds[name].attrs.get("dtype") == "bool":
+            attrs = {k: v for k, v in ds[name].attrs.items() if k != "dtype"}
+            ds[name] = ds[name].astype(bool)
+            ds[name].attrs.update(attrs)
+    return ds
+
+
+@dataclass
+class Context:
+    """What stages share: the config, the run folder and loaded objects (cached)."""
+
+    cfg: Config
+    rd: RunDir
+    cache: dict = field(default_factory=dict)
+    partial: bool = False          # set by a stage that ran without an optional input
+    force: bool = False            # recompute (train from scratch)
+
+    @property
+    def log(self):
+        return self.rd.log
+
+    @property
+    def is_twin(self) -> bool:
+        return self.cfg.data.source == "twin"
+
+    # ---------------------------------------------------------------- data
+    def dataset(self):
+        """The full dataset (every neuron)."""
+        if "dataset" not in self.cache:
+            self.cache["dataset"] = load_dataset(self.cfg, self.rd.path)
+        return self.cache["dataset"]
+
+    def twin(self):
+        """The twin's ground truth, or None for recorded data."""
+        if not self.is_twin:
+            return None
+        if "twin" not in self.cache:
+            from jaxsel.data.twin import load_twin
+            self.cache["twin"] = load_twin(self.rd / "data" / "ground_truth")
+        return self.cache["twin"]
+
+    def selection(self):
+        """The selection table (neuron)."""
+        if "selection" not in self.cache:
+            self.cache["selection"] = open_nc(self.rd / "selection.nc")
+        return self.cache["selection"]
+
+    def selected_ids(self) -> np.ndarray:
+        sel = self.selection()
+        return sel["neuron_id"].values[sel["selected"].values.astype(bool)]
+
+    def train_dataset(self):
+        """The dataset restricted to the selected neurons (what the models see)."""
+        if "train_dataset" not in self.cache:
+            from jaxsel.data import subset
+            self.cache["train_dataset"] = subset(self.dataset(), neurons=self.selected_ids())
+        return self.cache["train_dataset"]
+
+    def model(self, name: str):
+        """``(fn, params)`` of the fitted model ``name`` (loaded from its run subfolder)."""
+        key = f"model:{name}"
+        if key not in self.cache:
+            self.cache[key] = load_model(self, name)
+        return self.cache[key]
+
+    def twin_selected(self):
+        """(fn, params) of the twin's truth for the selected neurons, or None."""
+        twin = self.twin()
+        if twin is None:
+            return None
+        import jax.numpy as jnp
+
+        from jaxsel.data.twin import twin_rates
+        idx = np.searchsorted(twin.neuron_id, self.selected_ids())
+        params = {k: jnp.asarray(np.asarray(v)[idx]) for k, v in twin.params.items()}
+        return twin_rates, params
+
+
+def load_model(ctx: "Context", name: str):
+    """``(fn, params)`` of a model fitted by the train stage (StageUnavailable if none)."""
+    folder = ctx.rd / "models" / name
+    if not folder.is_dir():
+        raise StageUnavailable(f"model '{name}' has not been trained in this run")
+    key = f"fit:{name}"
+    if key not in ctx.cache:
+        load_fit = need("jaxsel.train.fit", "load_fit")
+        ctx.cache[key] = load_fit(folder)
+    return ctx.cache[key].response_fn()
+
+
+def check_data_paths(cfg: Config) -> None:
+    """Raise ConfigError naming the key when a real-data source's files are missing."""
+    d = cfg.data
+    if d.source == "twin":
+        return
+    hint = f"\n  where to get it: {d.hint}" if d.hint else ""
+    if not d.path:
+        raise ConfigError(f"key 'data.path' is empty but data.source = '{d.source}' needs it: "
+                          f"set it to the data file/folder{hint}")
+    if not Path(d.path).exists():
+        raise ConfigError(f"key 'data.path': {d.path} does not exist (data.source = "
+                          f"'{d.source}'). Put the data there or edit data.path{hint}")
+    if d.source in ("allen", "table"):
+        if not d.images:
+            raise ConfigError(f"key 'data.images' is empty but data.source = '{d.source}' "
+                              f"needs the stimulus images{hint}")
+        if not Path(d.images).exists():
+            raise ConfigError(f"key 'data.images': {d.images} does not exist (the stimulus "
+                              f"images of data.source = '{d.source}'){hint}")
+
+
+def load_dataset(cfg: Config, run_path: Path):
+    """Load the configured dataset (the twin from the run folder's ``data/static``)."""
+    d = cfg.data
+    if d.source == "twin":
+        from jaxsel.data.static_folder import load_static
+        return load_static(Path(run_path) / "data" / "static")
+    check_data_paths(cfg)
+    if d.source == "static":
+        from jaxsel.data.static_folder import load_static
+        return load_static(d.path)
+    if d.source == "arrays":
+        from jaxsel.data.arrays import load_arrays
+        return load_arrays(d.path)
+    if d.source == "table":
+        from jaxsel.data.arrays import load_table
+        return load_table(d.path, d.images, image_size=d.image_size, tiers=d.tiers,
+                          seed=cfg.run.seed)
+    if d.source == "allen":
+        from jaxsel.data.allen_nwb import load_allen_nwb
+        return load_allen_nwb(d.path, d.images, area=d.area or None, window=d.window,
+                              tiers=d.tiers, seed=cfg.run.seed, image_size=d.image_size)
+    raise ConfigError(f"key 'data.source': unknown source {d.source!r}")   # pragma: no cover

@@ -1,0 +1,118 @@
+"""Pipeline stages ``train`` (fit each configured model, resumable) and ``evaluate``
+(per-neuron test measures, truth correlation on the twin, selectivity)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from jaxsel.config import Config
+from jaxsel.errors import ConfigError
+from jaxsel.pipeline.context import Context, StageUnavailable, median, need, save_nc
+
+
+def fit_config(cfg: Config, name: str):
+    """The training Config of model ``name``: its named config plus ``[train]`` overrides."""
+    named_config = need("jaxsel.train.config", "named_config")
+    ov = {**cfg.train.overrides, **cfg.train.per_model.get(name, {})}
+    ov.setdefault("progress", cfg.run.progress)
+    return named_config(name).replace(**ov)
+
+
+def stage_train(ctx: Context) -> list[str]:
+    """Fit each model of ``[train] models`` on the selected neurons (resumable)."""
+    fit = need("jaxsel.train.fit", "fit")
+    ds = ctx.train_dataset()
+    outputs, metrics = [], {}
+    for name in ctx.cfg.train.models:
+        fcfg = fit_config(ctx.cfg, name)
+        out = ctx.rd / "models" / name
+        ctx.log.info(f"  fitting '{name}' ({fcfg.model.kind}) on {ds.sizes['neuron']} neurons,"
+                     f" {int((ds['tier'].values == 'train').sum())} train trials")
+        ts = time.time()
+        if ctx.force or not out.exists():
+            res = fit(fcfg, ds, seed=ctx.cfg.run.seed, out_dir=out, overwrite=True)
+        else:
+            try:
+                res = fit(fcfg, ds, seed=ctx.cfg.run.seed, out_dir=out, resume=True)
+            except ConfigError as err:         # another config/seed/data: start again
+                ctx.log.info(f"  cannot resume ({err}); training from scratch")
+                res = fit(fcfg, ds, seed=ctx.cfg.run.seed, out_dir=out, overwrite=True)
+        save_nc(res.history, out / "history.nc")
+        ctx.cache[f"fit:{name}"] = res
+        ctx.cache.pop(f"model:{name}", None)
+        metrics[f"{name}_best_val_corr"] = float(res.best_score)
+        metrics[f"{name}_epochs"] = int(res.history.sizes.get("epoch", 0))
+        metrics[f"{name}_train_seconds"] = round(time.time() - ts, 1)
+        ctx.log.info(f"  '{name}': best validation correlation {res.best_score:.3f} at epoch "
+                     f"{res.best_epoch} ({res.stopped}), {time.time() - ts:.0f} s")
+        outputs += [f"models/{name}", f"models/{name}/history.nc"]
+    ctx.rd.update_metrics(**metrics)
+    return outputs
+
+
+def stage_evaluate(ctx: Context) -> list[str]:
+    """Per-neuron test measures of every model (+ correlation to the truth on the twin),
+    and the orientation selectivity / information of the CNN (and the truth)."""
+    evaluate = need("jaxsel.measures.evaluation", "evaluate")
+    import xarray as xr
+    ds = ctx.train_dataset()
+    truth = ctx.twin_selected()
+    twin = ctx.twin()
+    kinds = None
+    if twin is not None:
+        kinds = twin.kinds[np.searchsorted(twin.neuron_id, ds["neuron_id"].values)]
+    evs, names, metrics = [], [], {}
+    for name in ctx.cfg.train.models:
+        pair = ctx.model(name)                 # StageUnavailable if not trained
+        ev = evaluate(pair, ds, truth=truth, min_fev=ctx.cfg.evaluate.fev_threshold)
+        if kinds is not None:
+            ev = ev.assign_coords(kind=("neuron", kinds.astype(str)))
+        evs.append(ev)
+        names.append(name)
+        metrics[f"{name}_test_corr_median"] = median(ev["test_correlation"])
+        metrics[f"{name}_fraction_oracle"] = float(ev.attrs["fraction_oracle"])
+        metrics[f"{name}_feve_median"] = median(ev["feve"])
+        if "truth_correlation" in ev:
+            metrics[f"{name}_corr_to_truth_median"] = median(ev["truth_correlation"])
+    first, last = names[0], names[-1]
+    alias = {"ln": first, "cnn": last}
+    for role, name in alias.items():
+        for k in ("test_corr_median", "corr_to_truth_median", "fraction_oracle",
+                  "feve_median"):
+            if f"{name}_{k}" in metrics:
+                metrics[f"{role}_{k}"] = metrics[f"{name}_{k}"]
+    attrs = {f"{n}_fraction_oracle": float(e.attrs["fraction_oracle"])
+             for n, e in zip(names, evs)}
+    both = xr.concat([e.drop_attrs() if hasattr(e, "drop_attrs") else e for e in evs],
+                     dim=xr.DataArray(names, dims="model", name="model"))
+    both.attrs.update(attrs)
+    save_nc(both, ctx.rd / "evaluation.nc")
+    outputs = ["evaluation.nc"]
+    # orientation selectivity and information of the CNN (twin: label = the neuron's true
+    # preferred orientation is present in the test image)
+    try:
+        selectivity, orientation_labels, model_rates = need(
+            "jaxsel.measures.selectivity", "selectivity", "orientation_labels", "model_rates")
+        if twin is not None:
+            from jaxsel.data import unique_images
+            imgs = unique_images(ds, "test").values
+            tidx = np.searchsorted(twin.neuron_id, ds["neuron_id"].values)
+            labels = orientation_labels(imgs, np.asarray(twin.params["theta"])[tidx],
+                                        np.asarray(twin.params["sf"])[tidx])
+            sets = {"CNN": ctx.model(last), "truth": truth}
+            tabs = [selectivity(model_rates(fn, p, imgs), labels) for fn, p in sets.values()]
+            sel = xr.concat(tabs, dim=xr.DataArray(list(sets), dims="model", name="model"))
+            save_nc(sel, ctx.rd / "selectivity.nc")
+            outputs.append("selectivity.nc")
+            info = sel["information"].sel(model="CNN").values
+            metrics["cnn_information_median_bits"] = median(info)
+            metrics["cnn_informative_neurons"] = int(np.sum(info >= 2 / 3))
+    except StageUnavailable as err:
+        ctx.log.info(f"  selectivity skipped: {err}")
+    ctx.rd.update_metrics(**metrics)
+    for k in ("ln_corr_to_truth_median", "cnn_corr_to_truth_median", "cnn_test_corr_median"):
+        if k in metrics:
+            ctx.log.info(f"  {k} = {metrics[k]:.3f}")
+    return outputs
