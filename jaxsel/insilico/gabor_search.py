@@ -171,28 +171,39 @@ def _decode(q, shape):
             "phase": q["phase"]}
 
 
-def _ascend(params, p0, targets, lr, *, fn, shape, norm, steps, zero_mean, background,
-            scale, channels):
-    tx = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.1))
+def _optimizer(lr, steps: int):
+    return optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.1))
 
-    def rate(q, i):
-        g = gabor_contrast(_decode(q, shape), shape, norm=norm, zero_mean=zero_mean)
-        x = background + scale * jnp.broadcast_to(g, (1, channels) + g.shape)
-        return fn(params, x)[0, i]
 
-    def one(p, i):
-        q0 = _encode(p)
+def _rate(q, i, params, *, fn, shape, norm, zero_mean, background, scale, channels):
+    """Rate of neuron ``i`` for the Gabor with encoded parameters ``q``."""
+    g = gabor_contrast(_decode(q, shape), shape, norm=norm, zero_mean=zero_mean)
+    x = background + scale * jnp.broadcast_to(g, (1, channels) + g.shape)
+    return fn(params, x)[0, i]
 
-        def body(carry, _):
-            q, st = carry
-            r, g = jax.value_and_grad(rate)(q, i)
-            upd, st = tx.update(jax.tree.map(jnp.negative, g), st, q)
-            return (optax.apply_updates(q, upd), st), r
 
-        (q, _), trace = jax.lax.scan(body, (q0, tx.init(q0)), None, length=steps)
-        return _decode(q, shape), rate(q, i), trace
+def _init_chunk(p0, lr, *, steps):
+    tx = _optimizer(lr, steps)
+    return jax.vmap(lambda p: (_encode(p), tx.init(_encode(p))))(p0)
 
-    return jax.vmap(one)(p0, targets)
+
+def _step_chunk(params, carry, targets, lr, *, steps, **kw):
+    """One Adam step of every neuron's Gabor: ``(carry, rates before the step)``."""
+    tx = _optimizer(lr, steps)
+
+    def one(c, i):
+        q, st = c
+        r, g = jax.value_and_grad(_rate)(q, i, params, **kw)
+        upd, st = tx.update(jax.tree.map(jnp.negative, g), st, q)
+        return (optax.apply_updates(q, upd), st), r
+
+    return jax.vmap(one)(carry, targets)
+
+
+def _finish_chunk(params, carry, targets, *, shape, **kw):
+    q = carry[0]
+    rates = jax.vmap(lambda q1, i: _rate(q1, i, params, shape=shape, **kw))(q, targets)
+    return jax.vmap(lambda q1: _decode(q1, shape))(q), rates
 
 
 def optimal_gabors(fn, params, shape: tuple[int, int], *, norm: float, neurons=None,
@@ -231,19 +242,30 @@ def optimal_gabors(fn, params, shape: tuple[int, int], *, norm: float, neurons=N
             idx, neuron_indices(neurons, output_size(fn, params, (channels,) + shape))):
         raise ConfigError("init was screened for other neurons than neurons=")
     p0 = {k: init[k].values.astype(np.float32) for k in GABOR_PARAMS}
-    kw = dict(fn=fn, shape=shape, norm=float(norm), steps=int(steps), zero_mean=zero_mean,
+    kw = dict(fn=fn, shape=shape, norm=float(norm), zero_mean=zero_mean,
               background=float(background), scale=float(scale), channels=int(channels))
-    ascend = jit_program("gabor_ascent", _ascend, ("fn", "shape", "norm", "steps",
-                                                   "zero_mean", "background", "scale",
-                                                   "channels"))
+    statics = tuple(kw)
+    # the ascent loop runs in Python over a jitted step: XLA on CPU ran the convolutions of a
+    # model several times slower inside lax.scan / while loops (see jaxsel.insilico.mei)
+    init_prog = jit_program("gabor_init", _init_chunk, ("steps",))
+    step_prog = jit_program("gabor_step", _step_chunk, ("steps",) + statics, ("carry",))
+    finish_prog = jit_program("gabor_finish", _finish_chunk, statics)
+    steps = int(steps)
     chunk = min(int(chunk_size), len(idx))
     outs = []
     for s in range(0, len(idx), chunk):
         sel = np.arange(s, s + chunk) % len(idx)
         keep = min(chunk, len(idx) - s)
-        res = ascend(params, {k: jnp.asarray(v[sel]) for k, v in p0.items()},
-                     jnp.asarray(idx[sel]), jnp.float32(lr), **kw)
-        outs.append(jax.tree.map(lambda a: np.asarray(a)[:keep], res))
+        targets = jnp.asarray(idx[sel])
+        carry = init_prog({k: jnp.asarray(v[sel]) for k, v in p0.items()}, jnp.float32(lr),
+                          steps=steps)
+        trace = []
+        for _ in range(steps):
+            carry, r = step_prog(params, carry, targets, jnp.float32(lr), steps=steps, **kw)
+            trace.append(r)
+        pe, rates = finish_prog(params, carry, targets, **kw)
+        trace = jnp.stack(trace, axis=1) if trace else jnp.zeros((chunk, 0), jnp.float32)
+        outs.append(jax.tree.map(lambda a: np.asarray(a)[:keep], (pe, rates, trace)))
     p = {k: np.concatenate([o[0][k] for o in outs]) for k in GABOR_PARAMS}
     resp = np.concatenate([o[1] for o in outs])
     trace = np.concatenate([o[2] for o in outs])

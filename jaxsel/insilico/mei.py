@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -262,90 +261,128 @@ def _optimizer(h) -> optax.GradientTransformation:
     return opt
 
 
-def run_job(fn, params, target, seed_index, u0, aux, base_code, hp: dict, cfg: MEIConfig,
-            shape: tuple[int, int, int]):
-    """Optimise the K images of one (neuron, seed) job.
+def _job_parts(cfg: MEIConfig, hp: dict):
+    """``(h, tx)``: the traced config view and the optimizer of a job."""
+    h = _View(cfg, hp)
+    return h, _optimizer(h)
+
+
+def init_job(target, seed_index, u0, base_code, hp: dict, cfg: MEIConfig):
+    """The optimisation state of one (neuron, seed) job before its first step.
 
     Args:
-      fn, params: the model; ``fn(params, raw (batch, C, H, W)) -> (batch, neuron)``.
       target: index of the neuron (model output column).
       seed_index: index of the seed.
       u0: (K, C, H, W) unit-space start (:func:`mei_parts.start_image`).
-      aux: dict with ``group`` (N,) and ``rate_scale`` (N,) for the discriminative objective.
       base_code: uint32 from the base seed; jitter draws hash it with target, seed and step.
       hp, cfg: numbers and static structure from :func:`split_config`.
-      shape: (C, H, W).
 
     Returns:
-      ``(raw (K, C, H, W), activation (K,), trace (steps, K), steps_run)``.
+      the state: ``u``, ``opt``, ``step``, ``best``, ``stall``, ``done``, ``code``, ``trace``
+      (steps, K).
     """
-    h = _View(cfg, hp)
-    job_code = parts.hash32(base_code ^ parts.hash32(
+    h, tx = _job_parts(cfg, hp)
+    code = parts.hash32(base_code ^ parts.hash32(
         jnp.uint32(target) * jnp.uint32(0x9E3779B9) + jnp.uint32(seed_index)))
     u0 = _project(u0, 0, h, blur=False)
-    tx = _optimizer(h)
-    value_grad = jax.value_and_grad(_objective, has_aux=True)
-
-    def cond(c):
-        return (c["step"] < h.steps) & ~c["done"]
-
-    def body(c):
-        code = job_code + jnp.uint32(2) * c["step"].astype(jnp.uint32)
-        (obj, act), g = value_grad(c["u"], code, fn, params, target, aux, h)
-        upd, opt = tx.update(jax.tree.map(jnp.negative, g), c["opt"], c["u"])
-        u = _project(optax.apply_updates(c["u"], upd), c["step"], h)
-        bar = jnp.where(jnp.isfinite(c["best"]), c["best"] + h.tol * jnp.abs(c["best"]),
-                        -jnp.inf)
-        improved = obj > bar
-        stall = jnp.where(improved, 0, c["stall"] + 1)
-        return dict(u=u, opt=opt, step=c["step"] + 1, best=jnp.where(improved, obj, c["best"]),
-                    stall=stall, done=(h.patience > 0) & (stall >= h.patience),
-                    trace=c["trace"].at[c["step"]].set(act))
-
-    init = dict(u=u0, opt=tx.init(u0), step=jnp.int32(0), best=jnp.float32(-jnp.inf),
-                stall=jnp.int32(0), done=jnp.bool_(False),
+    return dict(u=u0, opt=tx.init(u0), step=jnp.int32(0), best=jnp.float32(-jnp.inf),
+                stall=jnp.int32(0), done=jnp.bool_(False), code=code,
                 trace=jnp.full((h.steps, h.n_variants), jnp.nan, jnp.float32))
-    final = jax.lax.while_loop(cond, body, init)
-    raw = to_raw_images(_constrain(final["u"], h), h)
-    activation = fn(params, raw)[:, target]
-    return raw, activation, final["trace"], final["step"]
 
 
-def _run_chunk(params, targets, seed_index, starts, aux, base_code, hp, *, fn,
-               cfg: MEIConfig, shape):
-    job = partial(run_job, fn, params, aux=aux, base_code=base_code, hp=hp, cfg=cfg,
-                  shape=shape)
-    return jax.vmap(lambda t, s, u: job(t, s, u))(targets, seed_index, starts)
+def step_job(fn, params, target, c, aux, hp: dict, cfg: MEIConfig):
+    """One ascent step of one job (a job that has finished is returned unchanged).
+
+    Args:
+      fn, params: the model; ``fn(params, raw (batch, C, H, W)) -> (batch, neuron)``.
+      target: index of the neuron.
+      c: the state from :func:`init_job` / the previous step.
+      aux: dict with ``group`` (N,) and ``rate_scale`` (N,) for the discriminative objective.
+      hp, cfg: numbers and static structure from :func:`split_config`.
+    """
+    h, tx = _job_parts(cfg, hp)
+    code = c["code"] + jnp.uint32(2) * c["step"].astype(jnp.uint32)
+    (obj, act), g = jax.value_and_grad(_objective, has_aux=True)(c["u"], code, fn, params,
+                                                                 target, aux, h)
+    upd, opt = tx.update(jax.tree.map(jnp.negative, g), c["opt"], c["u"])
+    u = _project(optax.apply_updates(c["u"], upd), c["step"], h)
+    bar = jnp.where(jnp.isfinite(c["best"]), c["best"] + h.tol * jnp.abs(c["best"]), -jnp.inf)
+    improved = obj > bar
+    stall = jnp.where(improved, 0, c["stall"] + 1)
+    new = dict(u=u, opt=opt, step=c["step"] + 1, best=jnp.where(improved, obj, c["best"]),
+               stall=stall, done=(h.patience > 0) & (stall >= h.patience), code=c["code"],
+               trace=c["trace"].at[c["step"]].set(act))
+    active = (c["step"] < h.steps) & ~c["done"]
+    return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, c)
+
+
+def finish_job(fn, params, target, c, hp: dict, cfg: MEIConfig):
+    """``(raw (K, C, H, W), activation (K,), trace (steps, K), steps_run)`` of a job."""
+    h, _ = _job_parts(cfg, hp)
+    raw = to_raw_images(_constrain(c["u"], h), h)
+    return raw, fn(params, raw)[:, target], c["trace"], c["step"]
+
+
+def _init_chunk(targets, seed_index, starts, base_code, hp, *, cfg: MEIConfig):
+    return jax.vmap(lambda t, s, u: init_job(t, s, u, base_code, hp, cfg))(
+        targets, seed_index, starts)
+
+
+def _step_chunk(params, targets, carry, aux, hp, *, fn, cfg: MEIConfig):
+    return jax.vmap(lambda t, c: step_job(fn, params, t, c, aux, hp, cfg))(targets, carry)
+
+
+def _finish_chunk(params, targets, carry, hp, *, fn, cfg: MEIConfig):
+    return jax.vmap(lambda t, c: finish_job(fn, params, t, c, hp, cfg))(targets, carry)
 
 
 _PROGRAMS: dict = {}
 
 
-def jit_program(name: str, f, static_argnames):
+def jit_program(name: str, f, static_argnames, donate_argnames=()):
     """``jax.jit`` made on first use (no backend query at import time).
 
-    On CPU, LLVM's expensive passes are skipped: the optimisation loops compile 1.5-3x
-    faster with no measurable loss of speed; other backends use the defaults.
+    On CPU, LLVM's expensive passes are skipped: the programs compile 1.5-3x faster with no
+    measurable loss of speed; other backends use the defaults.
     """
     if name not in _PROGRAMS:
         opts = ({"xla_llvm_disable_expensive_passes": True}
                 if jax.default_backend() == "cpu" else None)
-        _PROGRAMS[name] = jax.jit(f, static_argnames=static_argnames, compiler_options=opts)
+        _PROGRAMS[name] = jax.jit(f, static_argnames=static_argnames,
+                                  donate_argnames=donate_argnames, compiler_options=opts)
     return _PROGRAMS[name]
 
 
 def run_chunk(params, targets, seed_index, starts, aux, base_code, hp, *, fn,
-              cfg: MEIConfig, shape):
-    """:func:`run_job` vmapped over a chunk of jobs, jitted: one compiled program per
-    (fn, config structure, image shape, chunk size)."""
-    prog = jit_program("mei_chunk", _run_chunk, ("fn", "cfg", "shape"))
-    return prog(params, targets, seed_index, starts, aux, base_code, hp, fn=fn, cfg=cfg,
-                shape=shape)
+              cfg: MEIConfig, shape=None):
+    """A chunk of jobs (:func:`init_job`, :func:`step_job`, :func:`finish_job` vmapped
+    over jobs and jitted): one compiled step program per (fn, config structure, image shape,
+    chunk size).
+
+    The ascent loop runs in Python, one jitted step per call: XLA on CPU ran the same step
+    ~6x slower inside a ``lax.while_loop``/``fori_loop`` (measured: small model, 256 jobs,
+    36x64 images, 116 vs 656 neuron-steps/s), and a dispatch costs far less than a step.
+    With ``patience`` the loop ends once every job of the chunk has stopped.
+
+    Returns:
+      ``(raw, activation, trace, steps_run)`` with a leading job axis.
+    """
+    del shape
+    init = jit_program("mei_init", _init_chunk, ("cfg",))
+    step = jit_program("mei_step", _step_chunk, ("fn", "cfg"), ("carry",))
+    finish = jit_program("mei_finish", _finish_chunk, ("fn", "cfg"))
+    stops = float(hp["patience"]) > 0
+    carry = init(targets, seed_index, starts, base_code, hp, cfg=cfg)
+    for s in range(cfg.steps):
+        carry = step(params, targets, carry, aux, hp, fn=fn, cfg=cfg)
+        if stops and s % 8 == 7 and bool(np.all(np.asarray(carry["done"]))):
+            break
+    return finish(params, targets, carry, hp, fn=fn, cfg=cfg)
 
 
 def compiled_programs() -> int:
     """How many MEI programs have been compiled in this process (for tests/benchmarks)."""
-    prog = _PROGRAMS.get("mei_chunk")
+    prog = _PROGRAMS.get("mei_step")
     return 0 if prog is None else prog._cache_size()
 
 
