@@ -40,6 +40,7 @@ import xarray as xr
 from jax.scipy.special import gammaln, xlogy
 
 from jaxsel.errors import DataError
+from jaxsel.measures.labels import neuron_coords
 
 INFO_THRESHOLD = 2.0 / 3.0
 _LN2 = float(np.log(2.0))
@@ -69,11 +70,6 @@ def _labels(labels, n_image: int, n_neuron: int) -> tuple[np.ndarray, int]:
     n_class = max(int(lab.max(initial=0)) + 1, 2)
     return np.broadcast_to(lab, (n_image, n_neuron)), n_class
 
-
-def _neuron_coords(a) -> dict:
-    if isinstance(a, (xr.DataArray, xr.Dataset)):
-        return {k: ("neuron", v.values) for k, v in a.coords.items() if v.dims == ("neuron",)}
-    return {}
 
 
 # --------------------------------------------------------------------------- Poisson rates
@@ -167,7 +163,7 @@ def poisson_information(rates, labels, *, prior="empirical", k_max: int | None =
         h_s = -np.sum(np.where(pr > 0, pr * np.log2(pr), 0.0), axis=0)
     info = np.clip(info, 0.0, h_s)           # 0 <= I <= H(s): removes float round-off only
     return xr.DataArray(info, dims=("neuron",), name="information",
-                        coords=_neuron_coords(rates),
+                        coords=neuron_coords(rates),
                         attrs={"units": "bit", "method": "exact Poisson sum",
                                "k_max": k_max})
 
@@ -239,7 +235,7 @@ def repeat_information(rep, labels, *, bins: int | None = None, correction: str 
     if clip:
         info = np.clip(info, 0.0, np.log2(n_class))
     info = np.where(n > 0, info, np.nan)
-    coords = _neuron_coords(rep)
+    coords = neuron_coords(rep)
     return xr.Dataset({"information": ("neuron", info), "plugin": ("neuron", plugin),
                        "bias": ("neuron", bias), "n_trials": ("neuron", n.astype(np.int64))},
                       coords=coords, attrs={"units": "bit", "correction": correction,

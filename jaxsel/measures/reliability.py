@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from jaxsel.errors import DataError
+from jaxsel.measures.labels import neuron_coords
 
 _DIMS = ("image", "repeat", "neuron")
 
@@ -54,9 +55,6 @@ def _as_repeats(rep) -> xr.DataArray:
     return xr.DataArray(a, dims=_DIMS,
                         coords={"neuron_id": ("neuron", np.arange(a.shape[2]))})
 
-
-def _neuron_coords(rep: xr.DataArray) -> dict:
-    return {k: ("neuron", v.values) for k, v in rep.coords.items() if v.dims == ("neuron",)}
 
 
 def _per_image(rep: xr.DataArray):
@@ -114,7 +112,7 @@ def oracle_correlation(rep) -> xr.DataArray:
     loo = np.where(w > 0, loo, 0.0)
     r = _pearson(x0, loo, w, axes=(0, 1))
     return xr.DataArray(r, dims=("neuron",), name="oracle",
-                        coords={**_neuron_coords(rep),
+                        coords={**neuron_coords(rep),
                                 "n_images_used": ("neuron", usable.sum(0)),
                                 "n_images_skipped": ("neuron", (n == 1).sum(0))},
                         attrs={"method": "jackknife (all trials vs leave-one-out mean)"})
@@ -175,7 +173,7 @@ def oracle_correlation_random(rep, n_draws: int = 50, *, seed: int = 0,
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(cnt > 0, c0.sum(0) / cnt, np.nan)
         sd = np.where(cnt > 0, np.sqrt((fin * (c0 - mean) ** 2).sum(0) / cnt), np.nan)
-    coords = {**_neuron_coords(rep), "n_images_used": ("neuron", usable.sum(0))}
+    coords = {**neuron_coords(rep), "n_images_used": ("neuron", usable.sum(0))}
     return xr.Dataset(
         {"oracle_random": ("neuron", mean),
          "oracle_random_sd": ("neuron", sd),
@@ -208,7 +206,7 @@ def explainable_variance(rep) -> xr.Dataset:
         {"total_variance": ("neuron", T), "noise_variance": ("neuron", N),
          "explainable_variance": ("neuron", S), "fev": ("neuron", fev_),
          "snr": ("neuron", snr)},
-        coords={**_neuron_coords(rep), "n_images_used": ("neuron", st["usable"].sum(0))})
+        coords={**neuron_coords(rep), "n_images_used": ("neuron", st["usable"].sum(0))})
 
 
 def _moments(rep: xr.DataArray) -> dict:
@@ -281,7 +279,7 @@ def feve(rep, predictions, *, min_fev: float | None = None) -> xr.DataArray:
     if min_fev is not None:
         out = np.where(fev_ >= min_fev, out, np.nan)
     return xr.DataArray(out, dims=("neuron",), name="feve",
-                        coords={**_neuron_coords(rep), "fev": ("neuron", fev_)},
+                        coords={**neuron_coords(rep), "fev": ("neuron", fev_)},
                         attrs={"min_fev": "none" if min_fev is None else float(min_fev)})
 
 

@@ -31,6 +31,7 @@ import xarray as xr
 
 from jaxsel.errors import DataError
 from jaxsel.measures.information import poisson_information
+from jaxsel.measures.labels import neuron_coords
 
 BACKGROUND = 127.5
 SCALE = 127.5
@@ -333,17 +334,12 @@ def selectivity(rates, labels, *, information: bool = True) -> xr.Dataset:
     out = xr.Dataset({"rate_pos": ("neuron", mp), "rate_neg": ("neuron", mn),
                       "sd_pos": ("neuron", sp), "sd_neg": ("neuron", sn),
                       "selectivity_index": ("neuron", si), "d_prime": ("neuron", dp)},
-                     coords=_neuron_coords(rates))
+                     coords=neuron_coords(rates))
     if information:
         out["information"] = ("neuron", poisson_information(
             np.maximum(r, 0.0), pos.astype(np.int64)).values)
     return out
 
-
-def _neuron_coords(a) -> dict:
-    if isinstance(a, (xr.DataArray, xr.Dataset)):
-        return {k: ("neuron", v.values) for k, v in a.coords.items() if v.dims == ("neuron",)}
-    return {}
 
 
 def rate_distributions(rates, *, bins: int | np.ndarray = 60, range=None,

@@ -23,12 +23,10 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 from jaxsel.errors import DataError
+from jaxsel.measures.labels import neuron_coords
 
 _MAD_TO_SD = 1.4826
 
-
-def _neuron_coords(a: xr.DataArray | xr.Dataset) -> dict:
-    return {k: ("neuron", v.values) for k, v in a.coords.items() if v.dims == ("neuron",)}
 
 
 def _as_means(means) -> xr.DataArray:
@@ -68,7 +66,7 @@ def image_means(data, tier: str | None = "test") -> xr.DataArray:
         np.add.at(sums, inv, r)
         out = sums / np.bincount(inv, minlength=len(ids))[:, None]
         return xr.DataArray(out, dims=("image", "neuron"), name="image_mean",
-                            coords={"image_id": ("image", ids), **_neuron_coords(sel)})
+                            coords={"image_id": ("image", ids), **neuron_coords(sel)})
     if isinstance(data, xr.DataArray) and data.ndim == 3:
         rep = data.transpose("image", "repeat", "neuron")
         x = rep.values.astype(np.float64)
@@ -93,7 +91,7 @@ def response_variance(means, ddof: int = 1) -> xr.DataArray:
     """
     m = _as_means(means)
     v = np.nanvar(m.values.astype(np.float64), axis=0, ddof=ddof)
-    return xr.DataArray(v, dims=("neuron",), coords=_neuron_coords(m), name="variance")
+    return xr.DataArray(v, dims=("neuron",), coords=neuron_coords(m), name="variance")
 
 
 def response_entropy(values, *, bins: int | None = None, base: float = 2.0) -> xr.DataArray:
@@ -130,7 +128,7 @@ def response_entropy(values, *, bins: int | None = None, base: float = 2.0) -> x
     p = counts / total[owner]
     h = -np.bincount(owner, weights=p * np.log(p), minlength=n_neu) / np.log(base)
     h = np.where(total > 0, h, np.nan)
-    return xr.DataArray(h, dims=("neuron",), coords=_neuron_coords(m), name="entropy",
+    return xr.DataArray(h, dims=("neuron",), coords=neuron_coords(m), name="entropy",
                         attrs={"base": base, "bins": "distinct values" if bins is None
                                else int(bins)})
 
@@ -157,7 +155,7 @@ def signal_correlations(means) -> xr.DataArray:
     c[norm == 0, :] = np.nan
     ids = m["neuron_id"].values if "neuron_id" in m.coords else np.arange(x.shape[1])
     return xr.DataArray(c, dims=("neuron", "neuron_other"), name="signal_correlation",
-                        coords={**_neuron_coords(m), "neuron_id_other": ("neuron_other", ids)})
+                        coords={**neuron_coords(m), "neuron_id_other": ("neuron_other", ids)})
 
 
 def correlation_partners(corr: xr.DataArray) -> xr.Dataset:
@@ -188,7 +186,7 @@ def correlation_partners(corr: xr.DataArray) -> xr.Dataset:
          "max_corr_partner": ("neuron", np.where(any_ok, ids[imax], -1)),
          "min_corr": ("neuron", np.where(any_ok, lo.min(1), np.nan)),
          "min_corr_partner": ("neuron", np.where(any_ok, ids[imin], -1))},
-        coords=_neuron_coords(corr))
+        coords=neuron_coords(corr))
 
 
 def _robust_scale(x, axis=0):
@@ -216,14 +214,14 @@ def outlier_flags(features, *, method: str = "robust_mahalanobis",
     if isinstance(features, xr.Dataset):
         names = list(features.data_vars)
         x = np.stack([features[k].values.astype(np.float64) for k in names], axis=1)
-        coords = _neuron_coords(features)
+        coords = neuron_coords(features)
     else:
         arr = features
         x = np.asarray(arr, dtype=np.float64)
         if x.ndim == 1:
             x = x[:, None]
         names = [str(i) for i in range(x.shape[1])]
-        coords = _neuron_coords(arr) if isinstance(arr, xr.DataArray) else {}
+        coords = neuron_coords(arr) if isinstance(arr, xr.DataArray) else {}
     if x.ndim != 2:
         raise DataError(f"features have shape {x.shape}", field="features",
                         expected="(neuron, feature)")

@@ -50,11 +50,17 @@ def _mei_neurons(ctx: Context) -> np.ndarray:
 
 def _save_mei(res, ctx: Context, tag: str) -> list[str]:
     """MEI images to zarr, the rest (activation, trace) to netCDF."""
+    out = _save_array(res["mei"], ctx, f"mei_{tag}")
+    save_nc(res.drop_vars("mei"), ctx.rd / f"mei_{tag}.nc")
+    return [out, f"mei_{tag}.nc"]
+
+
+def _save_array(arr, ctx: Context, name: str) -> str:
+    """Write an xarray DataArray to ``arrays/<name>.zarr``; returns the relative path."""
     from jaxsel.data.zarr_store import save_zarr
     (ctx.rd / "arrays").mkdir(exist_ok=True)
-    save_zarr(res["mei"], ctx.rd / "arrays" / f"mei_{tag}.zarr", overwrite=True)
-    save_nc(res.drop_vars("mei"), ctx.rd / f"mei_{tag}.nc")
-    return [f"arrays/mei_{tag}.zarr", f"mei_{tag}.nc"]
+    save_zarr(arr, ctx.rd / "arrays" / f"{name}.zarr", overwrite=True)
+    return f"arrays/{name}.zarr"
 
 
 def load_mei(run: Path, tag: str):
@@ -91,11 +97,8 @@ def stage_mei(ctx: Context) -> list[str]:
         fn, params = model
         ctx.log.info(f"  model MEIs: {len(idx)} neurons x {m.seeds} seeds, {mcfg.steps} steps")
         results["model"] = best_seed(optimize_meis(fn, params, idx, **common))
-        rf = gradient_rf(fn, params, mean_image, neurons=idx, neuron_id=ids[idx])
-        from jaxsel.data.zarr_store import save_zarr
-        (ctx.rd / "arrays").mkdir(exist_ok=True)
-        save_zarr(rf, ctx.rd / "arrays" / "grad_rf_model.zarr", overwrite=True)
-        outputs.append("arrays/grad_rf_model.zarr")
+        outputs.append(_save_array(gradient_rf(fn, params, mean_image, neurons=idx,
+                                               neuron_id=ids[idx]), ctx, "grad_rf_model"))
         try:
             cross_activation, diagonal_selectivity = need(
                 "jaxsel.insilico.cross_activation", "cross_activation", "diagonal_selectivity")
@@ -117,11 +120,8 @@ def stage_mei(ctx: Context) -> list[str]:
         tfn, tparams = truth
         ctx.log.info(f"  true-neuron MEIs: {len(idx)} neurons")
         results["truth"] = best_seed(optimize_meis(tfn, tparams, idx, **common))
-        rf = gradient_rf(tfn, tparams, mean_image, neurons=idx, neuron_id=ids[idx])
-        from jaxsel.data.zarr_store import save_zarr
-        (ctx.rd / "arrays").mkdir(exist_ok=True)
-        save_zarr(rf, ctx.rd / "arrays" / "grad_rf_truth.zarr", overwrite=True)
-        outputs.append("arrays/grad_rf_truth.zarr")
+        outputs.append(_save_array(gradient_rf(tfn, tparams, mean_image, neurons=idx,
+                                               neuron_id=ids[idx]), ctx, "grad_rf_truth"))
     for tag, res in results.items():
         outputs += _save_mei(res, ctx, tag)
     twin = ctx.twin()
@@ -198,15 +198,13 @@ def stage_gabor(ctx: Context) -> list[str]:
         raise StageUnavailable("neither a trained model nor a ground truth to fit Gabors to")
     outputs, metrics = [], {}
     twin = ctx.twin()
-    from jaxsel.data.zarr_store import save_zarr
-    (ctx.rd / "arrays").mkdir(exist_ok=True)
     for tag, (fn, params) in models.items():
         ctx.log.info(f"  {tag} Gabors: {len(idx)} neurons, bank of {len(bank['x0'])}, "
                      f"{g.steps} steps")
         res = optimal_gabors(fn, params, shape, **kw)
-        save_zarr(res["image"], ctx.rd / "arrays" / f"gabor_{tag}.zarr", overwrite=True)
+        outputs.append(_save_array(res["image"], ctx, f"gabor_{tag}"))
         save_nc(res.drop_vars("image"), ctx.rd / f"gabor_{tag}.nc")
-        outputs += [f"arrays/gabor_{tag}.zarr", f"gabor_{tag}.nc"]
+        outputs.append(f"gabor_{tag}.nc")
         pre = "gabor" if tag == "model" else "truegabor"
         if (ctx.rd / f"mei_{tag}.nc").is_file():
             mei = load_mei(ctx.rd.path, tag)
