@@ -46,6 +46,17 @@ def test_equals_separate_fits(data, many):
     assert len(stops) > 1, "the test should exercise different stopping epochs"
 
 
+def test_loop_formulation_equals_vmap(data, many):
+    """Own seeds (so own batch orders), LRs and penalties; per-model early stopping."""
+    loop = fit_many(tiny_config(lr_decay_steps=1, max_epochs=6), data, seeds=SEEDS,
+                    hparams={"lr": LRS, "gamma_readout": GR}, formulation="loop")
+    np.testing.assert_array_equal(loop.best_epoch, many.best_epoch)
+    np.testing.assert_allclose(loop.history["val_correlation"].values,
+                               many.history["val_correlation"].values, atol=TOL)
+    for a, b in zip(jax.tree.leaves(loop.params), jax.tree.leaves(many.params)):
+        np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)
+
+
 def test_summary_and_frozen(many):
     s = many.summary()
     assert s.sizes["model"] == 3 and list(s["lr"].values) == pytest.approx(LRS)

@@ -50,11 +50,12 @@ def test_fused_step_equals_vmap(hidden):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_fit_many_fused_equals_vmap():
+@pytest.mark.parametrize("formulation", ["fused", "loop"])
+def test_fit_many_formulations_equal_vmap(formulation):
     ds, _ = tiny_twin(n_neurons=4)
     cfg = tiny_config(max_epochs=2)
     a = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation="vmap")
-    b = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation="fused")
+    b = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation=formulation)
     assert list(b.neuron_id[:, 0]) == list(ds["neuron_id"].values)
     np.testing.assert_allclose(a.best_score, b.best_score, atol=1e-5)
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):

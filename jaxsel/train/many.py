@@ -330,11 +330,11 @@ def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation
                               "(order_seed or equal seeds)")
         from jaxsel.train.per_neuron import make_per_neuron_step
         vstep = make_per_neuron_step(model, train, tx)
-    elif formulation == "vmap":
+    elif formulation in ("vmap", "loop"):      # loop: the same step on one model at a time
         vstep = jax.vmap(make_train_step(model, train, tx),
                          in_axes=(0, 0, 0, None if shared_images else 0, 0, None, 0, 0))
     else:
-        raise ConfigError(f"formulation = {formulation!r}: use 'vmap' or 'fused'")
+        raise ConfigError(f"formulation = {formulation!r}: use 'vmap', 'loop' or 'fused'")
 
     def step_fn(params, state, opt_state, failed, acc, active, x, r, idx, mask, b, cols,
                 keys, hparams):
@@ -373,6 +373,9 @@ def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation
     def epoch_fn(params, state, opt_state, failed, active, x, r, idx, mask, cols, seeds,
                  epoch, hparams):
         keys, acc = jstart(seeds, epoch)
+        if formulation == "loop":
+            return _epoch_model_loop(jstep, (params, state, opt_state, failed, acc), active,
+                                     x, r, idx, mask, cols, keys, hparams, shared_images)
         for b in range(idx.shape[0]):
             params, state, opt_state, failed, acc = jstep(
                 params, state, opt_state, failed, acc, active, x, r, idx, mask, jnp.int32(b),
@@ -380,6 +383,26 @@ def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation
         return params, state, opt_state, failed, acc
 
     return epoch_fn
+
+
+def _epoch_model_loop(jstep, carry, active, x, r, idx, mask, cols, keys, hparams,
+                      shared_images: bool):
+    """The epoch with the step of each model called on its own (a model axis of size 1, so
+    every convolution is an ordinary one): the models are split once per epoch and stacked
+    again at its end."""
+    k = keys.shape[0]
+    one = lambda t, i: jax.tree.map(lambda a: a[i:i + 1], t)           # noqa: E731
+    models = [list(one(carry, i)) for i in range(k)]
+    fixed = [one((active, cols, keys, hparams), i) for i in range(k)]
+    idxs = [idx if shared_images else idx[:, i:i + 1] for i in range(k)]
+    for b in range(idx.shape[0]):
+        bb = jnp.int32(b)
+        for i in range(k):
+            act, col, key, hp = fixed[i]
+            models[i] = list(jstep(*models[i], act, x, r, idxs[i], mask, bb,
+                                   col, key, hp))
+    return tuple(jax.tree.map(lambda *a: jnp.concatenate(a), *[m[j] for m in models])
+                 for j in range(5))
 
 
 def make_many_scores(model: Model):
@@ -446,7 +469,9 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
         own seed (as ``fit``), which is shared automatically when all seeds are equal.
       mesh: a :func:`jaxsel.train.sharding.model_mesh` (or ``True`` for all devices) to shard
         the model axis; None runs on the default device.
-      formulation: ``"vmap"`` (vmapped single-model step), ``"fused"`` (the per-neuron
+      formulation: ``"vmap"`` (vmapped single-model step), ``"loop"`` (the same step
+        called for one model at a time inside each batch step: ordinary convolutions, the
+        fastest form on CPU), ``"fused"`` (the per-neuron
         formulation of :mod:`jaxsel.train.per_neuron`; needs a shared batch order) or
         ``"auto"`` (:func:`jaxsel.train.per_neuron.choose_formulation`).
       out_dir: run directory for one orbax checkpoint of the whole stack per epoch.
@@ -494,8 +519,9 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
         from jaxsel.train.per_neuron import choose_formulation
         formulation = choose_formulation(cfg.model, shared_images=shared, n_models=k)
 
-    if formulation not in ("vmap", "fused"):
-        raise ConfigError(f"formulation = {formulation!r}: use 'auto', 'vmap' or 'fused'")
+    if formulation not in ("vmap", "loop", "fused"):
+        raise ConfigError(f"formulation = {formulation!r}: use 'auto', 'vmap', 'loop' or "
+                          "'fused'")
     if formulation == "fused" and not shared:
         raise ConfigError("formulation='fused' needs one batch order for all models "
                           "(order_seed, or equal seeds)")

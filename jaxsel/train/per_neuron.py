@@ -35,16 +35,17 @@ HIDDEN_IMPLS = ("conv", "shifted")
 
 
 def choose_formulation(cfg: ModelConfig, *, shared_images: bool, n_models: int) -> str:
-    """The formulation ``fit_many(formulation="auto")`` uses: ``"vmap"``.
+    """The formulation ``fit_many(formulation="auto")`` uses: ``"loop"`` on CPU, ``"vmap"``
+    elsewhere.
 
-    Measured on the shared 2-core CPU (benchmarks/per_neuron_jax.py, 20 bench models, load
-    ~11): Python loop over a jitted single-model step 0.47 steps/s, vmap 0.20, fused first
-    layer + shifted-matmul hidden layers 0.20, fused first layer + grouped hidden convs
-    0.0065 (XLA CPU picks a very slow algorithm for that combination). So "fused" is never
-    chosen automatically; it stays available (same results) for accelerators, unmeasured.
+    ``vmap`` over per-model convolution kernels becomes a grouped convolution, which XLA on
+    CPU runs very slowly (measured, benchmarks/per_neuron_jax.py and the bench harness: 100
+    per-neuron CNNs, vmap ~2-10x slower than calling the one-model step per model; grouped
+    hidden convs of the "fused" step were slower still). On accelerators the vmapped step is
+    one batched kernel launch per layer and is used.
     """
     del cfg, shared_images, n_models
-    return "vmap"
+    return "loop" if jax.default_backend() == "cpu" else "vmap"
 
 
 def shifted_conv(x, kernel, dilation: int = 1):
