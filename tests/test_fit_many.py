@@ -118,3 +118,14 @@ def test_sweep_spec_and_summary(data, tmp_path):
     assert curves["mean"].isel(point=0).values[0] == pytest.approx(0.85)
     tab.to_csv(tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().count("\n") == 3
+
+
+def test_energy_readout_init_is_the_same_in_fit_many(data):
+    """readout_init='energy': each model's positions start where fit() starts them."""
+    cfg = tiny_config(max_epochs=1).replace(readout_init="energy")
+    many = fit_many(cfg, data, seeds=[0, 1], targets=[[0, 1], [2, 3]], formulation="loop")
+    for k, cols in enumerate([[0, 1], [2, 3]]):
+        sub = data.isel(neuron=cols)
+        f = fit(cfg, sub, seed=k)
+        for a, b in zip(jax.tree.leaves(many.member(k).params), jax.tree.leaves(f.params)):
+            np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)

@@ -200,3 +200,34 @@ def test_pyramid_readout_and_positive_constraint():
     x = jax.random.normal(jax.random.key(1), (3, 1, 16, 20))
     rates, _ = m.apply(params, state, x)
     assert rates.shape == (3, 6) and bool(jnp.all(rates > 0))
+
+
+# ------------------------------------------------------------- data-driven positions
+def test_energy_positions_find_the_true_receptive_fields():
+    from jaxsel.data.batches import tier_arrays
+    from jaxsel.data.twin_simulate import simulate
+    from jaxsel.models.readout_init import energy_positions
+    ds, twin = simulate(seed=1, n_neurons=60, n_train=1500, n_validation=20, n_test=4,
+                        test_repeats=2)
+    x, r = tier_arrays(ds, "train")
+    pos = energy_positions((x - x.mean()) / x.std(), r)
+    assert pos.shape == (60, 2) and pos.dtype == np.float32
+    h, w = ds.sizes["y"], ds.sizes["x"]
+    px, py = (pos[:, 0] + 1) / 2 * (w - 1), (pos[:, 1] + 1) / 2 * (h - 1)
+    err = np.hypot(px - np.asarray(twin.params["x0"]), py - np.asarray(twin.params["y0"]))
+    responsive = np.asarray(twin.kinds) != "unresponsive"
+    assert np.median(err[responsive]) < 2.0                     # pixels (measured ~1)
+    assert np.percentile(err[responsive], 90) < 4.0
+    with pytest.raises(ValueError, match="same trials"):
+        energy_positions(x[:10], r[:9])
+
+
+def test_init_positions_set_the_readout():
+    m = build_model(ModelConfig(layers=1, hidden_channels=2, input_kern=3),
+                    image_shape=(1, 8, 10), n_neurons=3)
+    pos = np.array([[-0.5, 0.2], [0.0, 0.0], [0.9, -0.9]], np.float32)
+    params, _ = m.init(jax.random.key(0), positions=pos)
+    np.testing.assert_array_equal(np.asarray(params["readout"]["mu"]), pos)
+    from jaxsel.errors import ConfigError
+    with pytest.raises(ConfigError, match="positions has shape"):
+        m.init(jax.random.key(0), positions=pos[:2])

@@ -81,6 +81,9 @@ class ModelConfig:
       readout: ``"gaussian"`` (Lurz 2020) or ``"pyramid"`` (seed 002).
       gauss_type: Gaussian readout covariance: ``"full"`` (2x2 square root, init
         uniform(-init_sigma, init_sigma)) or ``"isotropic"`` (one sigma, init init_sigma).
+      readout_init: ``"random"`` (positions uniform in +-init_mu_range) or ``"energy"``
+        (each neuron's position starts where its training responses correlate best with
+        the local contrast energy of the images: :mod:`jaxsel.models.readout_init`).
       init_mu_range: readout positions start uniform in [-init_mu_range, init_mu_range]
         (normalized coordinates, [-1, 1] spans the feature map; pyramid: its ``init_range``).
       init_sigma: see ``gauss_type``.
@@ -120,6 +123,7 @@ class ModelConfig:
     # readout
     readout: str = "gaussian"
     gauss_type: str = "full"
+    readout_init: str = "random"
     init_mu_range: float = 0.3
     init_sigma: float = 0.1
     gamma_readout: float = 0.0076
@@ -138,6 +142,7 @@ class ModelConfig:
         _check_choice("kind", self.kind, ("cnn", "ln"))
         _check_choice("readout", self.readout, ("gaussian", "pyramid"))
         _check_choice("gauss_type", self.gauss_type, ("full", "isotropic"))
+        _check_choice("readout_init", self.readout_init, ("random", "energy"))
         _check_choice("pyramid_filter", self.pyramid_filter, ("gauss5x5", "gauss3x3"))
         for name in ("layers", "hidden_channels", "input_kern", "hidden_kern",
                      "hidden_dilation", "pooling", "hidden_pooling"):

@@ -96,7 +96,8 @@ class Model:
     def module(self) -> Encoder:
         return Encoder(self.config, self.n_neurons)
 
-    def init(self, key, mean_response=None, source_grid=None) -> tuple[dict, dict]:
+    def init(self, key, mean_response=None, source_grid=None,
+             positions=None) -> tuple[dict, dict]:
         """Initial ``(params, state)``.
 
         Args:
@@ -105,6 +106,9 @@ class Model:
             starts at ``elu1_inverse(mean_response)`` so initial rates equal the means.
           source_grid: (neuron, d) cortical coordinates for the grid-mean predictor
             (normalized here; required when the config has one).
+          positions: (neuron, 2) ``[x, y]`` initial readout positions in [-1, 1] (e.g.
+            :func:`jaxsel.models.readout_init.energy_positions`); ignored by LN models and
+            by a grid-mean predictor.
         """
         x = jnp.zeros((1,) + tuple(self.image_shape), jnp.float32)
         k_params, k_sample = jax.random.split(key)
@@ -121,6 +125,13 @@ class Model:
             else:
                 params[group][leaf] = bias
         gmp = self.config.grid_mean_predictor
+        if positions is not None and self.config.kind == "cnn" and gmp is None:
+            pos = jnp.asarray(positions, jnp.float32)
+            if pos.shape != (self.n_neurons, 2):
+                raise ConfigError(f"positions has shape {pos.shape}; expected "
+                                  f"({self.n_neurons}, 2) [x, y] in [-1, 1]")
+            leaf = "mu" if self.config.readout == "gaussian" else "grid"
+            params["readout"][leaf] = pos
         if gmp is not None and self.config.kind == "cnn" and self.config.readout == "gaussian":
             if source_grid is None:
                 raise ConfigError("grid_mean_predictor needs cortical coordinates: the dataset "

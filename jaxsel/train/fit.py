@@ -205,6 +205,16 @@ def _history_dataset(rows: list[dict]) -> xr.Dataset:
     return xr.Dataset(data, coords={"epoch": epochs})
 
 
+def initial_positions(mcfg, x_train, r_train):
+    """(neuron, 2) data-driven initial readout positions when ``mcfg.readout_init ==
+    "energy"`` (a CNN without a grid-mean predictor), else None."""
+    if (mcfg.readout_init != "energy" or mcfg.kind != "cnn"
+            or mcfg.grid_mean_predictor is not None):
+        return None
+    from jaxsel.models.readout_init import energy_positions
+    return energy_positions(x_train, r_train)
+
+
 def fit(config, dataset: xr.Dataset, *, seed: int = 0, out_dir: str | Path | None = None,
         resume: bool = False, overwrite: bool = False, max_epochs: int | None = None,
         progress: bool | None = None) -> FitResult:
@@ -267,7 +277,8 @@ def fit(config, dataset: xr.Dataset, *, seed: int = 0, out_dir: str | Path | Non
     model = build_model(cfg.model, image_shape=image_shape, n_neurons=len(neuron_id))
     key = jax.random.key(seed)
     params, state = model.init(jax.random.fold_in(key, 0), mean_response=r_train.mean(0),
-                               source_grid=_source_grid(ds, cfg))
+                               source_grid=_source_grid(ds, cfg),
+                               positions=initial_positions(cfg.model, x_train, r_train))
     tx = _compiled(model, _step_key(t))[2]
     standard = {"image_mean": np.asarray(st.image_mean, np.float32),
                 "image_std": np.asarray(st.image_std, np.float32),

@@ -52,7 +52,7 @@ from jaxsel.train import sharding as S
 from jaxsel.train.checkpoint import (checkpoint_dir, latest_epoch, read_meta,
                                      restore_checkpoint, save_checkpoint)
 from jaxsel.train.config import Config
-from jaxsel.train.fit import (HISTORY_VARS, FitResult, _resolve_config,
+from jaxsel.train.fit import (HISTORY_VARS, FitResult, _resolve_config, initial_positions,
                               _source_grid, response_function)
 from jaxsel.train.losses import masked_correlation
 from jaxsel.train.schedule import PlateauState, plateau_init, plateau_update
@@ -239,7 +239,8 @@ def _values(cfg: Config, hp: dict, k: int) -> dict:
     return out
 
 
-def _init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, grids):
+def _init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, grids,
+                 positions=None):
     """Stacked initial (params, state) as NumPy, model k equal to ``fit``'s init with seed k."""
     k = len(seeds)
     groups: dict[tuple, list[int]] = {}
@@ -261,6 +262,9 @@ def _init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, g
         params["ln"]["linear"]["bias"] = bias.astype(np.float32)
     else:
         params["readout"]["bias"] = bias.astype(np.float32)
+    if positions is not None:                          # (K, n_out, 2), as fit() sets them
+        leaf = "mu" if cfg.model.readout == "gaussian" else "grid"
+        params["readout"][leaf] = np.asarray(positions, np.float32)
     if grids is not None:
         from jaxsel.models.readouts import normalize_source_grid
         d = cfg.model.grid_mean_predictor.input_dimensions
@@ -532,7 +536,9 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
     grid = _source_grid(ds, cfg)
     grids = None if grid is None else grid[targets]
     mean_resp = r_train.mean(0)[targets]
-    params, state = _init_models(cfg, image_shape, n_out, seeds, vals, mean_resp, grids)
+    pos = initial_positions(cfg.model, x_train, r_train)
+    params, state = _init_models(cfg, image_shape, n_out, seeds, vals, mean_resp, grids,
+                                 None if pos is None else pos[targets])
     tx = make_optimizer(t.lr)
     opt_state = jax.device_get(jax.vmap(tx.init)(params))
     opt_state = set_learning_rate(opt_state, vals["lr"])
