@@ -82,6 +82,7 @@ def main(argv=None) -> dict:
                  "stopped": res.stopped,
                  "s_per_epoch": round(float(np.median(res.history["seconds"].values)), 2),
                  "median_truth_corr_responsive": round(float(np.nanmedian(tc[responsive])), 4),
+                 "n_unfitted_responsive": int(np.sum(tc[responsive] < 0.5)),
                  "median_test_corr": round(float(np.nanmedian(ev["test_correlation"].values)), 4),
                  "fraction_oracle": round(float(ev.attrs["fraction_oracle"]), 4),
                  "median_feve": round(float(np.nanmedian(ev["feve"].values)), 4),
