@@ -75,7 +75,7 @@ def forward(P, S, cfg, x, train, z=None):
         k = P[f"core/layer{layer}_conv/kernel"]
         inp = x if layer == 0 else outs[-1]
         h = F.conv2d(inp, k, P.get(f"core/layer{layer}_conv/bias"), padding=k.shape[-1] // 2)
-        pool = cfg["pooling"] if layer == 0 else cfg["hidden_pooling"]
+        pool = cfg.get("pooling", 1) if layer == 0 else cfg.get("hidden_pooling", 1)
         if pool > 1:                                     # floor, stride = size (as jaxsel)
             h = F.avg_pool2d(h, pool)
         if cfg["batch_norm"]:
@@ -388,7 +388,7 @@ def run_sweep(w, z):
 
 # scaling ------------------------------------------------------------------------
 SMALL = {"layers": 3, "hidden_channels": 16, "input_kern": 9, "hidden_kern": 5,
-         "batch_norm": True, "stack": None, "final_nonlinearity": True, "elu_offset": 0.0,
+         "pooling": 2, "hidden_pooling": 1, "batch_norm": True, "stack": None, "final_nonlinearity": True, "elu_offset": 0.0,
          "laplace_normalized": False, "eps": 1e-8}
 
 

@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 
 def image_grid(images, *, titles=None, ncols: int = 6, cmap: str = "gray", symmetric=False,
-               suptitle: str = "", size: float = 1.6, traces=None) -> Figure:
+               suptitle: str = "", size: float = 1.6, traces=None,
+               center_median: bool = False) -> Figure:
     """A grid of images (n, [1,] y, x), each with its own colour range; optional traces.
 
     Args:
@@ -25,6 +26,8 @@ def image_grid(images, *, titles=None, ncols: int = 6, cmap: str = "gray", symme
       ncols: images per row.
       cmap: colour map.
       symmetric: colour range symmetric around 0 (gradients).
+      center_median: colour range symmetric around each image's median pixel, so the
+        background of stimuli on a grey background shows as the same mid-grey everywhere.
       suptitle: figure title.
       size: inches per panel (width).
       traces: optional (n, step) curves drawn under each image (MEI activation traces).
@@ -48,9 +51,10 @@ def image_grid(images, *, titles=None, ncols: int = 6, cmap: str = "gray", symme
         ax = axes[r * rows_per, c]
         if not np.isfinite(a[i]).any():         # padding
             continue
-        if symmetric:
-            v = float(np.abs(a[i]).max()) or 1.0
-            ax.imshow(a[i], cmap=cmap, vmin=-v, vmax=v)
+        if symmetric or center_median:
+            m = float(np.nanmedian(a[i])) if center_median else 0.0
+            v = float(np.nanmax(np.abs(a[i] - m))) or 1.0
+            ax.imshow(a[i], cmap=cmap, vmin=m - v, vmax=m + v)
         else:
             ax.imshow(a[i], cmap=cmap)
         if titles is not None:
@@ -272,7 +276,8 @@ def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
                        [f"MEI {t}\nr={a:.1f}" for t, a in zip(lab, act_m)],
                        [f"Gabor\nr={a:.1f}" for a in act_g],
                        suptitle=f"MEI (upper rows) vs optimal Gabor (lower rows), "
-                                f"{'CNN' if tag == 'model' else 'true neurons'}; r = rate")
+                                f"{'CNN' if tag == 'model' else 'true neurons'}; r = rate",
+                       center_median=True)
 
 
 def fig_comparison(ctx, tag: str) -> Figure:

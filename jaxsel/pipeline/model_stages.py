@@ -76,11 +76,16 @@ def stage_evaluate(ctx: Context) -> list[str]:
         metrics[f"{name}_feve_median"] = median(ev["feve"])
         if "truth_correlation" in ev:
             metrics[f"{name}_corr_to_truth_median"] = median(ev["truth_correlation"])
+            if kinds is not None:                     # per cell kind (CNN vs LN on complex)
+                for kind in ("simple", "complex", "suppressed"):
+                    metrics[f"{name}_corr_to_truth_{kind}_median"] = median(
+                        ev["truth_correlation"].values[kinds == kind])
     first, last = names[0], names[-1]
     alias = {"ln": first, "cnn": last}
     for role, name in alias.items():
         for k in ("test_corr_median", "corr_to_truth_median", "fraction_oracle",
-                  "feve_median"):
+                  "feve_median", "corr_to_truth_simple_median",
+                  "corr_to_truth_complex_median"):
             if f"{name}_{k}" in metrics:
                 metrics[f"{role}_{k}"] = metrics[f"{name}_{k}"]
     attrs = {f"{n}_fraction_oracle": float(e.attrs["fraction_oracle"])

@@ -477,7 +477,8 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
         called for one model at a time inside each batch step: ordinary convolutions, the
         fastest form on CPU), ``"fused"`` (the per-neuron
         formulation of :mod:`jaxsel.train.per_neuron`; needs a shared batch order) or
-        ``"auto"`` (:func:`jaxsel.train.per_neuron.choose_formulation`).
+        ``"auto"`` (``"vmap"`` when sharded over a mesh, else
+        :func:`jaxsel.train.per_neuron.choose_formulation`).
       out_dir: run directory for one orbax checkpoint of the whole stack per epoch.
       resume, overwrite: as in ``fit``.
       max_epochs: override ``config.train.max_epochs`` (and any per-model value above it).
@@ -521,7 +522,9 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
     shared = order_seed is not None
     if formulation == "auto":
         from jaxsel.train.per_neuron import choose_formulation
-        formulation = choose_formulation(cfg.model, shared_images=shared, n_models=k)
+        # a sharded model axis needs the one vmapped program; else the fastest per backend
+        formulation = ("vmap" if mesh is not None and mesh is not False else
+                       choose_formulation(cfg.model, shared_images=shared, n_models=k))
 
     if formulation not in ("vmap", "loop", "fused"):
         raise ConfigError(f"formulation = {formulation!r}: use 'auto', 'vmap', 'loop' or "
