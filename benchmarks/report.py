@@ -126,6 +126,16 @@ def goals(run: dict) -> list[dict]:
     return g
 
 
+def _load_note(machine: dict) -> str:
+    """A caveat when other jobs shared the cores (load above the core count)."""
+    load = max(machine["loadavg_start"][0],
+               machine.get("loadavg_end", machine["loadavg_start"])[0])
+    if load > machine["cores"] + 0.5:
+        return ("; the cores were shared with other jobs, so treat single numbers as "
+                "+-20%")
+    return "; no other jobs on the machine"
+
+
 def table(run: dict) -> str:
     m = run["machine"]
     v = run["versions"]
@@ -133,8 +143,7 @@ def table(run: dict) -> str:
              f"Measured {run['date']} on {m['cpu']} ({m['cores']} cores, "
              f"{v.get('jax_backend', 'cpu')}; load average during the run "
              f"{m['loadavg_start'][0]:.1f} -> {m.get('loadavg_end', m['loadavg_start'])[0]:.1f}"
-             "; the cores were shared "
-             "with other jobs, so treat single numbers as +-20%), "
+             f"{_load_note(m)}), "
              f"jax {v.get('jax')}, torch {v.get('torch')} ({v.get('torch_device')}), "
              f"{'quick sizes' if run.get('quick') else 'full sizes'}"
              f"{'; NOT RUN (the run stopped early: an equivalence check failed or time ran out, see benchmarks/README.md): ' + ', '.join(run['partial']) if run.get('partial') else ''}. "
