@@ -354,7 +354,7 @@ def jit_program(name: str, f, static_argnames, donate_argnames=()):
 
 
 def run_chunk(params, targets, seed_index, starts, aux, base_code, hp, *, fn,
-              cfg: MEIConfig, shape=None):
+              cfg: MEIConfig):
     """A chunk of jobs (:func:`init_job`, :func:`step_job`, :func:`finish_job` vmapped
     over jobs and jitted): one compiled step program per (fn, config structure, image shape,
     chunk size).
@@ -367,7 +367,6 @@ def run_chunk(params, targets, seed_index, starts, aux, base_code, hp, *, fn,
     Returns:
       ``(raw, activation, trace, steps_run)`` with a leading job axis.
     """
-    del shape
     init = jit_program("mei_init", _init_chunk, ("cfg",))
     step = jit_program("mei_step", _step_chunk, ("fn", "cfg"), ("carry",))
     finish = jit_program("mei_finish", _finish_chunk, ("fn", "cfg"))
@@ -485,7 +484,7 @@ def optimize_meis(fn, params, neurons=None, *, config: MEIConfig, image_shape, s
         sl = np.arange(s, s + chunk) % n_jobs                      # pad the last chunk
         starts = np.stack([_start(config, seed, tgt[j], sid[j], natural, shape) for j in sl])
         res = run_chunk(params, jnp.asarray(tgt[sl]), jnp.asarray(sid[sl]), jnp.asarray(starts),
-                        aux, base_code, hp, fn=fn, cfg=static, shape=shape)
+                        aux, base_code, hp, fn=fn, cfg=static)
         keep = min(chunk, n_jobs - s)
         outs.append(jax.tree.map(lambda a: np.asarray(a)[:keep], res))
     raw, act, trace, steps_run = (np.concatenate(z) for z in zip(*outs))

@@ -115,7 +115,7 @@ class StackedCore(nn.Module):
             if cfg.batch_norm:
                 h = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum,
                                  epsilon=1e-5, name=f"layer{layer}_bn")(
-                    h, mask=_bn_mask(mask, h) if train else None)
+                    h, mask=batchnorm_mask(mask, h) if train else None)
             last = layer == cfg.layers - 1
             if not cfg.linear and (not last or cfg.final_nonlinearity):
                 h = nn.elu(h)
@@ -144,7 +144,7 @@ class StackedCore(nn.Module):
         return ConvPool(cfg.hidden_channels, cfg.hidden_kern, pool, "SAME", bias, name=name)(x)
 
 
-def _bn_mask(mask, h):
+def batchnorm_mask(mask, h):
     """(batch,) trial mask -> BatchNorm mask of h's shape (None stays None)."""
     if mask is None:
         return None
@@ -182,5 +182,5 @@ def output_size(cfg: ModelConfig, height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
-__all__ = ["ConvPool", "DepthSeparableConv", "StackedCore", "pooled_kernel", "first_layer_kernel", "hidden_kernels",
-           "output_channels", "output_size"]
+__all__ = ["ConvPool", "DepthSeparableConv", "StackedCore", "batchnorm_mask", "pooled_kernel",
+           "first_layer_kernel", "hidden_kernels", "output_channels", "output_size"]

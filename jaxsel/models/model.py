@@ -28,7 +28,7 @@ import numpy as np
 from jaxsel.errors import ConfigError
 from jaxsel.models import regularizers as R
 from jaxsel.models.config import ModelConfig
-from jaxsel.models.core import StackedCore, _bn_mask, first_layer_kernel, hidden_kernels
+from jaxsel.models.core import StackedCore, batchnorm_mask, first_layer_kernel, hidden_kernels
 from jaxsel.models.readouts import GaussianReadout, GridMeanPredictor, PyramidReadout
 
 
@@ -53,7 +53,7 @@ class LNModule(nn.Module):
     def __call__(self, x, train: bool, mask=None):
         if self.cfg.input_bn:
             x = nn.BatchNorm(use_running_average=not train, momentum=self.cfg.bn_momentum,
-                             epsilon=1e-5, name="bn")(x, mask=_bn_mask(mask, x) if train
+                             epsilon=1e-5, name="bn")(x, mask=batchnorm_mask(mask, x) if train
                                                       else None)
         x = x.reshape(x.shape[0], -1)                   # NHWC flattened: (h, w, c) order
         return nn.Dense(self.n_neurons, kernel_init=nn.initializers.normal(self.cfg.init_std),

@@ -253,7 +253,10 @@ def _init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, g
         dummy = None if grids is None else np.asarray(grids[members[0]])
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 0))(
             jnp.asarray(seeds[members], jnp.uint32))
-        p, st = jax.device_get(jax.vmap(lambda kk: model.init(kk, source_grid=dummy))(keys))
+        pos = (None if positions is None                # (K, n_out, 2), as fit() sets them
+               else jnp.asarray(np.asarray(positions)[members], jnp.float32))
+        p, st = jax.device_get(jax.vmap(
+            lambda kk, pp: model.init(kk, source_grid=dummy, positions=pp))(keys, pos))
         for j, i in enumerate(members):
             parts[i] = jax.tree.map(lambda a: np.asarray(a[j]), (p, st))
     params, state = jax.tree.map(lambda *a: np.stack(a), *parts)
@@ -262,9 +265,6 @@ def _init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, g
         params["ln"]["linear"]["bias"] = bias.astype(np.float32)
     else:
         params["readout"]["bias"] = bias.astype(np.float32)
-    if positions is not None:                          # (K, n_out, 2), as fit() sets them
-        leaf = "mu" if cfg.model.readout == "gaussian" else "grid"
-        params["readout"][leaf] = np.asarray(positions, np.float32)
     if grids is not None:
         from jaxsel.models.readouts import normalize_source_grid
         d = cfg.model.grid_mean_predictor.input_dimensions
