@@ -205,22 +205,30 @@ def per_neuron_setup(w, m):
 
 
 def per_neuron_variants(w, m, S, which=None):
+    """Compiled per-neuron formulations: ``{name: (call, compile_s)}`` (or ``(None, error)``).
+
+    ``vmap`` / ``loop``: the one-model step vmapped / called per model; ``*_fft``: the same
+    with ``conv="auto"`` (FFT convolutions where they are faster on CPU, as ``fit_many``);
+    ``fused_*``: :func:`jaxsel.train.per_neuron.make_per_neuron_step` with ``conv=*``.
+    """
     from jaxsel.train.per_neuron import make_per_neuron_step
     model, cfg, tx = S["model"], S["cfg"], S["tx"]
     args = S["args"]
     which = which or W.PER_NEURON_JAX
-    single = make_train_step(model, cfg.train, tx)
-    fns = {"fused_conv": lambda: make_per_neuron_step(model, cfg.train, tx, hidden="conv"),
-           "fused_shifted": lambda: make_per_neuron_step(model, cfg.train, tx,
-                                                         hidden="shifted"),
-           "vmap": lambda: jax.vmap(single, in_axes=(0, 0, 0, None, 0, None, 0, 0))}
+    fused = {f"fused_{c}": c for c in ("xla", "shifted", "fft")}
     out = {}
     for name in which:
-        if name == "loop":
+        if name.startswith("loop"):
             continue
+        conv = "auto" if name == "vmap_fft" else "xla"
         t = time.perf_counter()
         try:
-            c = jax.jit(fns[name](), donate_argnums=(0, 1, 2)).lower(*args).compile()
+            if name in fused:
+                fn = make_per_neuron_step(model, cfg.train, tx, conv=fused[name])
+            else:
+                fn = jax.vmap(make_train_step(model, cfg.train, tx, conv=conv),
+                              in_axes=(0, 0, 0, None, 0, None, 0, 0))
+            c = jax.jit(fn, donate_argnums=(0, 1, 2)).lower(*args).compile()
         except Exception as e:  # noqa: BLE001 - a formulation that fails is reported
             out[name] = (None, f"{type(e).__name__}: {e}"[:300])
             continue
@@ -232,21 +240,23 @@ def per_neuron_variants(w, m, S, which=None):
             carry[:] = [p, s, o]
             return met["loss"]
         out[name] = (call, cs)
-    if "loop" in which:
+    for name in [n for n in which if n.startswith("loop")]:
         Ps, Ss, Os, x, R, mask, rngs, HP = args
         sl = [jax.tree.map(lambda a: a[i], (Ps, Ss, Os, R, rngs, HP)) for i in range(m)]
+        single = make_train_step(model, cfg.train, tx,
+                                 conv="auto" if name == "loop_fft" else "xla")
         t = time.perf_counter()
         c1 = jax.jit(single).lower(sl[0][0], sl[0][1], sl[0][2], x, sl[0][3], mask, sl[0][4],
                                    sl[0][5]).compile()
         cs = time.perf_counter() - t
 
-        def loop():
+        def loop(c1=c1, sl=sl):
             met = None
             for i, (p, s, o, r, g, hp) in enumerate(sl):
                 p, s, o, met = c1(p, s, o, x, r, mask, g, hp)
                 sl[i] = (p, s, o, r, g, hp)
             return met["loss"]
-        out["loop"] = (loop, cs)
+        out[name] = (loop, cs)
     return out
 
 
@@ -257,16 +267,23 @@ def run_per_neuron(w, ex):
     if ex is not None:
         from equivalence import compare, require
         from jaxsel.train.per_neuron import make_per_neuron_step
-        # JAX-internal: the fused step equals the vmapped single-model step
+        # JAX-internal: the fused step with FFT convolutions (and the one-model step with
+        # conv="auto", as fit_many on CPU) equal the vmapped single-model step
         a4 = tuple(a if i in (3, 5) else jax.tree.map(lambda t: t[:4], a)
                    for i, a in enumerate(S["args"]))        # 4 models: a cheap check
         f = jax.jit(make_per_neuron_step(S["model"], S["cfg"].train, S["tx"],
-                                         hidden="shifted"))(*a4)
+                                         conv="fft"))(*a4)
         v = jax.jit(jax.vmap(make_train_step(S["model"], S["cfg"].train, S["tx"]),
                              in_axes=(0, 0, 0, None, 0, None, 0, 0)))(*a4)
         recs = [compare("fused_vs_vmap/loss", f[3]["loss"], v[3]["loss"])]
         recs += [compare(f"fused_vs_vmap/params/{k}", a, flatten(v[0])[k], rtol=1e-3,
                          atol=1e-5) for k, a in flatten(f[0]).items()]
+        one = jax.tree.map(lambda t: t[0], tuple(a4[i] for i in (0, 1, 2, 4, 6, 7)))
+        fa = jax.jit(make_train_step(S["model"], S["cfg"].train, S["tx"], conv="auto"))(
+            *one[:3], x, one[3], mask, *one[4:])
+        recs += [compare(f"loop_fft_vs_loop/params/{k}", a,
+                         jax.tree.map(lambda t: t[0], flatten(v[0]))[k], rtol=1e-3, atol=1e-5)
+                 for k, a in flatten(fa[0]).items()]
         require(recs)
         # torch mirror check on model 0 (same weights, same objective)
         p0, s0 = jax.tree.map(lambda a: a[0], (Ps, Ss))

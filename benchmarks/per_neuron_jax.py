@@ -1,9 +1,10 @@
 """Benchmark: K per-neuron CNNs (jaxsel.train.per_neuron.bench_config), training steps/s.
 
 One "step" = every model does one Adam step on one batch (64 images 1x36x64, shared).
-Compared: a Python loop over a jitted single-model step; vmap (grouped convs); the fused
-per-neuron step (first layer = one conv with K x C outputs) with hidden layers as XLA convs
-or as shifted matmuls. Prints JSON. Usage:
+Compared: a Python loop over a jitted single-model step, with XLA's or FFT convolutions
+(``conv="auto"``); vmap (grouped convs); the fused per-neuron step (first layer = one conv
+with K x C outputs) with the other layers as XLA convs, FFTs or shifted matmuls. Prints
+JSON. Usage:
 
     .venv/bin/python benchmarks/per_neuron_jax.py [--models 100] [--reps 3]
 """
@@ -51,27 +52,30 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=int, default=100)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", default="loop,vmap,fused_conv,fused_shifted")
+    ap.add_argument("--only", default="loop,loop_fft,vmap,fused_xla,fused_fft")
     a = ap.parse_args()
     k = a.models
     cfg, model, tx, params, state, opt, x, r, mask, rngs, hp = setup(k)
     out = {"models": k, "backend": jax.default_backend(), "devices": jax.device_count(),
            "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg()[0]}
-    one = jax.jit(make_train_step(model, cfg.train, tx))
     take = lambda t, i: jax.tree.map(lambda v: v[i], t)            # noqa: E731
     ps = [take((params, state, opt, r, rngs, hp), i) for i in range(k)]
 
-    def loop():
-        res = [one(p, s, o, x, rr, mask, g, h) for p, s, o, rr, g, h in ps]
-        jax.block_until_ready(res[-1])
+    def looper(conv):
+        one = jax.jit(make_train_step(model, cfg.train, tx, conv=conv))
 
-    fns = {"loop": loop}
+        def loop():
+            res = [one(p, s, o, x, rr, mask, g, h) for p, s, o, rr, g, h in ps]
+            jax.block_until_ready(res[-1])
+        return loop
+
+    fns = {"loop": looper("xla"), "loop_fft": looper("auto")}
     vm = jax.jit(jax.vmap(make_train_step(model, cfg.train, tx),
                           in_axes=(0, 0, 0, None, 0, None, 0, 0)))
     fns["vmap"] = lambda: jax.block_until_ready(vm(params, state, opt, x, r, mask, rngs, hp))
-    for hidden in ("conv", "shifted"):
-        f = jax.jit(make_per_neuron_step(model, cfg.train, tx, hidden=hidden))
-        fns[f"fused_{hidden}"] = (lambda f=f: jax.block_until_ready(
+    for conv in ("xla", "shifted", "fft"):
+        f = jax.jit(make_per_neuron_step(model, cfg.train, tx, conv=conv))
+        fns[f"fused_{conv}"] = (lambda f=f: jax.block_until_ready(
             f(params, state, opt, x, r, mask, rngs, hp)))
     for name in a.only.split(","):
         t0 = time.perf_counter()

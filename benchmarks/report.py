@@ -19,12 +19,14 @@ COMPARISONS = [
     ("lurz_train", "Lurz train step (4x64, k9/7, 1000 neurons, b64, 36x64)", ["jit"], "loop"),
     ("small_train", "`small` config train step (300 neurons, b64)", ["jit"], "loop"),
     ("per_neuron", "100 per-neuron CNNs, 1 step each vs torch loop",
-     ["fused_conv", "fused_shifted", "vmap", "loop"], "loop"),
+     ["fused_xla", "fused_shifted", "fused_fft", "vmap", "loop", "vmap_fft", "loop_fft"],
+     "loop"),
     ("per_neuron", "100 per-neuron CNNs, 1 step each vs torch.func.vmap",
-     ["fused_conv", "fused_shifted", "vmap", "loop"], "func_vmap"),
+     ["fused_xla", "fused_shifted", "fused_fft", "vmap", "loop", "vmap_fft", "loop_fft"],
+     "func_vmap"),
     ("mei", "MEIs, 100 neurons (vmap vs batched sum)", ["vmap_n{a}"], "batched_sum_n{a}"),
     ("mei", "MEIs, 1000 neurons (vmap vs batched sum)", ["vmap_n{b}"], "batched_sum_n{b}"),
-    ("sweep", "24-point sweep, 1 step each", ["fused_shifted", "fused_conv", "vmap", "loop"], "loop"),
+    ("sweep", "24-point sweep, 1 step each", ["fused_shifted", "fused_xla", "vmap", "loop"], "loop"),
     ("inference", "Lurz inference, batch 256", ["jit"], "no_grad"),
 ]
 CONV_HEAVY = ["lurz_train", "small_train", "inference", "per_neuron", "mei"]

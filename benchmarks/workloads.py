@@ -25,12 +25,14 @@ import copy
 PER_NEURON_ARCH = {"channels": 4, "k1": 9, "k2": 7, "lr": 1e-3}
 # JAX formulations timed (jaxsel.train.per_neuron's fused step with shifted-matmul hidden
 # layers, vmap of the one-model step, a Python loop over it). The fused step with
-# hidden="conv" (grouped convs) was 20-30x slower than the loop on this CPU in --quick runs
-# and is left out of full runs (add "fused_conv" here to time it).
+# conv="xla" (grouped convs) was 20-30x slower than the loop on this CPU in --quick runs
+# and is left out of full runs (add "fused_xla" here to time it).
 # "fused_shifted" keeps 49 shifted copies of every activation for the backward pass: with
 # 100 models x batch 64 that is > 10 GiB and was killed (out of memory) in the full run.
-PER_NEURON_JAX = ("vmap", "loop")
-SCALE_MODELS_JAX = "loop"                # the JAX formulation used for the models curve
+# "loop_fft" / "vmap_fft": the same with conv="auto" (FFT convolutions where faster on CPU),
+# which is what fit_many runs on CPU.
+PER_NEURON_JAX = ("vmap", "loop", "vmap_fft", "loop_fft")
+SCALE_MODELS_JAX = "loop_fft"            # the JAX formulation used for the models curve
 
 LURZ_MODEL = {"layers": 4, "hidden_channels": 64, "input_kern": 9, "hidden_kern": 7}
 

@@ -4,28 +4,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import lax
 
 from jaxsel.models.model import build_model
 from jaxsel.train.many import fit_many
-from jaxsel.train.per_neuron import make_per_neuron_step, shifted_conv
+from jaxsel.train.per_neuron import make_per_neuron_step
 from jaxsel.train.step import make_optimizer, make_train_step, set_learning_rate
 
 from _many_helpers import tiny_config, tiny_twin
 
 
-@pytest.mark.parametrize("k,dil", [(3, 1), (5, 1), (3, 2), (4, 1)])
-def test_shifted_conv_equals_lax(k, dil):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
-    w = rng.normal(size=(k, k, 3, 4)).astype(np.float32)
-    ref = lax.conv_general_dilated(x, w, (1, 1), "SAME", rhs_dilation=(dil, dil),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(shifted_conv(x, w, dil), ref, atol=1e-4)
-
-
-@pytest.mark.parametrize("hidden", ["conv", "shifted"])
-def test_fused_step_equals_vmap(hidden):
+@pytest.mark.parametrize("conv", ["xla", "shifted", "fft"])
+def test_fused_step_equals_vmap(conv):
     cfg = tiny_config()
     k, b = 3, 8
     model = build_model(cfg.model, image_shape=(1, 12, 16), n_neurons=1)
@@ -42,7 +31,7 @@ def test_fused_step_equals_vmap(hidden):
           "gamma_readout": jnp.array([0.05, 0.1, 0.0]), "loss_scale": jnp.full(k, 2.0)}
     ref = jax.jit(jax.vmap(make_train_step(model, cfg.train, tx),
                            in_axes=(0, 0, 0, None, 0, None, 0, 0)))
-    new = jax.jit(make_per_neuron_step(model, cfg.train, tx, hidden=hidden))
+    new = jax.jit(make_per_neuron_step(model, cfg.train, tx, conv=conv))
     a = ref(params, state, opt, x, r, mask, rngs, hp)
     c = new(params, state, opt, x, r, mask, rngs, hp)
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(c)):
@@ -50,12 +39,13 @@ def test_fused_step_equals_vmap(hidden):
                                    atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("formulation", ["fused", "loop"])
-def test_fit_many_formulations_equal_vmap(formulation):
+@pytest.mark.parametrize("formulation,conv", [("fused", "xla"), ("loop", "xla"),
+                                              ("loop", "fft"), ("vmap", "fft")])
+def test_fit_many_formulations_equal_vmap(formulation, conv):
     ds, _ = tiny_twin(n_neurons=4)
     cfg = tiny_config(max_epochs=2)
-    a = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation="vmap")
-    b = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation=formulation)
+    a = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation="vmap", conv="xla")
+    b = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation=formulation, conv=conv)
     assert list(b.neuron_id[:, 0]) == list(ds["neuron_id"].values)
     np.testing.assert_allclose(a.best_score, b.best_score, atol=1e-5)
     for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):

@@ -47,6 +47,7 @@ from jaxsel.data.dataset import fingerprint as data_fingerprint
 from jaxsel.data.dataset import validate, with_statistics
 from jaxsel.data.transforms import standardizer as make_standardizer
 from jaxsel.errors import ConfigError, DataError
+from jaxsel.models.conv_impl import CONV_IMPLS
 from jaxsel.models.model import Model, build_model, elu1_inverse
 from jaxsel.train import sharding as S
 from jaxsel.train.checkpoint import (checkpoint_dir, latest_epoch, read_meta,
@@ -315,7 +316,8 @@ def _cached(kind: str, key, build):
     return _COMPILED[k]
 
 
-def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation: str = "vmap"):
+def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation: str = "vmap",
+                    conv: str = "xla"):
     """The epoch of K models: a Python loop over one jitted step of all K models.
 
     (XLA on CPU ran the same step ~14x slower inside a ``lax.scan`` over the batches:
@@ -326,16 +328,17 @@ def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation
     seeds, epoch, hparams) -> (params, state, opt_state, failed, metrics)`` where ``idx`` is
     (steps, K, B) or (steps, B) (shared order), ``mask`` (steps, B), ``cols`` (K, n_out)
     target neurons, ``active`` (K,) models still training; ``metrics`` (K,) sums of
-    ``data_loss``, ``n``, ``objective``, ``steps`` and the last ``reg``.
+    ``data_loss``, ``n``, ``objective``, ``steps`` and the last ``reg``. ``conv``: how the
+    convolutions are computed (:mod:`jaxsel.models.conv_impl`).
     """
     if formulation == "fused":
         if not shared_images:
             raise ConfigError("formulation='fused' needs one batch order for all models "
                               "(order_seed or equal seeds)")
         from jaxsel.train.per_neuron import make_per_neuron_step
-        vstep = make_per_neuron_step(model, train, tx)
+        vstep = make_per_neuron_step(model, train, tx, conv=conv)
     elif formulation in ("vmap", "loop"):      # loop: the same step on one model at a time
-        vstep = jax.vmap(make_train_step(model, train, tx),
+        vstep = jax.vmap(make_train_step(model, train, tx, conv=conv),
                          in_axes=(0, 0, 0, None if shared_images else 0, 0, None, 0, 0))
     else:
         raise ConfigError(f"formulation = {formulation!r}: use 'vmap', 'loop' or 'fused'")
@@ -457,7 +460,7 @@ _end_epoch_jit = jax.jit(_end_epoch, donate_argnums=(0, 1, 2, 3, 4))
 
 def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = None,
              targets=None, order_seed: int | None = None, mesh=None,
-             formulation: str = "auto", out_dir: str | Path | None = None,
+             formulation: str = "auto", conv: str = "auto", out_dir: str | Path | None = None,
              resume: bool = False, overwrite: bool = False, max_epochs: int | None = None,
              progress: bool | None = None) -> ManyResult:
     """Train K independent models in one compiled program, each early-stopping on its own.
@@ -479,6 +482,10 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
         formulation of :mod:`jaxsel.train.per_neuron`; needs a shared batch order) or
         ``"auto"`` (``"vmap"`` when sharded over a mesh, else
         :func:`jaxsel.train.per_neuron.choose_formulation`).
+      conv: how the core's convolutions are computed, one of
+        :data:`~jaxsel.models.conv_impl.CONV_IMPLS`; ``"auto"``: on CPU by FFT where that
+        is faster (few channels, large kernels: 3x faster for the 4-channel per-neuron CNN
+        of ``benchmarks/``), else XLA's. Results agree to float32 rounding.
       out_dir: run directory for one orbax checkpoint of the whole stack per epoch.
       resume, overwrite: as in ``fit``.
       max_epochs: override ``config.train.max_epochs`` (and any per-model value above it).
@@ -492,6 +499,8 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
         a resume with a different setup.
       DataError: invalid data or target indices.
     """
+    if conv not in CONV_IMPLS:
+        raise ConfigError(f"conv = {conv!r}: use one of {CONV_IMPLS}")
     cfg = _resolve_config(config)
     if max_epochs is not None:
         cfg = cfg.replace(max_epochs=int(max_epochs))
@@ -601,9 +610,10 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
     maskv = np.arange(vsteps * vb) < x_val.shape[0]
     xv, rv, maskv = S.replicate((xv, rv, maskv), mesh)
 
-    epoch_fn = _cached("epoch", (model, t.loss, t.eps, t.gamma_shape, shared, formulation),
+    epoch_fn = _cached("epoch", (model, t.loss, t.eps, t.gamma_shape, shared, formulation,
+                                 conv),
                        lambda: make_many_epoch(model, t, tx, shared_images=shared,
-                                               formulation=formulation))
+                                               formulation=formulation, conv=conv))
     scores_fn = _cached("scores", model, lambda: make_many_scores(model))
     params, state, opt_state = tree["params"], tree["state"], tree["opt_state"]
     best_params, best_state = tree["best_params"], tree["best_state"]

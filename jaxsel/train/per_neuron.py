@@ -4,10 +4,10 @@
 convolution (``feature_group_count = K``), which XLA runs slowly on CPU. When all models see
 the same batch, the first layer is the same computation for every model up to its kernel:
 all K first-layer kernels are concatenated into ONE ordinary convolution with K x channels
-outputs (``fused`` first layer). The remaining layers run per model under ``vmap``, either
-as XLA convolutions (``hidden="conv"``: grouped convs) or as a sum over kernel offsets of
-batched matmuls (``hidden="shifted"``: ``sum_{dy,dx} shift(x) @ W[dy, dx]``, plain batched
-dots, no im2col buffer). The math is the single-model step of
+outputs (``fused`` first layer). The remaining layers run per model under ``vmap``, as XLA
+convolutions (``conv="xla"``: grouped convolutions) or by one of the other implementations
+of :mod:`jaxsel.models.conv_impl` (``"fft"``: batched FFTs; ``"shifted"``: batched dots).
+The math is the single-model step of
 :func:`jaxsel.train.step.make_train_step` (same loss, regularizer, Adam, constraints,
 finite check), implemented by intercepting the Flax convolutions of the model, so results
 equal the vmapped step up to float32 reordering (tested).
@@ -21,17 +21,16 @@ Example::
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
 
 from jaxsel.models.config import ModelConfig
+from jaxsel.models.conv_impl import conv_implementation
+from jaxsel.models.core import pooled_kernel
 from jaxsel.models.model import Model
 from jaxsel.train.step import _loss_fn, make_optimizer
-
-HIDDEN_IMPLS = ("conv", "shifted")
 
 
 def choose_formulation(cfg: ModelConfig, *, shared_images: bool, n_models: int) -> str:
@@ -41,43 +40,23 @@ def choose_formulation(cfg: ModelConfig, *, shared_images: bool, n_models: int) 
     ``vmap`` over per-model convolution kernels becomes a grouped convolution, which XLA on
     CPU runs very slowly (measured, benchmarks/per_neuron_jax.py and the bench harness: 100
     per-neuron CNNs, vmap ~2-10x slower than calling the one-model step per model; grouped
-    hidden convs of the "fused" step were slower still). On accelerators the vmapped step is
-    one batched kernel launch per layer and is used.
+    hidden convs of the "fused" step were slower still). With FFT convolutions (``conv=
+    "fft"``) vmap has no grouped convolution, but the loop was still faster (4-channel
+    per-neuron CNNs: 46 vs 30 model-steps/s): one model's maps stay in cache. On
+    accelerators the vmapped step is one batched kernel launch per layer and is used.
     """
     del cfg, shared_images, n_models
     return "loop" if jax.default_backend() == "cpu" else "vmap"
 
 
-def shifted_conv(x, kernel, dilation: int = 1):
-    """'SAME' stride-1 convolution as a sum over kernel offsets of matmuls.
-
-    Args:
-      x: (B, H, W, Cin) NHWC.
-      kernel: (kh, kw, Cin, Cout) HWIO.
-
-    Returns:
-      (B, H, W, Cout), equal to ``lax.conv_general_dilated(..., padding="SAME")``.
-    """
-    kh, kw = kernel.shape[:2]
-    eh, ew = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
-    ph, pw = eh - 1, ew - 1
-    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-    h, w = x.shape[1], x.shape[2]
-    out = None
-    for dy in range(kh):
-        for dx in range(kw):
-            sl = xp[:, dy * dilation:dy * dilation + h, dx * dilation:dx * dilation + w]
-            term = jnp.einsum("bhwc,co->bhwo", sl, kernel[dy, dx])
-            out = term if out is None else out + term
-    return out
-
-
 def _fused_first_layer(cfg: ModelConfig, kernel, bias, x):
     """All models' first layer as one conv: kernel (K, kh, kw, Cin, C), x (B, H, W, Cin)
-    -> (K, B, H', W', C)."""
+    -> (K, B, H', W', C), as :class:`~jaxsel.models.core.ConvPool` (pooling included)."""
     k, kh, kw, cin, c = kernel.shape
+    pool = cfg.pooling
     w = jnp.moveaxis(kernel, 0, -2).reshape(kh, kw, cin, k * c)        # (kh, kw, Cin, K*C)
-    y = lax.conv_general_dilated(x, w, (1, 1), "SAME" if cfg.pad_input else "VALID",
+    lo, hi = ((kh - 1) // 2, kh // 2) if cfg.pad_input else (0, 0)
+    y = lax.conv_general_dilated(x, pooled_kernel(w, pool), (pool, pool), ((lo, hi), (lo, hi)),
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y = jnp.moveaxis(y.reshape(y.shape[:3] + (k, c)), 3, 0)
     if bias is not None:
@@ -85,35 +64,8 @@ def _fused_first_layer(cfg: ModelConfig, kernel, bias, x):
     return y
 
 
-def _ones(v) -> bool:
-    if v is None:
-        return True
-    return all(int(a) == 1 for a in (v if isinstance(v, (tuple, list)) else (v,)))
-
-
-def _interceptor(first=None, hidden: str = "conv"):
-    def intercept(next_fun, args, kwargs, context):
-        mod = context.module
-        if context.method_name != "__call__" or not isinstance(mod, nn.Conv):
-            return next_fun(*args, **kwargs)
-        if first is not None and mod.name == "layer0_conv":
-            return first
-        if (hidden == "shifted" and mod.feature_group_count == 1 and mod.padding == "SAME"
-                and _ones(mod.strides)):
-            x = args[0]
-            kernel = mod.get_variable("params", "kernel")
-            dil = mod.kernel_dilation
-            dil = dil[0] if isinstance(dil, (tuple, list)) else (dil or 1)
-            y = shifted_conv(x, kernel, int(dil))
-            if mod.use_bias:
-                y = y + mod.get_variable("params", "bias")
-            return y
-        return next_fun(*args, **kwargs)
-    return intercept
-
-
 def make_per_neuron_step(model: Model, train, tx: optax.GradientTransformation | None = None,
-                         *, hidden: str = "conv", fuse_first: bool = True):
+                         *, conv: str = "xla", fuse_first: bool = True):
     """The step of K models sharing one batch of images (stacked pytrees, one program).
 
     Args:
@@ -121,7 +73,9 @@ def make_per_neuron_step(model: Model, train, tx: optax.GradientTransformation |
       train: its :class:`~jaxsel.train.config.TrainConfig`.
       tx: the optimizer (default ``make_optimizer(train.lr)``; per-model learning rates
         live in the stacked optimizer state).
-      hidden: ``"conv"`` or ``"shifted"`` (see module docstring).
+      conv: how the other convolutions are computed, one of
+        :data:`~jaxsel.models.conv_impl.CONV_IMPLS` (``"xla"``: grouped convolutions under
+        ``vmap``; ``"fft"``, ``"shifted"``).
       fuse_first: compute all first layers as one conv (CNN models).
 
     Returns:
@@ -131,8 +85,6 @@ def make_per_neuron_step(model: Model, train, tx: optax.GradientTransformation |
       (B, C, H, W) and ``mask`` (B,) shared. Metrics are (K,) arrays as in
       :func:`~jaxsel.train.step.make_train_step`.
     """
-    if hidden not in HIDDEN_IMPLS:
-        raise ValueError(f"hidden = {hidden!r}: use one of {HIDDEN_IMPLS}")
     tx = tx or make_optimizer(train.lr)
     loss_fn = _loss_fn(train)
     eps = train.eps
@@ -140,7 +92,7 @@ def make_per_neuron_step(model: Model, train, tx: optax.GradientTransformation |
     fuse = fuse_first and cfg.kind == "cnn"
 
     def one_model(p, s, first, images, resp, maskf, rng, hp):
-        with nn.intercept_methods(_interceptor(first, hidden)):
+        with conv_implementation(conv, replace=None if first is None else {"layer0_conv": first}):
             rates, new_state = model.apply(p, s, images, train=True, rng=rng)
         data = jnp.sum(loss_fn(rates, resp, eps) * maskf[:, None])
         reg = model.regularizer(p, hp)
@@ -184,8 +136,7 @@ def make_per_neuron_step(model: Model, train, tx: optax.GradientTransformation |
     return step
 
 
-__all__ = ["HIDDEN_IMPLS", "bench_config", "choose_formulation", "make_per_neuron_step",
-           "shifted_conv"]
+__all__ = ["bench_config", "choose_formulation", "make_per_neuron_step"]
 
 
 def bench_config():

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxsel.models.conv_impl import conv_implementation
 from jaxsel.models.model import Model, default_hparams
 from jaxsel.train.config import Config, TrainConfig
 from jaxsel.train.losses import LOSSES, gamma_loss
@@ -68,7 +69,7 @@ def _loss_fn(train: TrainConfig):
 
 
 def make_train_step(model: Model, train: TrainConfig, tx: optax.GradientTransformation | None
-                    = None, *, mask_batchnorm: bool = False):
+                    = None, *, mask_batchnorm: bool = False, conv: str = "xla"):
     """The pure training step for one model.
 
     Returns ``step(params, state, opt_state, images, responses, mask, rng, hparams) ->
@@ -83,6 +84,9 @@ def make_train_step(model: Model, train: TrainConfig, tx: optax.GradientTransfor
     ``mask_batchnorm=True`` also excludes the padding of a last batch from the BatchNorm
     batch statistics (``Model.apply(mask=...)``). Off by default so that every training
     path (``fit``, ``fit_many``, the fused per-neuron step) computes the same numbers.
+
+    ``conv`` picks how the core's convolutions are computed (same results up to float32
+    rounding): ``"xla"``, ``"fft"`` or ``"shifted"`` (:mod:`jaxsel.models.conv_impl`).
     """
     tx = tx or make_optimizer(train.lr)
     loss_fn = _loss_fn(train)
@@ -92,8 +96,9 @@ def make_train_step(model: Model, train: TrainConfig, tx: optax.GradientTransfor
         maskf = mask.astype(jnp.float32)
 
         def objective(p):
-            rates, new_state = model.apply(p, state, images, train=True, rng=rng,
-                                           mask=mask if mask_batchnorm else None)
+            with conv_implementation(conv):
+                rates, new_state = model.apply(p, state, images, train=True, rng=rng,
+                                               mask=mask if mask_batchnorm else None)
             data = jnp.sum(loss_fn(rates, responses, eps) * maskf[:, None])
             reg = model.regularizer(p, hparams)
             return hparams["loss_scale"] * data + reg, (new_state, data, reg)

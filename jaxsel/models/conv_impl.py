@@ -1,0 +1,207 @@
+"""Other ways to compute the core's convolutions, with the same results: FFT and shifted matmuls.
+
+A model's convolutions are written once (``nn.Conv`` and :class:`~jaxsel.models.core.ConvPool`
+in :mod:`jaxsel.models.core`). :func:`conv_implementation` swaps how they are computed while a
+function runs (a Flax method interceptor), leaving parameters, names and results unchanged:
+
+- ``"xla"``: XLA's convolution (no interception).
+- ``"fft"``: zero-padded real FFTs, a product summed over input channels, an inverse FFT
+  (:func:`fft_conv`). Under ``jax.vmap`` over per-model kernels this stays batched FFTs and
+  elementwise products, where XLA's convolution becomes a grouped convolution that XLA on
+  CPU runs slowly. With few channels it is also faster for one model on CPU (measured in
+  ``benchmarks/``: a 4-channel 7x7 layer, batch 64 of 36x64, forward + backward 30 ms direct,
+  13 ms by FFT).
+- ``"shifted"``: a sum over kernel offsets of matmuls (:func:`shifted_conv`); stride 1 only.
+- ``"auto"``: on CPU, each convolution by FFT where :func:`fft_is_faster_on_cpu` says so,
+  else XLA's; on other backends XLA's.
+
+Convolutions an implementation does not cover (grouped, strided ``nn.Conv``) stay XLA's.
+
+Example::
+
+    with conv_implementation("fft"):
+        rates, state = model.apply(params, state, images, train=True, rng=key)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxsel.models.core import ConvPool, pooled_kernel
+
+CONV_IMPLS = ("xla", "fft", "shifted", "auto")
+
+
+def fft_size(n: int) -> int:
+    """The smallest m >= n whose prime factors are 2, 3, 5 or 7 (fast FFT lengths)."""
+    m = n
+    while True:
+        r = m
+        for f in (2, 3, 5, 7):
+            while r % f == 0:
+                r //= f
+        if r == 1:
+            return m
+        m += 1
+
+
+def _pads(padding, kh: int, kw: int):
+    if padding == "SAME":
+        return ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
+    if padding == "VALID":
+        return (0, 0), (0, 0)
+    return tuple(tuple(int(v) for v in p) for p in padding)
+
+
+def fft_conv(x, kernel, stride: int = 1, padding="SAME"):
+    """A convolution (cross-correlation, as ``lax.conv_general_dilated``) by FFT.
+
+    The maps are zero-padded to a fast FFT length n >= H + max(pad_lo, pad_hi), so that the
+    circular wrap-around of the product stays out of the window that is kept; ``stride``
+    keeps every stride-th output of the stride-1 result.
+
+    Args:
+      x: (B, H, W, Cin) NHWC.
+      kernel: (kh, kw, Cin, Cout) HWIO.
+      stride: output stride (both axes).
+      padding: ``"SAME"``, ``"VALID"`` or ((lo, hi), (lo, hi)).
+
+    Returns:
+      (B, H', W', Cout), equal to the direct convolution up to float32 FFT rounding
+      (~1e-6 of the output's scale).
+    """
+    kh, kw, cin, _ = kernel.shape
+    h, w = x.shape[1], x.shape[2]
+    (ly, hy), (lx, hx) = _pads(padding, kh, kw)
+    oh, ow = (h + ly + hy - kh) // stride + 1, (w + lx + hx - kw) // stride + 1
+    nh, nw = fft_size(h + max(ly, hy)), fft_size(w + max(lx, hx))
+    # the barrier keeps producers (BatchNorm, ELU) out of the transposing pad below: fused
+    # into it, XLA on CPU ran them several times slower than as a plain elementwise pass
+    x = lax.optimization_barrier(x)
+    xf = jnp.fft.rfft2(jnp.moveaxis(x, -1, 1), s=(nh, nw))                  # (B, Cin, nh, .)
+    wf = jnp.fft.rfft2(jnp.transpose(kernel[::-1, ::-1], (2, 3, 0, 1)).astype(x.dtype),
+                       s=(nh, nw))                                          # (Cin, Cout, ...)
+    yf = sum(xf[:, c:c + 1] * wf[c][None] for c in range(cin))               # (B, Cout, ...)
+    y = jnp.fft.irfft2(yf, s=(nh, nw))
+    # full correlation index of output i: i * stride + kh - 1 - lo
+    sy, sx = kh - 1 - ly, kw - 1 - lx
+    y = y[:, :, sy:sy + (oh - 1) * stride + 1:stride, sx:sx + (ow - 1) * stride + 1:stride]
+    return jnp.moveaxis(y, 1, -1).astype(x.dtype)
+
+
+def shifted_conv(x, kernel, dilation: int = 1):
+    """'SAME' stride-1 convolution as a sum over kernel offsets of matmuls
+    (``sum_{dy,dx} shift(x) @ W[dy, dx]``: plain dots, no im2col buffer).
+
+    Args:
+      x: (B, H, W, Cin) NHWC.
+      kernel: (kh, kw, Cin, Cout) HWIO.
+      dilation: kernel dilation.
+
+    Returns:
+      (B, H, W, Cout), equal to ``lax.conv_general_dilated(..., padding="SAME")``.
+    """
+    kh, kw = kernel.shape[:2]
+    eh, ew = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    ph, pw = eh - 1, ew - 1
+    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    h, w = x.shape[1], x.shape[2]
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            sl = xp[:, dy * dilation:dy * dilation + h, dx * dilation:dx * dilation + w]
+            term = jnp.einsum("bhwc,co->bhwo", sl, kernel[dy, dx])
+            out = term if out is None else out + term
+    return out
+
+
+def _ones(v) -> bool:
+    if v is None:
+        return True
+    return all(int(a) == 1 for a in (v if isinstance(v, (tuple, list)) else (v,)))
+
+
+def fft_is_faster_on_cpu(kernel_size: int, cin: int, cout: int, stride: int) -> bool:
+    """Whether :func:`fft_conv` beats XLA's convolution on CPU for one layer (forward +
+    backward, batch 64): stride 1, ``cout <= 8``, ``cin * cout <= 16`` and
+    ``k^2 * cin >= 64``.
+
+    A rule read off measurements on a 2-core AVX-512 Xeon (``benchmarks/conv_forms.py``,
+    results in ``benchmarks/results/conv_forms.json``): FFT 1.4-2.2x faster for 1->4 9x9,
+    4->4 7x7 and 4->4 5x5 layers; 0.2-0.95x for strided, 3x3, 1->4 5x5, 8->8 and wider
+    layers (the FFT's product over channel pairs grows as cin x cout, while XLA's direct
+    convolution gets efficient as channels grow).
+    """
+    return (stride == 1 and cout <= 8 and cin * cout <= 16
+            and kernel_size * kernel_size * cin >= 64)
+
+
+def _replacement(mod, x, impl: str):
+    """The output of conv module ``mod`` on ``x`` by ``impl``, or None to keep XLA's."""
+    kernel = mod.get_variable("params", "kernel")
+    if impl == "auto":
+        stride = mod.pool if isinstance(mod, ConvPool) else (1 if _ones(mod.strides) else 2)
+        if not fft_is_faster_on_cpu(kernel.shape[0], kernel.shape[2], kernel.shape[3],
+                                    stride):
+            return None
+        impl = "fft"
+    if isinstance(mod, ConvPool):
+        if impl == "shifted" and (mod.pool != 1 or mod.padding != "SAME"):
+            return None
+        if impl == "shifted":
+            return shifted_conv(x, kernel)
+        k = mod.kernel_size
+        pads = ((k - 1) // 2, k // 2) if mod.padding == "SAME" else (0, 0)
+        return fft_conv(x, pooled_kernel(kernel, mod.pool), mod.pool, (pads, pads))
+    dil = mod.kernel_dilation
+    dil = int(dil[0] if isinstance(dil, (tuple, list)) else (dil or 1))
+    if mod.feature_group_count != 1 or not _ones(mod.strides) or mod.padding != "SAME":
+        return None
+    if impl == "shifted":
+        return shifted_conv(x, kernel, dil)
+    return fft_conv(x, kernel) if dil == 1 else None
+
+
+def _interceptor(impl: str, replace: dict | None = None):
+    def intercept(next_fun, args, kwargs, context):
+        mod = context.module
+        if context.method_name != "__call__" or not isinstance(mod, (nn.Conv, ConvPool)):
+            return next_fun(*args, **kwargs)
+        if replace and mod.name in replace:
+            return replace[mod.name]
+        y = None if impl == "xla" else _replacement(mod, args[0], impl)
+        if y is None:
+            return next_fun(*args, **kwargs)
+        if mod.use_bias:
+            y = y + mod.get_variable("params", "bias")
+        return y
+    return intercept
+
+
+@contextlib.contextmanager
+def conv_implementation(impl: str = "xla", *, replace: dict | None = None):
+    """Compute the convolutions of models applied inside this context by ``impl``.
+
+    Args:
+      impl: one of :data:`CONV_IMPLS`.
+      replace: optional ``{module name: output}``: conv modules with these names return the
+        given output instead (e.g. a first layer already computed for many models at once).
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv implementation {impl!r}: use one of {CONV_IMPLS}")
+    if impl == "auto" and jax.default_backend() != "cpu":
+        impl = "xla"
+    if impl == "xla" and not replace:
+        yield
+        return
+    with nn.intercept_methods(_interceptor(impl, replace)):
+        yield
+
+
+__all__ = ["CONV_IMPLS", "conv_implementation", "fft_conv", "fft_is_faster_on_cpu", "fft_size",
+           "shifted_conv"]

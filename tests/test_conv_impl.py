@@ -1,0 +1,98 @@
+"""FFT and shifted-matmul convolutions equal XLA's, alone and inside a model (values, grads)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxsel.models.config import ModelConfig
+from jaxsel.models.conv_impl import (conv_implementation, fft_conv, fft_is_faster_on_cpu,
+                                     fft_size, shifted_conv)
+from jaxsel.models.model import build_model
+
+
+def _direct(x, w, stride, padding):
+    return lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("k,stride,padding", [
+    (3, 1, "SAME"), (4, 1, "SAME"), (7, 1, "SAME"), (5, 1, "VALID"), (4, 2, ((1, 2), (1, 2))),
+    (6, 3, ((0, 0), (2, 1))), (9, 1, ((4, 4), (4, 4)))])
+def test_fft_conv_equals_direct(k, stride, padding):
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(2, 11, 17, 3)).astype(np.float32)
+    w = rng.normal(size=(k, k, 3, 5)).astype(np.float32)
+    ref = _direct(x, w, stride, padding)
+    out = fft_conv(x, w, stride, padding)
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_fft_conv_gradients_equal_direct():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 10, 13, 2)).astype(np.float32)
+    w = rng.normal(size=(5, 5, 2, 4)).astype(np.float32)
+    g = rng.normal(size=(3, 10, 13, 4)).astype(np.float32)
+    grads = [jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1))(x, w)
+             for f in (lambda x, w: _direct(x, w, 1, "SAME"), fft_conv)]
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, atol=1e-4 * float(jnp.max(jnp.abs(a))))
+
+
+@pytest.mark.parametrize("k,dil", [(3, 1), (5, 1), (3, 2), (4, 1)])
+def test_shifted_conv_equals_direct(k, dil):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
+    w = rng.normal(size=(k, k, 3, 4)).astype(np.float32)
+    ref = lax.conv_general_dilated(x, w, (1, 1), "SAME", rhs_dilation=(dil, dil),
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(shifted_conv(x, w, dil), ref, atol=1e-4)
+
+
+def test_fft_size_has_small_factors():
+    assert [fft_size(n) for n in (1, 11, 13, 39, 67, 70)] == [1, 12, 14, 40, 70, 70]
+
+
+@pytest.mark.parametrize("impl", ["fft", "shifted", "auto"])
+@pytest.mark.parametrize("arch", [
+    dict(pooling=2, pad_input=False, input_kern=5, hidden_kern=3),     # strided first layer
+    dict(input_kern=9, hidden_kern=7, hidden_channels=4),              # 'auto' takes FFT
+    dict(hidden_dilation=2, hidden_kern=3, input_kern=5)])             # dilated nn.Conv
+def test_model_under_other_conv_impl_equals_xla(impl, arch):
+    cfg = ModelConfig(layers=2, **{"hidden_channels": 3, **arch})
+    model = build_model(cfg, image_shape=(1, 14, 18), n_neurons=5)
+    params, state = model.init(jax.random.key(0))
+    x = np.random.default_rng(1).normal(size=(4, 1, 14, 18)).astype(np.float32)
+
+    def loss(p):
+        rates, _ = model.apply(p, state, x, train=True, rng=jax.random.key(2))
+        return jnp.sum(rates ** 2), rates
+
+    (_, ref), gref = jax.value_and_grad(loss, has_aux=True)(params)
+    with conv_implementation(impl):
+        (_, out), gout = jax.value_and_grad(loss, has_aux=True)(params)
+        jaxpr = str(jax.make_jaxpr(loss)(params))
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(gref), jax.tree.leaves(gout)):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(a))))
+    # the replacement really ran where it applies (and only there)
+    uses_fft = "fft[" in jaxpr or "fft_type" in jaxpr
+    expect_fft = impl == "fft" or (impl == "auto" and arch.get("input_kern") == 9
+                                   and jax.default_backend() == "cpu")
+    assert uses_fft == expect_fft
+
+
+def test_auto_rule_matches_measured_cases():
+    faster = [(9, 1, 4, 1), (7, 4, 4, 1), (5, 4, 4, 1)]
+    slower = [(10, 1, 8, 2), (3, 4, 4, 1), (5, 1, 4, 1), (7, 8, 8, 1), (5, 8, 8, 1),
+              (7, 16, 16, 1), (9, 1, 16, 1), (5, 16, 16, 1)]
+    assert all(fft_is_faster_on_cpu(*c) for c in faster)
+    assert not any(fft_is_faster_on_cpu(*c) for c in slower)
+
+
+def test_unknown_impl_is_an_error():
+    with pytest.raises(ValueError, match="fft"):
+        with conv_implementation("winograd"):
+            pass
