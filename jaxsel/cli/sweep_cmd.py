@@ -24,16 +24,9 @@ def run(args) -> int:
     import numpy as np
 
     from jaxsel.cli.run_cmd import load
-    from jaxsel.errors import ConfigError
     from jaxsel.pipeline import run_pipeline
 
-    try:
-        from jaxsel.train.many import fit_many
-    except ImportError:
-        raise ConfigError("'jaxsel sweep' is not available yet: it needs "
-                          "jaxsel.train.many.fit_many (vectorised training of many models, "
-                          "issue 4), which is not in this installation. 'jaxsel train "
-                          "CONFIG' fits the models of [train] one by one.") from None
+    from jaxsel.train.many import fit_many
     from jaxsel.pipeline.rundir import RunDir
     from jaxsel.pipeline.context import Context
     from jaxsel.train.config import named_config
