@@ -211,6 +211,10 @@ def per_neuron_variants(w, m, S, which=None):
     with ``conv="auto"`` (FFT convolutions where they are faster on CPU, as ``fit_many``);
     ``fused_*``: :func:`jaxsel.train.per_neuron.make_per_neuron_step` with ``conv=*``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jaxsel.models.conv_impl import compiler_options
+    from jaxsel.train.many import loop_threads
     from jaxsel.train.per_neuron import make_per_neuron_step
     model, cfg, tx = S["model"], S["cfg"], S["tx"]
     args = S["args"]
@@ -220,7 +224,7 @@ def per_neuron_variants(w, m, S, which=None):
     for name in which:
         if name.startswith("loop"):
             continue
-        conv = "auto" if name == "vmap_fft" else "xla"
+        conv = "auto" if name == "vmap_fft" else fused.get(name, "xla")
         t = time.perf_counter()
         try:
             if name in fused:
@@ -228,7 +232,8 @@ def per_neuron_variants(w, m, S, which=None):
             else:
                 fn = jax.vmap(make_train_step(model, cfg.train, tx, conv=conv),
                               in_axes=(0, 0, 0, None, 0, None, 0, 0))
-            c = jax.jit(fn, donate_argnums=(0, 1, 2)).lower(*args).compile()
+            c = jax.jit(fn, donate_argnums=(0, 1, 2),
+                        compiler_options=compiler_options(conv)).lower(*args).compile()
         except Exception as e:  # noqa: BLE001 - a formulation that fails is reported
             out[name] = (None, f"{type(e).__name__}: {e}"[:300])
             continue
@@ -246,16 +251,26 @@ def per_neuron_variants(w, m, S, which=None):
         single = make_train_step(model, cfg.train, tx,
                                  conv="auto" if name == "loop_fft" else "xla")
         t = time.perf_counter()
-        c1 = jax.jit(single).lower(sl[0][0], sl[0][1], sl[0][2], x, sl[0][3], mask, sl[0][4],
-                                   sl[0][5]).compile()
+        opts = compiler_options("auto" if name == "loop_fft" else "xla")
+        c1 = jax.jit(single, compiler_options=opts).lower(
+            sl[0][0], sl[0][1], sl[0][2], x, sl[0][3], mask, sl[0][4], sl[0][5]).compile()
         cs = time.perf_counter() - t
 
-        def loop(c1=c1, sl=sl):
-            met = None
-            for i, (p, s, o, r, g, hp) in enumerate(sl):
-                p, s, o, met = c1(p, s, o, x, r, mask, g, hp)
-                sl[i] = (p, s, o, r, g, hp)
-            return met["loss"]
+        # loop_fft runs as fit_many does on CPU: models dealt to loop_threads() threads
+        nthreads = min(loop_threads(), m) if name == "loop_fft" else 1
+
+        def loop(c1=c1, sl=sl, nthreads=nthreads):
+            def run(ids):
+                met = None
+                for i in ids:
+                    p, s, o, r, g, hp = sl[i]
+                    p, s, o, met = c1(p, s, o, x, r, mask, g, hp)
+                    sl[i] = (p, s, o, r, g, hp)
+                return jax.block_until_ready(met["loss"])
+            if nthreads == 1:
+                return run(range(m))
+            with ThreadPoolExecutor(nthreads) as pool:
+                return list(pool.map(run, [range(j, m, nthreads) for j in range(nthreads)]))[-1]
         out[name] = (loop, cs)
     return out
 

@@ -7,8 +7,8 @@ import pytest
 from jax import lax
 
 from jaxsel.models.config import ModelConfig
-from jaxsel.models.conv_impl import (conv_implementation, fft_conv, fft_is_faster_on_cpu,
-                                     fft_size, shifted_conv)
+from jaxsel.models.conv_impl import (compiler_options, conv_implementation, fft_conv,
+                                     fft_is_faster_on_cpu, fft_size, shifted_conv)
 from jaxsel.models.model import build_model
 
 
@@ -96,3 +96,17 @@ def test_unknown_impl_is_an_error():
     with pytest.raises(ValueError, match="fft"):
         with conv_implementation("winograd"):
             pass
+
+
+def test_compiler_options_only_for_fft_on_cpu():
+    assert compiler_options("xla") is None
+    opts = compiler_options("auto")
+    if jax.default_backend() == "cpu" and opts is not None:
+        # accepted by this XLA, and a step compiled with it computes the same numbers
+        f = jax.jit(lambda v: jnp.sum(fft_conv(v, jnp.ones((3, 3, 2, 2)))),
+                    compiler_options=opts)
+        v = jnp.ones((1, 5, 6, 2))
+        np.testing.assert_allclose(f(v), jnp.sum(_direct(v, jnp.ones((3, 3, 2, 2)), 1,
+                                                          "SAME")), rtol=1e-5)
+    else:
+        assert opts is None

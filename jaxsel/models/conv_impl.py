@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import flax.linen as nn
 import jax
@@ -82,8 +83,8 @@ def fft_conv(x, kernel, stride: int = 1, padding="SAME"):
     nh, nw = fft_size(h + max(ly, hy)), fft_size(w + max(lx, hx))
     # the barrier keeps producers (BatchNorm, ELU) out of the transposing pad below: fused
     # into it, XLA on CPU ran them several times slower than as a plain elementwise pass
-    x = lax.optimization_barrier(x)
-    xf = jnp.fft.rfft2(jnp.moveaxis(x, -1, 1), s=(nh, nw))                  # (B, Cin, nh, .)
+    xt = lax.optimization_barrier(jnp.moveaxis(lax.optimization_barrier(x), -1, 1))
+    xf = jnp.fft.rfft2(xt, s=(nh, nw))                                      # (B, Cin, nh, .)
     wf = jnp.fft.rfft2(jnp.transpose(kernel[::-1, ::-1], (2, 3, 0, 1)).astype(x.dtype),
                        s=(nh, nw))                                          # (Cin, Cout, ...)
     yf = sum(xf[:, c:c + 1] * wf[c][None] for c in range(cin))               # (B, Cout, ...)
@@ -124,6 +125,32 @@ def _ones(v) -> bool:
     if v is None:
         return True
     return all(int(a) == 1 for a in (v if isinstance(v, (tuple, list)) else (v,)))
+
+
+_NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+@functools.cache
+def _accepts(option: str) -> bool:
+    try:
+        jax.jit(lambda v: v + 1, compiler_options={option: ""})(jnp.float32(0))
+        return True
+    except Exception:  # noqa: BLE001 - an XLA without this option
+        return False
+
+
+def compiler_options(impl: str) -> dict | None:
+    """``jax.jit(..., compiler_options=...)`` for a step using conv implementation ``impl``.
+
+    On CPU with ``"fft"`` / ``"auto"``: XLA's YNNPACK library fusions off (the reductions
+    and elementwise passes around the FFTs ran ~20 % slower with them: per-neuron CNN step
+    of ``benchmarks/``, 37 vs 45 model-steps/s; neutral for the ``small`` config), if this
+    XLA has the option. Else None (XLA's defaults).
+    """
+    if impl in ("fft", "auto") and jax.default_backend() == "cpu" and _accepts(
+            next(iter(_NO_YNN))):
+        return dict(_NO_YNN)
+    return None
 
 
 def fft_is_faster_on_cpu(kernel_size: int, cin: int, cout: int, stride: int) -> bool:
@@ -203,5 +230,5 @@ def conv_implementation(impl: str = "xla", *, replace: dict | None = None):
         yield
 
 
-__all__ = ["CONV_IMPLS", "conv_implementation", "fft_conv", "fft_is_faster_on_cpu", "fft_size",
-           "shifted_conv"]
+__all__ = ["CONV_IMPLS", "compiler_options", "conv_implementation", "fft_conv",
+           "fft_is_faster_on_cpu", "fft_size", "shifted_conv"]
