@@ -214,7 +214,7 @@ def per_neuron_variants(w, m, S, which=None):
     from concurrent.futures import ThreadPoolExecutor
 
     from jaxsel.models.conv_impl import compiler_options
-    from jaxsel.train.many import loop_threads
+    from jaxsel.train.many_steps import loop_threads
     from jaxsel.train.per_neuron import make_per_neuron_step
     model, cfg, tx = S["model"], S["cfg"], S["tx"]
     args = S["args"]

@@ -40,14 +40,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from jax import lax
 
 from jaxsel.data.batches import n_batches, tier_arrays
 from jaxsel.data.dataset import fingerprint as data_fingerprint
 from jaxsel.data.dataset import validate, with_statistics
 from jaxsel.data.transforms import standardizer as make_standardizer
 from jaxsel.errors import ConfigError, DataError
-from jaxsel.models.conv_impl import CONV_IMPLS, compiler_options
+from jaxsel.models.conv_impl import CONV_IMPLS
 from jaxsel.models.model import Model, build_model, elu1_inverse
 from jaxsel.train import sharding as S
 from jaxsel.train.checkpoint import (checkpoint_dir, latest_epoch, read_meta,
@@ -55,10 +54,9 @@ from jaxsel.train.checkpoint import (checkpoint_dir, latest_epoch, read_meta,
 from jaxsel.train.config import Config
 from jaxsel.train.fit import (HISTORY_VARS, FitResult, _resolve_config, initial_positions,
                               _source_grid, response_function)
-from jaxsel.train.losses import masked_correlation
-from jaxsel.train.schedule import PlateauState, plateau_init, plateau_update
-from jaxsel.train.step import (make_hparams, make_optimizer, make_predict, make_train_step,
-                               set_learning_rate)
+from jaxsel.train.schedule import PlateauState, plateau_init
+from jaxsel.train.many_steps import cached, end_epoch_jit, make_many_epoch, make_many_scores
+from jaxsel.train.step import make_hparams, make_optimizer, set_learning_rate
 
 _log = logging.getLogger(__name__)
 
@@ -274,14 +272,6 @@ def _init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, g
     return params, state
 
 
-def _where_models(flag, a, b):
-    """Per-model select: ``flag`` (K,) against leaves with a leading model axis."""
-    def sel(x, y):
-        f = flag.reshape(flag.shape + (1,) * (x.ndim - 1))
-        return jnp.where(f, x, y)
-    return jax.tree.map(sel, a, b)
-
-
 def _epoch_indices(n: int, bs: int, seeds, order_seed, epoch: int):
     """Batch indices (steps, K, B) or (steps, B) (shared order) and the mask (steps, B)."""
     steps = n_batches(n, bs)
@@ -298,185 +288,6 @@ def _epoch_indices(n: int, bs: int, seeds, order_seed, epoch: int):
     if order_seed is not None:
         return one(order_seed).astype(np.int32), mask
     return np.stack([one(s) for s in seeds], axis=1).astype(np.int32), mask
-
-
-# --------------------------------------------------------------------------- compiled parts
-
-_COMPILED: dict = {}
-
-
-def _cached(kind: str, key, build):
-    """One jitted function per (kind, static setup), so repeated fit_many calls (sweeps,
-    resumes) do not recompile."""
-    k = (kind, key)
-    if k not in _COMPILED:
-        if len(_COMPILED) > 32:
-            _COMPILED.clear()
-        _COMPILED[k] = build()
-    return _COMPILED[k]
-
-
-def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation: str = "vmap",
-                    conv: str = "xla"):
-    """The epoch of K models: a Python loop over one jitted step of all K models.
-
-    (XLA on CPU ran the same step ~14x slower inside a ``lax.scan`` over the batches:
-    measured with the ``small`` config, K = 2, batch 64, 8 steps, 54 s vs 3.8 s. A dispatch
-    per step costs far less than a step.)
-
-    Returns ``epoch_fn(params, state, opt_state, failed, active, x, r, idx, mask, cols,
-    seeds, epoch, hparams) -> (params, state, opt_state, failed, metrics)`` where ``idx`` is
-    (steps, K, B) or (steps, B) (shared order), ``mask`` (steps, B), ``cols`` (K, n_out)
-    target neurons, ``active`` (K,) models still training; ``metrics`` (K,) sums of
-    ``data_loss``, ``n``, ``objective``, ``steps`` and the last ``reg``. ``conv``: how the
-    convolutions are computed (:mod:`jaxsel.models.conv_impl`).
-    """
-    if formulation == "fused":
-        if not shared_images:
-            raise ConfigError("formulation='fused' needs one batch order for all models "
-                              "(order_seed or equal seeds)")
-        from jaxsel.train.per_neuron import make_per_neuron_step
-        vstep = make_per_neuron_step(model, train, tx, conv=conv)
-    elif formulation in ("vmap", "loop"):      # loop: the same step on one model at a time
-        vstep = jax.vmap(make_train_step(model, train, tx, conv=conv),
-                         in_axes=(0, 0, 0, None if shared_images else 0, 0, None, 0, 0))
-    else:
-        raise ConfigError(f"formulation = {formulation!r}: use 'vmap', 'loop' or 'fused'")
-
-    def step_fn(params, state, opt_state, failed, acc, active, x, r, idx, mask, b, cols,
-                keys, hparams):
-        ib = lax.dynamic_index_in_dim(idx, b, keepdims=False)
-        mb = lax.dynamic_index_in_dim(mask, b, keepdims=False)
-        imgs = x[ib]                                          # (B, ...) or (K, B, ...)
-        if shared_images:
-            resp = jnp.moveaxis(jnp.take(r[ib], cols, axis=1), 1, 0)
-        else:
-            resp = jax.vmap(lambda i, c: jnp.take(r[i], c, axis=1))(ib, cols)
-        rngs = jax.vmap(lambda kk: jax.random.fold_in(kk, b))(keys)
-        p2, s2, o2, m = vstep(params, state, opt_state, imgs, resp, mb, rngs, hparams)
-        alive = active & ~failed
-        params = _where_models(alive, p2, params)
-        state = _where_models(alive, s2, state)
-        opt_state = _where_models(alive, o2, opt_state)
-        ok = alive & m["finite"]
-        failed = failed | (alive & ~m["finite"])
-        f = ok.astype(jnp.float32)
-        acc = {"data_loss": acc["data_loss"] + f * jnp.where(ok, m["data_loss"], 0.0),
-               "n": acc["n"] + f * m["n"],
-               "objective": acc["objective"] + f * jnp.where(ok, m["loss"], 0.0),
-               "steps": acc["steps"] + f,
-               "reg": jnp.where(ok, m["reg"], acc["reg"])}
-        return params, state, opt_state, failed, acc
-
-    def start_fn(seeds, epoch):
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 1 + epoch))(seeds)
-        zero = jnp.zeros(seeds.shape, jnp.float32)
-        return keys, {"data_loss": zero, "n": zero, "objective": zero, "steps": zero,
-                      "reg": zero}
-
-    jstep = jax.jit(step_fn, donate_argnums=(0, 1, 2, 4),
-                    compiler_options=compiler_options(conv))
-    jstart = jax.jit(start_fn)
-
-    def epoch_fn(params, state, opt_state, failed, active, x, r, idx, mask, cols, seeds,
-                 epoch, hparams):
-        keys, acc = jstart(seeds, epoch)
-        if formulation == "loop":
-            return _epoch_model_loop(jstep, (params, state, opt_state, failed, acc), active,
-                                     x, r, idx, mask, cols, keys, hparams, shared_images)
-        for b in range(idx.shape[0]):
-            params, state, opt_state, failed, acc = jstep(
-                params, state, opt_state, failed, acc, active, x, r, idx, mask, jnp.int32(b),
-                cols, keys, hparams)
-        return params, state, opt_state, failed, acc
-
-    return epoch_fn
-
-
-def _epoch_model_loop(jstep, carry, active, x, r, idx, mask, cols, keys, hparams,
-                      shared_images: bool):
-    """The epoch with the step of each model called on its own (a model axis of size 1, so
-    every convolution is an ordinary one): the models are split once per epoch and stacked
-    again at its end. On CPU the models are dealt to :func:`loop_threads` dispatch threads
-    (the models are independent, so the numbers do not depend on the interleaving)."""
-    k = keys.shape[0]
-    one = lambda t, i: jax.tree.map(lambda a: a[i:i + 1], t)           # noqa: E731
-    models = [list(one(carry, i)) for i in range(k)]
-    fixed = [one((active, cols, keys, hparams), i) for i in range(k)]
-    idxs = [idx if shared_images else idx[:, i:i + 1] for i in range(k)]
-    steps = [jnp.int32(b) for b in range(idx.shape[0])]
-
-    def train(ids):
-        for bb in steps:
-            for i in ids:
-                act, col, key, hp = fixed[i]
-                models[i] = list(jstep(*models[i], act, x, r, idxs[i], mask, bb,
-                                       col, key, hp))
-        if ids:
-            jax.block_until_ready(models[ids[-1]])
-
-    n = min(loop_threads(), k)
-    if n <= 1:
-        train(list(range(k)))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(n) as pool:
-            list(pool.map(train, [list(range(j, k, n)) for j in range(n)]))
-    return tuple(jax.tree.map(lambda *a: jnp.concatenate(a), *[m[j] for m in models])
-                 for j in range(5))
-
-
-def loop_threads() -> int:
-    """Threads that dispatch the per-model steps of ``formulation="loop"``: 2 on CPU with
-    >= 2 cores, else 1. XLA on CPU runs one small program at a time per dispatching thread
-    without filling the cores; two threads gave 53 vs 46 model-steps/s on 2 cores (the
-    4-channel per-neuron CNN of ``benchmarks/``)."""
-    import os
-    return 2 if jax.default_backend() == "cpu" and (os.cpu_count() or 1) >= 2 else 1
-
-
-def make_many_scores(model: Model):
-    """``scores(params, state, xv, rv, maskv, cols) -> (K,)`` mean validation correlation
-    per model; ``xv`` (steps, B, C, H, W) padded batches, ``rv`` (steps*B, N), ``maskv``
-    (steps*B,). One jitted prediction per batch, looped in Python (see
-    :func:`make_many_epoch` for why not ``lax.map``)."""
-    predict = jax.vmap(make_predict(model), in_axes=(0, 0, None))
-
-    @jax.jit
-    def predict_batch(params, state, xv, i):
-        return predict(params, state, lax.dynamic_index_in_dim(xv, i, keepdims=False))
-
-    @jax.jit
-    def correlate(preds, rv, maskv, cols):
-        preds = jnp.concatenate(preds, axis=1)                          # (K, steps*B, n)
-        resp = jnp.moveaxis(jnp.take(rv, cols, axis=1), 1, 0)          # (K, steps*B, n)
-        corr = jax.vmap(masked_correlation, in_axes=(0, 0, None))(preds, resp, maskv)
-        return jnp.mean(corr, axis=-1)
-
-    def scores(params, state, xv, rv, maskv, cols):
-        preds = [predict_batch(params, state, xv, jnp.int32(i)) for i in range(xv.shape[0])]
-        return correlate(preds, rv, maskv, cols)
-
-    return scores
-
-
-def _end_epoch(params, state, opt_state, best_params, best_state, sched, failed, score,
-               epoch, sv):
-    active = ~sched.stopped & ~failed & (epoch < sv["max_epochs"])
-    new, ev = plateau_update(sched, score, epoch, patience=sv["patience"],
-                             factor=sv["lr_decay_factor"], min_lr=sv["min_lr"],
-                             decay_steps=sv["lr_decay_steps"], tolerance=sv["tolerance"])
-    new = PlateauState(*[jnp.where(active, a, b) for a, b in zip(new, sched)])
-    improved, restore = ev.improved & active, ev.restore & active
-    best_params = _where_models(improved, params, best_params)
-    best_state = _where_models(improved, state, best_state)
-    params = _where_models(restore, best_params, params)
-    state = _where_models(restore, best_state, state)
-    opt_state = set_learning_rate(opt_state, new.lr)
-    return params, state, opt_state, best_params, best_state, new, improved, active
-
-
-_end_epoch_jit = jax.jit(_end_epoch, donate_argnums=(0, 1, 2, 3, 4))
 
 
 # --------------------------------------------------------------------------- fit_many
@@ -633,11 +444,11 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
     maskv = np.arange(vsteps * vb) < x_val.shape[0]
     xv, rv, maskv = S.replicate((xv, rv, maskv), mesh)
 
-    epoch_fn = _cached("epoch", (model, t.loss, t.eps, t.gamma_shape, shared, formulation,
+    epoch_fn = cached("epoch", (model, t.loss, t.eps, t.gamma_shape, shared, formulation,
                                  conv),
                        lambda: make_many_epoch(model, t, tx, shared_images=shared,
                                                formulation=formulation, conv=conv))
-    scores_fn = _cached("scores", model, lambda: make_many_scores(model))
+    scores_fn = cached("scores", model, lambda: make_many_scores(model))
     params, state, opt_state = tree["params"], tree["state"], tree["opt_state"]
     best_params, best_state = tree["best_params"], tree["best_state"]
     failed = tree["failed"]
@@ -657,7 +468,7 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
             per["cols"], per["seeds"], jnp.int32(epoch), per["hparams"])
         score = scores_fn(params, state, xv, rv, maskv, per["cols"])
         (params, state, opt_state, best_params, best_state, sched, improved,
-         active) = _end_epoch_jit(params, state, opt_state, best_params, best_state, sched,
+         active) = end_epoch_jit(params, state, opt_state, best_params, best_state, sched,
                                   failed, score, jnp.int32(epoch), per["sched"])
         h = S.to_host({"acc": acc, "score": score, "lr": sched.lr, "improved": improved,
                        "active": active, "failed": failed})
