@@ -30,15 +30,22 @@ def test_fft_conv_equals_direct(k, stride, padding):
     np.testing.assert_allclose(out, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
 
 
-def test_fft_conv_gradients_equal_direct():
+@pytest.mark.parametrize("k,stride,padding", [(5, 1, "SAME"), (4, 2, ((1, 2), (1, 2))),
+                                               (3, 1, "VALID")])
+def test_fft_conv_gradients_equal_direct(k, stride, padding):
+    """The hand-written VJP (circular correlations) against autodiff of XLA's conv."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 10, 13, 2)).astype(np.float32)
-    w = rng.normal(size=(5, 5, 2, 4)).astype(np.float32)
-    g = rng.normal(size=(3, 10, 13, 4)).astype(np.float32)
-    grads = [jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1))(x, w)
-             for f in (lambda x, w: _direct(x, w, 1, "SAME"), fft_conv)]
+    w = rng.normal(size=(k, k, 2, 4)).astype(np.float32)
+    g = rng.normal(size=_direct(x, w, stride, padding).shape).astype(np.float32)
+    grads = [jax.grad(lambda x, w: jnp.sum(f(x, w, stride, padding) * g), argnums=(0, 1))(x, w)
+             for f in (_direct, fft_conv)]
     for a, b in zip(*grads):
         np.testing.assert_allclose(b, a, atol=1e-4 * float(jnp.max(jnp.abs(a))))
+    # and under vmap (a model axis), as fit_many uses it
+    vg = jax.vmap(jax.grad(lambda x, w: jnp.sum(fft_conv(x, w, stride, padding) * g),
+                           argnums=1), in_axes=(None, 0))(x, np.stack([w, 2 * w]))
+    np.testing.assert_allclose(vg[0], grads[0][1], atol=1e-4 * float(jnp.max(jnp.abs(vg[0]))))
 
 
 @pytest.mark.parametrize("k,dil", [(3, 1), (5, 1), (3, 2), (4, 1)])
