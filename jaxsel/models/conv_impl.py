@@ -83,56 +83,60 @@ def fft_conv(x, kernel, stride: int = 1, padding="SAME"):
     nh, nw = fft_size(h + max(ly, hy)), fft_size(w + max(lx, hx))
     # full correlation index of output i: i * stride + k - 1 - lo
     geom = (nh, nw, kh - 1 - ly, kw - 1 - lx, stride, oh, ow)
-    # the barrier keeps producers (BatchNorm, ELU) out of the transposing pad below: fused
-    # into it, XLA on CPU ran them several times slower than as a plain elementwise pass
-    xt = lax.optimization_barrier(jnp.moveaxis(lax.optimization_barrier(x), -1, 1))
     kf = jnp.transpose(kernel[::-1, ::-1], (2, 3, 0, 1)).astype(x.dtype)     # (Cin, Cout, ..)
-    return jnp.moveaxis(_fft_conv_nchw(xt, kf, geom), 1, -1).astype(x.dtype)
+    return _fft_conv_nhwc(x, kf, geom).astype(x.dtype)
 
 
-def _fft_forward(xt, kf, geom):
+def _to_nchw(x):
+    # the barriers keep producers (BatchNorm, ELU) out of the transpose and the transpose
+    # out of the FFT's zero padding: fused together, XLA on CPU ran them several times
+    # slower than as separate passes
+    return lax.optimization_barrier(jnp.moveaxis(lax.optimization_barrier(x), -1, 1))
+
+
+def _fft_forward(x, kf, geom):
     nh, nw, sy, sx, stride, oh, ow = geom
-    xf = jnp.fft.rfft2(xt, s=(nh, nw))                                      # (B, Cin, nh, .)
+    xf = jnp.fft.rfft2(_to_nchw(x), s=(nh, nw))                             # (B, Cin, nh, .)
     wf = jnp.fft.rfft2(kf, s=(nh, nw))                                      # (Cin, Cout, ...)
     yf = sum(xf[:, c:c + 1] * wf[c][None] for c in range(kf.shape[0]))       # (B, Cout, ...)
     y = jnp.fft.irfft2(yf, s=(nh, nw))
     y = y[:, :, sy:sy + (oh - 1) * stride + 1:stride, sx:sx + (ow - 1) * stride + 1:stride]
-    return y, (xf, wf)
+    return jnp.moveaxis(y, 1, -1), (xf, wf)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _fft_conv_nchw(xt, kf, geom):
-    """(B, Cin, H, W) maps, (Cin, Cout, kh, kw) flipped kernel -> (B, Cout, oh, ow): the
+def _fft_conv_nhwc(x, kf, geom):
+    """(B, H, W, Cin) maps, (Cin, Cout, kh, kw) flipped kernel -> (B, oh, ow, Cout): the
     circular convolution of the zero-padded maps, cropped (and strided).
 
     Its VJP is written out: the adjoint of a circular convolution is a circular
     correlation, ``irfft2(rfft2(g) * conj(K))`` (and ``conj(X)`` for the kernel), which
     saves the masked complex FFT that autodiff of ``rfft2`` produces."""
-    return _fft_forward(xt, kf, geom)[0]
+    return _fft_forward(x, kf, geom)[0]
 
 
-def _fft_conv_fwd(xt, kf, geom):
-    y, res = _fft_forward(xt, kf, geom)
-    return y, (res, xt.shape, kf.shape)
+def _fft_conv_fwd(x, kf, geom):
+    y, res = _fft_forward(x, kf, geom)
+    return y, (res, x.shape, kf.shape)
 
 
 def _fft_conv_bwd(geom, res, gy):
     nh, nw, sy, sx, stride, oh, ow = geom
     (xf, wf), xshape, kshape = res
     span_y, span_x = (oh - 1) * stride + 1, (ow - 1) * stride + 1
-    g = lax.pad(gy, jnp.zeros((), gy.dtype), ((0, 0, 0), (0, 0, 0),
-                                              (sy, nh - sy - span_y, stride - 1),
-                                              (sx, nw - sx - span_x, stride - 1)))
+    g = lax.pad(_to_nchw(gy), jnp.zeros((), gy.dtype),
+                ((0, 0, 0), (0, 0, 0), (sy, nh - sy - span_y, stride - 1),
+                 (sx, nw - sx - span_x, stride - 1)))          # the adjoint of the crop
     gf = jnp.fft.rfft2(g)                                                   # (B, Cout, ...)
     cout = gf.shape[1]
     dxf = sum(gf[:, o:o + 1] * jnp.conj(wf[:, o])[None] for o in range(cout))
-    dx = jnp.fft.irfft2(dxf, s=(nh, nw))[:, :, :xshape[2], :xshape[3]]
+    dx = jnp.moveaxis(jnp.fft.irfft2(dxf, s=(nh, nw))[:, :, :xshape[1], :xshape[2]], 1, -1)
     dwf = jnp.sum(jnp.conj(xf)[:, :, None] * gf[:, None], axis=0)          # (Cin, Cout, ...)
     dk = jnp.fft.irfft2(dwf, s=(nh, nw))[:, :, :kshape[2], :kshape[3]]
     return dx.astype(gy.dtype), dk.astype(gy.dtype)
 
 
-_fft_conv_nchw.defvjp(_fft_conv_fwd, _fft_conv_bwd)
+_fft_conv_nhwc.defvjp(_fft_conv_fwd, _fft_conv_bwd)
 
 
 def shifted_conv(x, kernel, dilation: int = 1):
