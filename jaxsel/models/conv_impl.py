@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxsel.models.core import ConvPool, pooled_kernel
+from jaxsel.models.core import ConvPool, conv_padding, pooled_kernel
 
 CONV_IMPLS = ("xla", "fft", "shifted", "auto")
 
@@ -52,10 +52,8 @@ def fft_size(n: int) -> int:
 
 
 def _pads(padding, kh: int, kw: int):
-    if padding == "SAME":
-        return ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
-    if padding == "VALID":
-        return (0, 0), (0, 0)
+    if padding in ("SAME", "VALID"):
+        return conv_padding(kh, padding), conv_padding(kw, padding)
     return tuple(tuple(int(v) for v in p) for p in padding)
 
 
@@ -226,8 +224,7 @@ def _replacement(mod, x, impl: str):
             return None
         if impl == "shifted":
             return shifted_conv(x, kernel)
-        k = mod.kernel_size
-        pads = ((k - 1) // 2, k // 2) if mod.padding == "SAME" else (0, 0)
+        pads = conv_padding(mod.kernel_size, mod.padding)
         return fft_conv(x, pooled_kernel(kernel, mod.pool), mod.pool, (pads, pads))
     dil = mod.kernel_dilation
     dil = int(dil[0] if isinstance(dil, (tuple, list)) else (dil or 1))

@@ -44,6 +44,14 @@ def pooled_kernel(kernel, pool: int):
                for a in range(pool) for b in range(pool)) / pool ** 2
 
 
+def conv_padding(kernel_size: int, padding: str) -> tuple[int, int]:
+    """(lo, hi) zero padding of one axis for ``"SAME"`` (XLA's convention: the extra pad of
+    an even kernel goes after) or ``"VALID"``."""
+    if padding == "SAME":
+        return (kernel_size - 1) // 2, kernel_size // 2
+    return 0, 0
+
+
 class ConvPool(nn.Module):
     """A square conv (stride 1, 'SAME' or 'VALID') followed by P x P average pooling (stride
     P, floor), computed as a single stride-P convolution with :func:`pooled_kernel`: the same
@@ -61,10 +69,7 @@ class ConvPool(nn.Module):
     def __call__(self, x):
         k = self.kernel_size
         kernel = self.param("kernel", _conv_init, (k, k, x.shape[-1], self.features))
-        if self.padding == "SAME":
-            lo, hi = (k - 1) // 2, k // 2
-        else:
-            lo = hi = 0
+        lo, hi = conv_padding(k, self.padding)
         y = jax.lax.conv_general_dilated(
             x, pooled_kernel(kernel, self.pool).astype(x.dtype), (self.pool, self.pool),
             ((lo, hi), (lo, hi)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -182,5 +187,5 @@ def output_size(cfg: ModelConfig, height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
-__all__ = ["ConvPool", "DepthSeparableConv", "StackedCore", "batchnorm_mask", "pooled_kernel",
-           "first_layer_kernel", "hidden_kernels", "output_channels", "output_size"]
+__all__ = ["ConvPool", "DepthSeparableConv", "StackedCore", "batchnorm_mask", "conv_padding",
+           "pooled_kernel", "first_layer_kernel", "hidden_kernels", "output_channels", "output_size"]

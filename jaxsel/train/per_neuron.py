@@ -28,7 +28,7 @@ from jax import lax
 
 from jaxsel.models.config import ModelConfig
 from jaxsel.models.conv_impl import conv_implementation
-from jaxsel.models.core import pooled_kernel
+from jaxsel.models.core import conv_padding, pooled_kernel
 from jaxsel.models.model import Model
 from jaxsel.train.step import _loss_fn, make_optimizer
 
@@ -55,7 +55,7 @@ def _fused_first_layer(cfg: ModelConfig, kernel, bias, x):
     k, kh, kw, cin, c = kernel.shape
     pool = cfg.pooling
     w = jnp.moveaxis(kernel, 0, -2).reshape(kh, kw, cin, k * c)        # (kh, kw, Cin, K*C)
-    lo, hi = ((kh - 1) // 2, kh // 2) if cfg.pad_input else (0, 0)
+    lo, hi = conv_padding(kh, "SAME" if cfg.pad_input else "VALID")
     y = lax.conv_general_dilated(x, pooled_kernel(w, pool), (pool, pool), ((lo, hi), (lo, hi)),
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y = jnp.moveaxis(y.reshape(y.shape[:3] + (k, c)), 3, 0)
