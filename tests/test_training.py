@@ -242,7 +242,7 @@ def test_non_finite_loss_stops_with_step_and_batch(twin, tmp_path):
 
 def test_non_finite_loss_later_keeps_the_best_checkpoint(twin, tmp_path, monkeypatch):
     ds, _ = twin
-    fit_module = importlib.import_module("jaxsel.train.fit")   # (the package exports fit())
+    fit_module = importlib.import_module("jaxsel.train._fit_loop")   # (the epoch loop of fit)
     real_iterate = fit_module.iterate
 
     def poisoned(images, responses, batch_size, **kw):      # NaN images in epoch 2, batch 3
