@@ -29,11 +29,9 @@ the population mean (the standardizer's floor).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -41,253 +39,25 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxsel.data.batches import n_batches, tier_arrays
-from jaxsel.data.dataset import fingerprint as data_fingerprint
-from jaxsel.data.dataset import validate, with_statistics
-from jaxsel.data.transforms import standardizer as make_standardizer
+from jaxsel._compile_cache import cached
+from jaxsel.data.batches import n_batches
 from jaxsel.errors import ConfigError, DataError
 from jaxsel.models.conv_impl import CONV_IMPLS
-from jaxsel.models.model import Model, build_model, elu1_inverse
+from jaxsel.models.model import build_model
 from jaxsel.train import sharding as S
-from jaxsel.train.checkpoint import (checkpoint_dir, latest_epoch, read_meta,
-                                     restore_checkpoint, save_checkpoint)
+from jaxsel.train._fit_parts import (TrainData, initial_positions, open_run, prepare_data,
+                                     resolve_config, source_grid)
+from jaxsel.train._many_inputs import (INIT_FIELDS, PER_MODEL_FIELDS, REG_FIELDS,
+                                       SCHEDULE_FIELDS, epoch_indices, init_models, per_model,
+                                       per_model_values)
+from jaxsel.train._many_result import ManyResult, many_history
+from jaxsel.train.checkpoint import checkpoint_dir, restore_checkpoint, save_checkpoint
 from jaxsel.train.config import Config
-from jaxsel.train.fit import (HISTORY_VARS, FitResult, _resolve_config, initial_positions,
-                              _source_grid, response_function)
+from jaxsel.train.many_steps import end_epoch_jit, make_many_epoch, make_many_scores
 from jaxsel.train.schedule import PlateauState, plateau_init
-from jaxsel.train.many_steps import cached, end_epoch_jit, make_many_epoch, make_many_scores
 from jaxsel.train.step import make_hparams, make_optimizer, set_learning_rate
 
 _log = logging.getLogger(__name__)
-
-REG_FIELDS = ("gamma_input", "gamma_hidden", "gamma_readout")
-SCHEDULE_FIELDS = ("lr", "lr_decay_factor", "patience", "lr_decay_steps", "min_lr",
-                   "tolerance", "max_epochs")
-INIT_FIELDS = ("init_mu_range", "init_sigma", "init_std")
-PER_MODEL_FIELDS = REG_FIELDS + SCHEDULE_FIELDS + INIT_FIELDS
-_INT_FIELDS = ("patience", "lr_decay_steps", "max_epochs")
-
-
-# --------------------------------------------------------------------------- the result
-
-@dataclass
-class ManyResult:
-    """K fitted models (leading model axis on every array).
-
-    Attributes:
-      config: the base config (per-model values in ``hparams`` override it).
-      params, state: best parameters and BN state, stacked (NumPy).
-      standardizer: ``image_mean``, ``image_std`` (shared) and ``response_scale`` (K, n_out).
-      history: ``xr.Dataset`` (model, epoch) with the variables of ``fit``'s history (NaN
-        after a model stopped) and ``improved``.
-      best_epoch, best_score: (K,) per model.
-      stopped: (K,) ``"plateau"``, ``"max_epochs"`` or ``"nonfinite"``.
-      seeds: (K,) seeds.
-      hparams: ``{field: (K,) values}`` for every per-model field given.
-      targets: (K, n_out) neuron indices into the dataset; ``neuron_id`` the same as ids.
-      image_shape, fingerprint, out_dir: as in :class:`~jaxsel.train.fit.FitResult`.
-    """
-
-    config: Config
-    params: dict
-    state: dict
-    standardizer: dict
-    history: xr.Dataset
-    best_epoch: np.ndarray
-    best_score: np.ndarray
-    stopped: np.ndarray
-    seeds: np.ndarray
-    hparams: dict
-    targets: np.ndarray
-    neuron_id: np.ndarray
-    image_shape: tuple
-    fingerprint: str
-    out_dir: Path | None = None
-    _fn: object = field(default=None, repr=False, compare=False)
-
-    @property
-    def n_models(self) -> int:
-        return int(len(self.seeds))
-
-    @cached_property
-    def model(self) -> Model:
-        return build_model(self.config.model, image_shape=self.image_shape,
-                           n_neurons=self.targets.shape[1])
-
-    def member_config(self, k: int) -> Config:
-        """The config of model ``k`` (base config with its per-model values)."""
-        return self.config.replace(**{n: _py(v[k]) for n, v in self.hparams.items()})
-
-    def member(self, k: int) -> FitResult:
-        """Model ``k`` as a :class:`~jaxsel.train.fit.FitResult` (its own history)."""
-        take = lambda t: jax.tree.map(lambda a: np.asarray(a)[k], t)     # noqa: E731
-        h = self.history.isel(model=k).drop_vars(
-            [c for c in self.history.coords if c != "epoch"])
-        h = h.isel(epoch=np.flatnonzero(np.isfinite(h["val_correlation"].values)))
-        return FitResult(
-            config=self.member_config(k), params=take(self.params), state=take(self.state),
-            standardizer={"image_mean": self.standardizer["image_mean"],
-                          "image_std": self.standardizer["image_std"],
-                          "response_scale": self.standardizer["response_scale"][k]},
-            history=h, best_epoch=int(self.best_epoch[k]), best_score=float(self.best_score[k]),
-            neuron_id=self.neuron_id[k], image_shape=self.image_shape,
-            fingerprint=self.fingerprint, seed=int(self.seeds[k]), stopped=str(self.stopped[k]),
-            out_dir=self.out_dir)
-
-    def response_fn(self):
-        """The stacked in-silico pair ``(fn, params)``: ``fn(params, raw_images)`` ->
-        rates (model, batch, n_out) in the data's units (vmapped single-model functions)."""
-        if self._fn is None:
-            one = response_function(self.model)
-            self._fn = jax.vmap(one, in_axes=(0, None))
-        return self._fn, {"params": self.params, "state": self.state,
-                          "standardizer": {
-                              "image_mean": np.broadcast_to(
-                                  self.standardizer["image_mean"],
-                                  (self.n_models,) + np.shape(self.standardizer["image_mean"])),
-                              "image_std": np.broadcast_to(
-                                  self.standardizer["image_std"],
-                                  (self.n_models,) + np.shape(self.standardizer["image_std"])),
-                              "response_scale": self.standardizer["response_scale"]}}
-
-    def summary(self) -> xr.Dataset:
-        """Per-model outcome as ``xr.Dataset`` (model): ``best_score``, ``best_epoch``,
-        ``epochs``, ``stopped``; coords ``seed`` and every per-model hyperparameter (in
-        ``history`` a hyperparameter named like a history variable, e.g. ``lr``, is the
-        coord ``hp_lr``)."""
-        epochs = np.isfinite(self.history["val_correlation"].values).sum(1)
-        return xr.Dataset(
-            {"best_score": ("model", self.best_score), "best_epoch": ("model", self.best_epoch),
-             "epochs": ("model", epochs), "stopped": ("model", self.stopped.astype(str))},
-            coords=_model_coords(self.seeds, self.hparams, self.targets, self.neuron_id))
-
-
-def _py(v):
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _model_coords(seeds, hparams, targets, neuron_id, avoid=()) -> dict:
-    coords = {"model": np.arange(len(seeds)), "seed": ("model", np.asarray(seeds))}
-    for k, v in hparams.items():
-        coords[f"hp_{k}" if k in avoid else k] = ("model", np.asarray(v))
-    if targets.shape[1] == 1:
-        coords["neuron_id"] = ("model", neuron_id[:, 0])
-    return coords
-
-
-# --------------------------------------------------------------------------- inputs
-
-def _per_model(seeds, hparams, targets, n_neurons: int):
-    """Resolve seeds (K,), hparams {name: (K,)} and targets (K, n_out) with broadcasting."""
-    hparams = dict(hparams or {})
-    bad = [k for k in hparams if k not in PER_MODEL_FIELDS]
-    if bad:
-        raise ConfigError(f"hparams {bad} cannot vary within one fit_many program (per-model "
-                          f"fields: {', '.join(PER_MODEL_FIELDS)}); fields that change shapes "
-                          f"or the architecture are swept by jaxsel.train.sweep, one program "
-                          f"per value")
-    if isinstance(targets, str):
-        if targets != "per_neuron":
-            raise ConfigError(f"targets = {targets!r}: use 'per_neuron', None (every model "
-                              f"predicts every neuron) or an int array (model, n_out)")
-        targets = np.arange(n_neurons)[:, None]
-    lengths = {}
-    seeds_a = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
-    if seeds_a.ndim != 1:
-        raise ConfigError(f"seeds must be an int or a 1-D sequence (got shape {seeds_a.shape})")
-    lengths["seeds"] = len(seeds_a)
-    hp = {}
-    for k, v in hparams.items():
-        a = np.atleast_1d(np.asarray(v))
-        if a.ndim != 1:
-            raise ConfigError(f"hparams['{k}'] must be a scalar or a 1-D sequence")
-        hp[k] = a
-        lengths[f"hparams['{k}']"] = len(a)
-    if targets is not None:
-        t = np.asarray(targets)
-        if t.ndim == 1:
-            t = t[:, None]
-        if t.ndim != 2 or not np.issubdtype(t.dtype, np.integer):
-            raise ConfigError("targets must be an int array (model, n_out) of neuron indices")
-        if t.size and (t.min() < 0 or t.max() >= n_neurons):
-            raise DataError(f"target indices outside 0..{n_neurons - 1}", field="targets")
-        lengths["targets"] = len(t)
-    else:
-        t = np.arange(n_neurons)[None]
-    k = max(lengths.values())
-    for name, n in lengths.items():
-        if n not in (1, k):
-            raise ConfigError(f"{name} has {n} models but others have {k}: give one value "
-                              f"(shared) or one per model")
-    rep = lambda a: np.repeat(a, k, 0) if len(a) == 1 and k > 1 else a   # noqa: E731
-    return rep(seeds_a), {n: rep(a) for n, a in hp.items()}, rep(t), k
-
-
-def _values(cfg: Config, hp: dict, k: int) -> dict:
-    """Every per-model field as a (K,) array (config default where not swept)."""
-    out = {}
-    for n in PER_MODEL_FIELDS:
-        base = getattr(cfg.train, n) if hasattr(cfg.train, n) else getattr(cfg.model, n)
-        a = hp.get(n, np.full(k, base))
-        out[n] = np.asarray(a, np.int64 if n in _INT_FIELDS else np.float32)
-    if np.any(out["lr"] <= 0):
-        raise ConfigError("hparams['lr'] must be > 0")
-    for n in REG_FIELDS:
-        if np.any(out[n] < 0):
-            raise ConfigError(f"hparams['{n}'] must be >= 0")
-    return out
-
-
-def _init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, grids,
-                 positions=None):
-    """Stacked initial (params, state) as NumPy, model k equal to ``fit``'s init with seed k."""
-    k = len(seeds)
-    groups: dict[tuple, list[int]] = {}
-    for i in range(k):
-        groups.setdefault(tuple(float(vals[n][i]) for n in INIT_FIELDS), []).append(i)
-    parts = [None] * k
-    for key_vals, members in groups.items():
-        mcfg = dataclasses.replace(cfg.model, **dict(zip(INIT_FIELDS, key_vals)))
-        model = build_model(mcfg, image_shape=image_shape, n_neurons=n_out)
-        dummy = None if grids is None else np.asarray(grids[members[0]])
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 0))(
-            jnp.asarray(seeds[members], jnp.uint32))
-        pos = (None if positions is None                # (K, n_out, 2), as fit() sets them
-               else jnp.asarray(np.asarray(positions)[members], jnp.float32))
-        p, st = jax.device_get(jax.vmap(
-            lambda kk, pp: model.init(kk, source_grid=dummy, positions=pp))(keys, pos))
-        for j, i in enumerate(members):
-            parts[i] = jax.tree.map(lambda a: np.asarray(a[j]), (p, st))
-    params, state = jax.tree.map(lambda *a: np.stack(a), *parts)
-    bias = np.stack([elu1_inverse(m) for m in mean_resp]) - cfg.model.elu_offset
-    if cfg.model.kind == "ln":
-        params["ln"]["linear"]["bias"] = bias.astype(np.float32)
-    else:
-        params["readout"]["bias"] = bias.astype(np.float32)
-    if grids is not None:
-        from jaxsel.models.readouts import normalize_source_grid
-        d = cfg.model.grid_mean_predictor.input_dimensions
-        state["consts"]["readout"]["source_grid"] = np.stack(
-            [normalize_source_grid(g[:, :d]) for g in grids])
-    return params, state
-
-
-def _epoch_indices(n: int, bs: int, seeds, order_seed, epoch: int):
-    """Batch indices (steps, K, B) or (steps, B) (shared order) and the mask (steps, B)."""
-    steps = n_batches(n, bs)
-
-    def one(seed):
-        order = np.random.default_rng([int(seed), epoch]).permutation(n)
-        pad = np.full(steps * bs, -1, np.int64)
-        pad[:n] = order
-        idx = pad.reshape(steps, bs)
-        first = idx[:, :1]
-        return np.where(idx >= 0, idx, first)
-
-    mask = (np.arange(steps * bs) < n).reshape(steps, bs)
-    if order_seed is not None:
-        return one(order_seed).astype(np.int32), mask
-    return np.stack([one(s) for s in seeds], axis=1).astype(np.int32), mask
 
 
 # --------------------------------------------------------------------------- fit_many
@@ -335,61 +105,79 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
     """
     if conv not in CONV_IMPLS:
         raise ConfigError(f"conv = {conv!r}: use one of {CONV_IMPLS}")
-    cfg = _resolve_config(config)
+    cfg = resolve_config(config)
     if max_epochs is not None:
         cfg = cfg.replace(max_epochs=int(max_epochs))
     t = cfg.train
-    ds = dataset
-    validate(ds, require_tiers=("train", "validation"), require_repeats=False)
-    if "response_std" not in ds:
-        ds = with_statistics(ds)
-    n_neurons = ds.sizes["neuron"]
-    seeds, hp, targets, k = _per_model(seeds, hparams, targets, n_neurons)
-    vals = _values(cfg, hp, k)
+    data = prepare_data(dataset, t)
+    seeds, hp, targets, k = per_model(seeds, hparams, targets, data.ds.sizes["neuron"])
+    vals = per_model_values(cfg, hp, k)
     if max_epochs is not None:
         vals["max_epochs"] = np.minimum(vals["max_epochs"], int(max_epochs))
-    fp = data_fingerprint(ds)
-    st = make_standardizer(ds, per_pixel=t.per_pixel, scale_responses=t.scale_responses)
-    x_train, r_train = tier_arrays(ds, "train")
-    x_val, r_val = tier_arrays(ds, "validation")
-    x_train = np.asarray(st.images(x_train), np.float32)
-    x_val = np.asarray(st.images(x_val), np.float32)
-    r_train = np.asarray(st.responses(r_train), np.float32)
-    r_val = np.asarray(st.responses(r_val), np.float32)
-    image_shape = tuple(ds.sizes[d] for d in ("channel", "y", "x"))
-    n_out = targets.shape[1]
-    n_train = x_train.shape[0]
-    bs = min(t.batch_size, n_train)
     if order_seed is None and np.all(seeds == seeds[0]):
         order_seed = int(seeds[0])
     shared = order_seed is not None
+    formulation = _formulation(formulation, mesh, cfg, shared, k)
+    if mesh is True:
+        mesh = S.model_mesh()
+    kp = S.padded_size(k, mesh)
+    model = build_model(cfg.model, image_shape=data.image_shape, n_neurons=targets.shape[1])
+    tx = make_optimizer(t.lr)
+    tree, per = _initial_stack(cfg, data, seeds, vals, targets, tx, kp, mesh)
+    setup = _meta_setup(cfg, seeds, hp, targets)
+    rows: list[dict] = []
+    start = 0
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        tree, start, rows = _resume(out_dir, tree, data.fingerprint, setup, resume=resume,
+                                    overwrite=overwrite)
+    run = _ManyRun(
+        cfg=cfg, data=data, k=k, kp=kp, n_out=targets.shape[1], seeds=seeds,
+        order_seed=order_seed, shared=shared, bs=min(t.batch_size, data.n_train), mesh=mesh,
+        per=per, epoch_fn=cached("many_epoch", (model, t.loss, t.eps, t.gamma_shape, shared,
+                                                formulation, conv),
+                                 lambda: make_many_epoch(model, t, tx, shared_images=shared,
+                                                         formulation=formulation, conv=conv)),
+        scores_fn=cached("many_scores", model, lambda: make_many_scores(model)),
+        train_xr=S.replicate((data.x_train, data.r_train), mesh),
+        val=_val_batches(data.x_val, data.r_val, t.eval_batch_size, mesh),
+        out_dir=out_dir, setup=setup,
+        log=progress if progress is not None else t.progress)
+    tree = _many_epochs(run, tree, rows, start, int(vals["max_epochs"].max()) if k else 0)
+    return _many_result(run, tree, rows, hp, targets)
+
+
+def _formulation(formulation: str, mesh, cfg: Config, shared: bool, k: int) -> str:
+    """The formulation ``"auto"`` resolves to, checked against the batch order."""
     if formulation == "auto":
         from jaxsel.train.per_neuron import choose_formulation
         # a sharded model axis needs the one vmapped program; else the fastest per backend
         formulation = ("vmap" if mesh is not None and mesh is not False else
                        choose_formulation(cfg.model, shared_images=shared, n_models=k))
-
     if formulation not in ("vmap", "loop", "fused"):
         raise ConfigError(f"formulation = {formulation!r}: use 'auto', 'vmap', 'loop' or "
                           "'fused'")
     if formulation == "fused" and not shared:
         raise ConfigError("formulation='fused' needs one batch order for all models "
                           "(order_seed, or equal seeds)")
-    if mesh is True:
-        mesh = S.model_mesh()
-    kp = S.padded_size(k, mesh)
-    model = build_model(cfg.model, image_shape=image_shape, n_neurons=n_out)
-    grid = _source_grid(ds, cfg)
-    grids = None if grid is None else grid[targets]
-    mean_resp = r_train.mean(0)[targets]
-    pos = initial_positions(cfg.model, x_train, r_train)
-    params, state = _init_models(cfg, image_shape, n_out, seeds, vals, mean_resp, grids,
-                                 None if pos is None else pos[targets])
-    tx = make_optimizer(t.lr)
+    return formulation
+
+
+def _initial_stack(cfg: Config, data: TrainData, seeds, vals: dict, targets, tx, kp: int,
+                   mesh):
+    """``(tree, per)``: the stacked training state (padded to ``kp`` models and sharded) and
+    the per-model constants (hyperparameters, target columns, seeds, schedule values)."""
+    k = len(seeds)
+    grid = source_grid(data.ds, cfg)
+    pos = initial_positions(cfg.model, data.x_train, data.r_train)
+    params, state = init_models(cfg, data.image_shape, targets.shape[1], seeds, vals,
+                                data.r_train.mean(0)[targets],
+                                None if grid is None else grid[targets],
+                                None if pos is None else pos[targets])
     opt_state = jax.device_get(jax.vmap(tx.init)(params))
     opt_state = set_learning_rate(opt_state, vals["lr"])
-    hp_base = make_hparams(cfg, n_train)
-    hparams_arr = {n: np.full(k, np.float32(v), np.float32) for n, v in hp_base.items()}
+    hparams_arr = {n: np.full(k, np.float32(v), np.float32)
+                   for n, v in make_hparams(cfg, data.n_train).items()}
     for n in REG_FIELDS:
         hparams_arr[n] = vals[n].astype(np.float32)
     sched = plateau_init(vals["lr"])._asdict()
@@ -407,119 +195,158 @@ def fit_many(config, dataset: xr.Dataset, *, seeds=0, hparams: dict | None = Non
     per["sched"] = {**per["sched"],
                     **{n: per["sched"][n].astype(jnp.float32)
                        for n in ("lr_decay_factor", "min_lr", "tolerance")}}
-    rows: list[dict] = []
-    start = 0
-    resp_scale = st.response_scale[targets]
+    return tree, per
 
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        last = latest_epoch(out_dir)
-        if last is not None and resume:
-            meta = read_meta(out_dir, last)
-            if meta.get("fingerprint") != fp:
-                raise DataError(f"refusing to resume: {checkpoint_dir(out_dir)} was trained on "
-                                f"other data (fingerprint {meta.get('fingerprint')} != {fp})",
-                                field="dataset")
-            now = _meta_setup(cfg, seeds, hp, targets)
-            if meta.get("setup") != now:
-                raise ConfigError(f"refusing to resume {out_dir}: config, seeds, hparams or "
-                                  f"targets differ from the checkpoint (use a new out_dir or "
-                                  f"overwrite=True)")
-            tree, meta = restore_checkpoint(out_dir, tree, last)
-            start, rows = int(meta["epoch"]), list(meta.get("history", []))
-        elif last is not None and not overwrite:
-            raise ConfigError(f"{checkpoint_dir(out_dir)} already holds a checkpoint (epoch "
-                              f"{last}); pass resume=True or overwrite=True")
-        elif last is not None:
-            import shutil
-            shutil.rmtree(checkpoint_dir(out_dir))
 
-    x_dev, r_dev = S.replicate((x_train, r_train), mesh)
-    vb = min(t.eval_batch_size, x_val.shape[0])
+def _resume(out_dir: Path, tree: dict, fp: str, setup: dict, *, resume: bool,
+            overwrite: bool):
+    """``(tree, start_epoch, rows)`` restored from ``out_dir`` when resuming the same setup on
+    the same data, else ``tree`` unchanged from epoch 0."""
+    def check(meta: dict) -> None:
+        if meta.get("fingerprint") != fp:
+            raise DataError(f"refusing to resume: {checkpoint_dir(out_dir)} was trained on "
+                            f"other data (fingerprint {meta.get('fingerprint')} != {fp})",
+                            field="dataset")
+        if meta.get("setup") != setup:
+            raise ConfigError(f"refusing to resume {out_dir}: config, seeds, hparams or "
+                              f"targets differ from the checkpoint (use a new out_dir or "
+                              f"overwrite=True)")
+
+    last = open_run(out_dir, resume=resume, overwrite=overwrite, check=check,
+                    hint="pass resume=True or overwrite=True")
+    if last is None:
+        return tree, 0, []
+    tree, meta = restore_checkpoint(out_dir, tree, last)
+    return tree, int(meta["epoch"]), list(meta.get("history", []))
+
+
+def _val_batches(x_val, r_val, batch_size: int, mesh):
+    """Validation images as padded batches (steps, B, ...), responses and mask (replicated)."""
+    vb = min(batch_size, x_val.shape[0])
     vsteps = n_batches(x_val.shape[0], vb)
     pad = vsteps * vb - x_val.shape[0]
     xv = np.concatenate([x_val, np.repeat(x_val[:1], pad, 0)]).reshape(
         (vsteps, vb) + x_val.shape[1:])
     rv = np.concatenate([r_val, np.repeat(r_val[:1], pad, 0)])
     maskv = np.arange(vsteps * vb) < x_val.shape[0]
-    xv, rv, maskv = S.replicate((xv, rv, maskv), mesh)
+    return S.replicate((xv, rv, maskv), mesh)
 
-    epoch_fn = cached("epoch", (model, t.loss, t.eps, t.gamma_shape, shared, formulation,
-                                 conv),
-                       lambda: make_many_epoch(model, t, tx, shared_images=shared,
-                                               formulation=formulation, conv=conv))
-    scores_fn = cached("scores", model, lambda: make_many_scores(model))
-    params, state, opt_state = tree["params"], tree["state"], tree["opt_state"]
-    best_params, best_state = tree["best_params"], tree["best_state"]
-    failed = tree["failed"]
-    sched = PlateauState(**tree["schedule"])
-    total = int(vals["max_epochs"].max()) if k else 0
+
+@dataclass
+class _ManyRun:
+    """What the epochs of one ``fit_many`` share (fixed for the run)."""
+
+    cfg: Config
+    data: TrainData
+    k: int
+    kp: int
+    n_out: int
+    seeds: np.ndarray
+    order_seed: int | None
+    shared: bool
+    bs: int
+    mesh: object
+    per: dict
+    epoch_fn: object
+    scores_fn: object
+    train_xr: tuple
+    val: tuple
+    out_dir: Path | None
+    setup: dict
+    log: bool
+
+    def meta(self, epoch: int, rows: list) -> dict:
+        """The JSON metadata of the checkpoint after ``epoch`` epochs."""
+        return {"epoch": epoch, "fingerprint": self.data.fingerprint, "history": rows,
+                "setup": self.setup, "config": self.cfg.to_dict(),
+                "config_name": self.cfg.name, "image_shape": list(self.data.image_shape)}
+
+
+def _many_epochs(run: _ManyRun, tree: dict, rows: list, start: int, total: int) -> dict:
+    """The epoch loop: one compiled epoch of all models, their scores and schedules, a
+    history row and a checkpoint per epoch. Appends to ``rows``; returns the final tree."""
+    tree = {**tree, "schedule": PlateauState(**tree["schedule"])}
+    x_dev, r_dev = run.train_xr
+    per = run.per
     for epoch in range(start, total):
+        sched, failed = tree["schedule"], tree["failed"]
         active = ~sched.stopped & ~failed & (epoch < per["sched"]["max_epochs"])
         if not S.to_host(active).any():
             break
         t0 = time.perf_counter()
-        idx, mask = _epoch_indices(n_train, bs, seeds, order_seed, epoch)
-        if not shared:
-            idx = S.pad_models(np.moveaxis(idx, 1, 0), kp).swapaxes(0, 1)
-        idx_d, mask_d = S.replicate((idx, mask), mesh)
-        params, state, opt_state, failed, acc = epoch_fn(
-            params, state, opt_state, failed, active, x_dev, r_dev, idx_d, mask_d,
-            per["cols"], per["seeds"], jnp.int32(epoch), per["hparams"])
-        score = scores_fn(params, state, xv, rv, maskv, per["cols"])
+        idx, mask = epoch_indices(run.data.n_train, run.bs, run.seeds, run.order_seed, epoch)
+        if not run.shared:
+            idx = S.pad_models(np.moveaxis(idx, 1, 0), run.kp).swapaxes(0, 1)
+        idx_d, mask_d = S.replicate((idx, mask), run.mesh)
+        params, state, opt_state, failed, acc = run.epoch_fn(
+            tree["params"], tree["state"], tree["opt_state"], failed, active, x_dev, r_dev,
+            idx_d, mask_d, per["cols"], per["seeds"], jnp.int32(epoch), per["hparams"])
+        score = run.scores_fn(params, state, *run.val, per["cols"])
         (params, state, opt_state, best_params, best_state, sched, improved,
-         active) = end_epoch_jit(params, state, opt_state, best_params, best_state, sched,
-                                  failed, score, jnp.int32(epoch), per["sched"])
+         active) = end_epoch_jit(params, state, opt_state, tree["best_params"],
+                                  tree["best_state"], sched, failed, score, jnp.int32(epoch),
+                                  per["sched"])
+        tree = {"params": params, "state": state, "opt_state": opt_state,
+                "best_params": best_params, "best_state": best_state, "schedule": sched,
+                "failed": failed}
         h = S.to_host({"acc": acc, "score": score, "lr": sched.lr, "improved": improved,
                        "active": active, "failed": failed})
-        ok = h["active"][:k]
-        nan = lambda a: np.where(ok, a, np.nan)                           # noqa: E731
-        a = h["acc"]
-        row = {"epoch": epoch,
-               "loss": nan(a["data_loss"][:k] / np.maximum(a["n"][:k] * n_out, 1)),
-               "objective": nan(a["objective"][:k] / np.maximum(a["steps"][:k], 1)),
-               "reg": nan(a["reg"][:k]), "val_correlation": nan(h["score"][:k]),
-               "lr": nan(h["lr"][:k]), "seconds": nan(np.full(k, time.perf_counter() - t0)),
-               "improved": h["improved"][:k] & ok}
+        row = _many_row(run, epoch, h, t0)
         rows.append({n: (v.tolist() if isinstance(v, np.ndarray) else v)
                      for n, v in row.items()})
-        if progress if progress is not None else t.progress:
-            _log.warning("fit_many epoch %d: %d/%d models training, mean val corr %.4f",
-                         epoch, int(ok.sum()), k, float(np.nanmean(row["val_correlation"]))
-                         if ok.any() else float("nan"))
-        if out_dir is not None:
-            tree = {"params": params, "state": state, "opt_state": opt_state,
-                    "best_params": best_params, "best_state": best_state,
-                    "schedule": sched._asdict(), "failed": failed}
-            save_checkpoint(out_dir, epoch + 1, tree, {
-                "epoch": epoch + 1, "fingerprint": fp, "history": rows,
-                "setup": _meta_setup(cfg, seeds, hp, targets),
-                "config": cfg.to_dict(), "config_name": cfg.name,
-                "image_shape": list(image_shape)})
+        if run.out_dir is not None:
+            save_checkpoint(run.out_dir, epoch + 1, {**tree, "schedule": sched._asdict()},
+                            run.meta(epoch + 1, rows))
+    return tree
 
-    out = S.to_host({"params": params, "state": state, "best_params": best_params,
-                     "best_state": best_state, "sched": sched._asdict(), "failed": failed})
+
+def _many_row(run: _ManyRun, epoch: int, h: dict, t0: float) -> dict:
+    """The history row of an epoch (NaN for models not training), logged with ``progress``."""
+    k = run.k
+    ok = h["active"][:k]
+    nan = lambda a: np.where(ok, a, np.nan)                               # noqa: E731
+    a = h["acc"]
+    row = {"epoch": epoch,
+           "loss": nan(a["data_loss"][:k] / np.maximum(a["n"][:k] * run.n_out, 1)),
+           "objective": nan(a["objective"][:k] / np.maximum(a["steps"][:k], 1)),
+           "reg": nan(a["reg"][:k]), "val_correlation": nan(h["score"][:k]),
+           "lr": nan(h["lr"][:k]), "seconds": nan(np.full(k, time.perf_counter() - t0)),
+           "improved": h["improved"][:k] & ok}
+    if run.log:
+        _log.warning("fit_many epoch %d: %d/%d models training, mean val corr %.4f",
+                     epoch, int(ok.sum()), k, float(np.nanmean(row["val_correlation"]))
+                     if ok.any() else float("nan"))
+    return row
+
+
+def _many_result(run: _ManyRun, tree: dict, rows: list, hp: dict, targets) -> ManyResult:
+    """The :class:`ManyResult`: best parameters per model (the last ones where no epoch
+    improved), the first K of the padded models."""
+    k = run.k
+    out = S.to_host({"params": tree["params"], "state": tree["state"],
+                     "best_params": tree["best_params"], "best_state": tree["best_state"],
+                     "sched": tree["schedule"]._asdict(), "failed": tree["failed"]})
     cut = lambda tr: jax.tree.map(lambda a: a[:k], tr)                   # noqa: E731
     sc = cut(out["sched"])
-    failed_h = out["failed"][:k]
     has_best = sc["best_epoch"] >= 0
-    best_p = jax.tree.map(lambda b, p: np.where(
-        has_best.reshape((k,) + (1,) * (b.ndim - 1)), b, p), cut(out["best_params"]),
-        cut(out["params"]))
-    best_s = jax.tree.map(lambda b, p: np.where(
-        has_best.reshape((k,) + (1,) * (b.ndim - 1)), b, p), cut(out["best_state"]),
-        cut(out["state"]))
-    stopped = np.where(failed_h, "nonfinite", np.where(sc["stopped"], "plateau", "max_epochs"))
+    pick = lambda b, p: np.where(                                        # noqa: E731
+        has_best.reshape((k,) + (1,) * (b.ndim - 1)), b, p)    # host-side tree_where
+    best_p = jax.tree.map(pick, cut(out["best_params"]), cut(out["params"]))
+    best_s = jax.tree.map(pick, cut(out["best_state"]), cut(out["state"]))
+    stopped = np.where(out["failed"][:k], "nonfinite",
+                       np.where(sc["stopped"], "plateau", "max_epochs"))
+    st = run.data.standardizer
+    neuron_id = run.data.ds["neuron_id"].values[targets]
     return ManyResult(
-        config=cfg, params=best_p, state=best_s,
+        config=run.cfg, params=best_p, state=best_s,
         standardizer={"image_mean": np.asarray(st.image_mean, np.float32),
                       "image_std": np.asarray(st.image_std, np.float32),
-                      "response_scale": np.asarray(resp_scale, np.float32)},
-        history=_history(rows, seeds, hp, targets, ds["neuron_id"].values[targets]),
+                      "response_scale": np.asarray(st.response_scale[targets], np.float32)},
+        history=many_history(rows, run.seeds, hp, targets, neuron_id),
         best_epoch=sc["best_epoch"].astype(int), best_score=sc["best_score"].astype(float),
-        stopped=stopped, seeds=seeds, hparams=hp, targets=targets,
-        neuron_id=ds["neuron_id"].values[targets], image_shape=image_shape,
-        fingerprint=fp, out_dir=out_dir)
+        stopped=stopped, seeds=run.seeds, hparams=hp, targets=targets, neuron_id=neuron_id,
+        image_shape=run.data.image_shape, fingerprint=run.data.fingerprint,
+        out_dir=run.out_dir)
 
 
 def _meta_setup(cfg, seeds, hp, targets) -> dict:
@@ -527,18 +354,6 @@ def _meta_setup(cfg, seeds, hp, targets) -> dict:
             "seeds": np.asarray(seeds).tolist(),
             "hparams": {n: np.asarray(v).tolist() for n, v in hp.items()},
             "targets": np.asarray(targets).tolist()}
-
-
-def _history(rows, seeds, hp, targets, neuron_id) -> xr.Dataset:
-    k = len(seeds)
-    epochs = np.array([r["epoch"] for r in rows], np.int64)
-    data = {n: (("model", "epoch"), np.array([r[n] for r in rows], np.float64).T.reshape(k, -1))
-            for n in HISTORY_VARS}
-    data["improved"] = (("model", "epoch"),
-                        np.array([r["improved"] for r in rows], bool).T.reshape(k, -1))
-    return xr.Dataset(data, coords={"epoch": epochs,
-                                    **_model_coords(seeds, hp, targets, neuron_id,
-                                                   avoid=HISTORY_VARS)})
 
 
 __all__ = ["INIT_FIELDS", "ManyResult", "PER_MODEL_FIELDS", "REG_FIELDS", "SCHEDULE_FIELDS",
