@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsel._compile_cache import cached
 from jaxsel.errors import ConfigError
 from jaxsel.models import regularizers as R
 from jaxsel.models.config import ModelConfig
@@ -241,11 +242,11 @@ def build_model(cfg: ModelConfig, *, image_shape, n_neurons: int) -> Model:
     return Model(cfg, image_shape, int(n_neurons))
 
 
-@functools.lru_cache(maxsize=64)
 def _jit_init(module: Encoder):
-    """``module.init`` compiled once per (hashable) module: eager init would compile every
-    primitive separately."""
-    return jax.jit(functools.partial(module.init, train=False))
+    """``module.init`` compiled once per (hashable) module, in the one compile cache: eager
+    init would compile every primitive separately."""
+    return cached("model_init", module,
+                  lambda: jax.jit(functools.partial(module.init, train=False)))
 
 
 def _to_dict(tree):

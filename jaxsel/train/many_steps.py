@@ -8,34 +8,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxsel._tree import tree_where
 from jaxsel.errors import ConfigError
 from jaxsel.models.conv_impl import compiler_options
 from jaxsel.models.model import Model
 from jaxsel.train.losses import masked_correlation
-from jaxsel.train.schedule import PlateauState, plateau_update
+from jaxsel.train.schedule import plateau_update
 from jaxsel.train.step import make_predict, make_train_step, set_learning_rate
-
-
-def where_models(flag, a, b):
-    """Per-model select: ``flag`` (K,) against leaves with a leading model axis."""
-    def sel(x, y):
-        f = flag.reshape(flag.shape + (1,) * (x.ndim - 1))
-        return jnp.where(f, x, y)
-    return jax.tree.map(sel, a, b)
-
-
-_COMPILED: dict = {}
-
-
-def cached(kind: str, key, build):
-    """One jitted function per (kind, static setup), so repeated fit_many calls (sweeps,
-    resumes) do not recompile."""
-    k = (kind, key)
-    if k not in _COMPILED:
-        if len(_COMPILED) > 32:
-            _COMPILED.clear()
-        _COMPILED[k] = build()
-    return _COMPILED[k]
 
 
 def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation: str = "vmap",
@@ -77,9 +56,9 @@ def make_many_epoch(model: Model, train, tx, *, shared_images: bool, formulation
         rngs = jax.vmap(lambda kk: jax.random.fold_in(kk, b))(keys)
         p2, s2, o2, m = vstep(params, state, opt_state, imgs, resp, mb, rngs, hparams)
         alive = active & ~failed
-        params = where_models(alive, p2, params)
-        state = where_models(alive, s2, state)
-        opt_state = where_models(alive, o2, opt_state)
+        params = tree_where(alive, p2, params)
+        state = tree_where(alive, s2, state)
+        opt_state = tree_where(alive, o2, opt_state)
         ok = alive & m["finite"]
         failed = failed | (alive & ~m["finite"])
         f = ok.astype(jnp.float32)
@@ -188,12 +167,12 @@ def end_epoch(params, state, opt_state, best_params, best_state, sched, failed, 
     new, ev = plateau_update(sched, score, epoch, patience=sv["patience"],
                              factor=sv["lr_decay_factor"], min_lr=sv["min_lr"],
                              decay_steps=sv["lr_decay_steps"], tolerance=sv["tolerance"])
-    new = PlateauState(*[jnp.where(active, a, b) for a, b in zip(new, sched)])
+    new = tree_where(active, new, sched)
     improved, restore = ev.improved & active, ev.restore & active
-    best_params = where_models(improved, params, best_params)
-    best_state = where_models(improved, state, best_state)
-    params = where_models(restore, best_params, params)
-    state = where_models(restore, best_state, state)
+    best_params = tree_where(improved, params, best_params)
+    best_state = tree_where(improved, state, best_state)
+    params = tree_where(restore, best_params, params)
+    state = tree_where(restore, best_state, state)
     opt_state = set_learning_rate(opt_state, new.lr)
     return params, state, opt_state, best_params, best_state, new, improved, active
 
@@ -201,5 +180,5 @@ def end_epoch(params, state, opt_state, best_params, best_state, sched, failed, 
 end_epoch_jit = jax.jit(end_epoch, donate_argnums=(0, 1, 2, 3, 4))
 
 
-__all__ = ["cached", "end_epoch", "end_epoch_jit", "loop_threads", "make_many_epoch",
-           "make_many_scores", "where_models"]
+__all__ = ["end_epoch", "end_epoch_jit", "loop_threads", "make_many_epoch",
+           "make_many_scores"]

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxsel._tree import tree_where
+
 
 class PlateauState(NamedTuple):
     """Schedule state (all arrays; a leading model axis under vmap).
@@ -79,9 +81,9 @@ def plateau_update(s: PlateauState, score, epoch, *, patience, factor, min_lr, d
     return new, PlateauEvent(improved, plateau, decayed & (lr != s.lr))
 
 
-def select_tree(flag, on_true, on_false):
-    """``where(flag, a, b)`` leaf by leaf; ``flag`` is a scalar (or per-model under vmap)."""
-    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), on_true, on_false)
+#: ``where(flag, a, b)`` leaf by leaf (``flag`` a scalar, or per model under vmap): an alias
+#: of :func:`jaxsel._tree.tree_where`, kept for ``jaxsel.train.select_tree``.
+select_tree = tree_where
 
 
 __all__ = ["PlateauEvent", "PlateauState", "plateau_init", "plateau_update", "select_tree"]
