@@ -54,10 +54,12 @@ class ManyResult:
 
     @property
     def n_models(self) -> int:
+        """K, the number of models."""
         return int(len(self.seeds))
 
     @cached_property
     def model(self) -> Model:
+        """The (single-model) architecture shared by the K models."""
         return build_model(self.config.model, image_shape=self.image_shape,
                            n_neurons=self.targets.shape[1])
 

@@ -20,6 +20,7 @@ _log = logging.getLogger(__name__)
 
 
 def checkpoint_dir(out_dir: str | Path) -> Path:
+    """The folder holding a run's checkpoints: ``out_dir/checkpoints`` (absolute)."""
     return Path(out_dir).absolute() / "checkpoints"
 
 

@@ -24,9 +24,9 @@ import xarray as xr
 
 from jaxsel.models.model import Model, build_model
 from jaxsel.train._fit_loop import FitRun, initial_tree, nonfinite_error, resume_run, train_epochs
-from jaxsel.train._fit_parts import (HISTORY_VARS, compiled_step, history_dataset,  # noqa: F401
-                                     initial_positions, prepare_data, resolve_config,
-                                     source_grid)
+from jaxsel.train._fit_parts import HISTORY_VARS  # noqa: F401  (its former home)
+from jaxsel.train._fit_parts import (compiled_step, history_dataset, prepare_data,
+                                     resolve_config)
 from jaxsel.train.checkpoint import read_meta, restore_checkpoint
 from jaxsel.train.config import Config
 from jaxsel.train.schedule import plateau_init
@@ -148,9 +148,8 @@ def _jitted(fn):
     return j[1]
 
 
-# the shared pieces under their former private names (other modules import these)
+# the former private name (jaxsel.train.sweep imports it)
 _resolve_config = resolve_config
-_source_grid = source_grid
 
 
 def fit(config, dataset: xr.Dataset, *, seed: int = 0, out_dir: str | Path | None = None,
