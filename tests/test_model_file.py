@@ -19,8 +19,16 @@ from jaxsel.data.twin_simulate import simulate
 from jaxsel.errors import DataError
 from jaxsel.models import ResponseModel, predict
 from jaxsel.models.config import ModelConfig
-from jaxsel.train import (Config, FitResult, TrainConfig, as_response_model, fit, load_model,
-                          predict_responses, save_model)
+from jaxsel.train import (
+    Config,
+    FitResult,
+    TrainConfig,
+    as_response_model,
+    fit,
+    load_model,
+    predict_responses,
+    save_model,
+)
 from jaxsel.train.many import fit_many
 
 DATA = Path(__file__).parent / "data"
@@ -91,7 +99,7 @@ def test_fresh_process_without_dataset_reproduces_predictions(fits, saved, twin,
                                    rtol=1e-5, atol=1e-6)
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                          cwd=tmp_path, timeout=300,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
                               "JAX_PLATFORMS": "cpu"})
@@ -127,7 +135,7 @@ def test_cli_predict_writes_responses(fits, saved, twin, tmp_path):
     out2 = tmp_path / "r2.nc"
     run = subprocess.run([sys.executable, "-m", "jaxsel.cli.main", "predict", str(saved["cnn"]),
                           str(tmp_path / "x3.npy"), "--out", str(out2)],
-                         capture_output=True, text=True, timeout=300,
+                         check=False, capture_output=True, text=True, timeout=300,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
                               "JAX_PLATFORMS": "cpu"})
     assert run.returncode == 0, run.stderr[-2000:]
@@ -255,3 +263,12 @@ def test_predict_responses_is_labelled(saved, twin):
     assert r.dims == ("image", "neuron") and r.name == "responses"
     assert list(r["image_id"].values) == [7, 8, 9, 10]
     np.testing.assert_array_equal(r["neuron_id"].values, twin["neuron_id"].values)
+
+
+def test_evaluate_takes_a_loaded_model(fits, saved, twin):
+    from jaxsel.measures.evaluation import evaluate
+
+    a = evaluate(load_model(saved["ln"]), twin)
+    b = evaluate(fits["ln"], twin)
+    np.testing.assert_allclose(a["test_correlation"].values, b["test_correlation"].values,
+                               rtol=1e-5)

@@ -57,7 +57,8 @@ def evaluate(model, ds: xr.Dataset, *, tier: str = "test", truth=None,
     """Evaluate a model per neuron.
 
     Args:
-      model: a :class:`~jaxsel.train.fit.FitResult` or an in-silico pair ``(fn, params)``
+      model: a :class:`~jaxsel.train.fit.FitResult`, a :class:`~jaxsel.models.ResponseModel`
+        (e.g. from ``load_model``) or an in-silico pair ``(fn, params)``
         (``fn(params, raw_images) -> rates``, rates in the dataset's response units).
       ds: the dataset (its neurons must be the model's, in the same order).
       tier: the tier to evaluate (``"test"``: repeated images).

@@ -64,7 +64,7 @@ class ResponseModel:
     @property
     def n_neurons(self) -> int:
         """Number of modelled neurons."""
-        return int(len(self.neuron_id))
+        return len(self.neuron_id)
 
     def predict(self, images, *, batch_size: int = 256) -> np.ndarray:
         """Rates (n, neuron) for raw images (see :func:`predict`)."""

@@ -16,9 +16,9 @@ Building blocks for vectorised training (one model written, ``jax.vmap`` for man
 """
 
 from jaxsel.models import predict
-from jaxsel.train.config import NAMED_CONFIGS, Config, TrainConfig, named_config
 from jaxsel.train._model_file import (as_response_model, load_model, predict_responses,
                                       save_model)
+from jaxsel.train.config import NAMED_CONFIGS, Config, TrainConfig, named_config
 from jaxsel.train.fit import FitResult, fit, load_fit, response_function
 from jaxsel.train.losses import (LOSSES, gamma_loss, masked_correlation, mse_loss,
                                  poisson_loglik, poisson_loss)

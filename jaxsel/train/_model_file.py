@@ -82,7 +82,7 @@ def _neuron_coords(dataset, neuron_id) -> dict:
 def _provenance(result, **extra) -> dict:
     from jaxsel import __version__
     return {"jaxsel_version": __version__, "git_commit": _git_commit(),
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(
                 timespec="seconds"),
             "dataset_fingerprint": str(result.fingerprint), **extra}
 

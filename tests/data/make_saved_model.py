@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-TWIN = dict(seed=1, n_neurons=6, shape=(18, 32), n_train=64, n_validation=16, n_test=8,
-            test_repeats=2)
+TWIN = {"seed": 1, "n_neurons": 6, "shape": (18, 32), "n_train": 64, "n_validation": 16,
+        "n_test": 8, "test_repeats": 2}
 
 
 def main() -> None:
