@@ -80,6 +80,7 @@ def test_save_load_round_trip(kind, fits, saved, twin):
     assert prov["dataset_fingerprint"] == res.fingerprint
     assert prov["seed"] == 0 and prov["best_epoch"] == res.best_epoch
     assert prov["jaxsel_version"] and prov["date_utc"].endswith("+00:00")
+    assert prov["git_commit"] is None or len(prov["git_commit"]) == 40
     assert m.meta["format_version"] == 1 and m.meta["config"] == res.config.to_dict()
     assert not [p for p in saved[kind].parent.iterdir() if p.name.startswith(".")]
     assert sorted(p.name for p in saved[kind].iterdir()) == ["arrays", "model.json"]

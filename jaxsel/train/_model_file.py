@@ -19,7 +19,9 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -90,10 +92,14 @@ def _provenance(result, **extra) -> dict:
 def _git_commit() -> str | None:
     """The commit of the checkout jaxsel is imported from (None outside a git checkout)."""
     try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        package = Path(__file__).resolve().parents[1]          # .../jaxsel
+        out = subprocess.run(["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=False)
+        lines = out.stdout.split()
+        if out.returncode != 0 or len(lines) != 2:
+            return None
+        # only the checkout jaxsel itself lives in (not e.g. a project holding a venv)
+        return lines[1] if Path(lines[0]).resolve() == package.parent else None
     except Exception:       # noqa: BLE001  (best effort: no git, no checkout, timeout)
         return None
 
@@ -108,7 +114,8 @@ def fit_response_model(result: FitResult, *, dataset=None) -> ResponseModel:
                                       best_epoch=int(result.best_epoch),
                                       best_score=float(result.best_score),
                                       stopped=str(result.stopped))}
-    return ResponseModel(fn, params, image_shape=tuple(int(s) for s in result.image_shape),
+    return ResponseModel(cast(Callable, fn), params,
+                         image_shape=tuple(int(s) for s in result.image_shape),
                          neuron_id=neuron_id, coords=_neuron_coords(dataset, neuron_id),
                          meta=meta)
 
