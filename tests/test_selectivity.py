@@ -8,8 +8,9 @@ import pytest
 from jaxsel.data.twin import twin_rates
 from jaxsel.data.twin_simulate import simulate
 from jaxsel.errors import DataError
+from jaxsel.models import predict
 from jaxsel.measures.selectivity import (add_gaussian_noise, compare_models, grating_stimuli,
-                                         labels_from_file, labels_from_function, model_rates,
+                                         labels_from_file, labels_from_function,
                                          orientation_energy, orientation_labels,
                                          rate_distributions, selectivity, topographic_map)
 from jaxsel.viz.measure_figures import (rate_distributions_figure, selectivity_figure,
@@ -47,12 +48,12 @@ def angle_to(theta, ref):
     return np.abs((np.asarray(theta) - ref + np.pi / 2) % np.pi - np.pi / 2)
 
 
-def test_model_rates_pads_batches_and_matches_twin(setup):
+def test_predict_pads_batches_and_matches_twin(setup):
     ds, twin, _, images, _ = setup
-    r = model_rates(fn, twin.params, images, batch_size=7)           # 32 = 4 * 7 + 4
+    r = predict((fn, twin.params), images, batch_size=7)           # 32 = 4 * 7 + 4
     np.testing.assert_allclose(r, twin.rates(images), rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match="images"):
-        model_rates(fn, twin.params, np.zeros((2, 3, 4, 5, 6)))
+        predict((fn, twin.params), np.zeros((2, 3, 4, 5, 6)))
 
 
 def test_grating_labels_are_recovered_from_the_image(setup):
@@ -67,7 +68,7 @@ def test_grating_labels_are_recovered_from_the_image(setup):
 
 def test_truth_is_selective_for_its_preferred_orientation(setup):
     _, twin, _, images, labels = setup
-    s = selectivity(model_rates(fn, twin.params, images), labels)
+    s = selectivity(predict((fn, twin.params), images), labels)
     kind, d = twin.params["kind"], angle_to(twin.params["theta"], THETA0)
     responsive = kind < 3
     near, orth = responsive & (d < 0.25), responsive & (d > np.pi / 2 - 0.25)
@@ -77,7 +78,7 @@ def test_truth_is_selective_for_its_preferred_orientation(setup):
     np.testing.assert_allclose(s["selectivity_index"].values[kind == 3], 0.0, atol=1e-6)
     np.testing.assert_allclose(s["information"].values[kind == 3], 0.0, atol=1e-5)
     # SI and rates agree with their definitions
-    r = model_rates(fn, twin.params, images)
+    r = predict((fn, twin.params), images)
     rp, rn = r[labels == 1].mean(0), r[labels == 0].mean(0)
     np.testing.assert_allclose(s["selectivity_index"].values, (rp - rn) / (rp + rn), atol=1e-6)
 
@@ -88,7 +89,7 @@ def test_trained_vs_untrained_and_input_noise(setup, tmp_path):
                          images, labels, noise=(0.0, 60.0), seed=1)
     assert dict(res.sizes) == {"model": 2, "noise": 2, "neuron": 60, "image": 32}
     np.testing.assert_allclose(res["rates"].sel(model="trained", noise=0.0).values,
-                               model_rates(fn, twin.params, images), rtol=1e-5)
+                               predict((fn, twin.params), images), rtol=1e-5)
     info = res["information"]
     n_inf = (info >= 2 / 3).sum("neuron")
     assert int(n_inf.sel(model="trained", noise=0.0)) > 3 * int(
@@ -100,7 +101,7 @@ def test_trained_vs_untrained_and_input_noise(setup, tmp_path):
     # identical noisy images for every model: untrained rates at noise 60 are reproducible
     noisy = add_gaussian_noise(images, 60.0, seed=2, clip=(0, 255))
     np.testing.assert_allclose(res["rates"].sel(model="untrained", noise=60.0).values,
-                               model_rates(fn, untrained, noisy), rtol=1e-5)
+                               predict((fn, untrained), noisy), rtol=1e-5)
 
     dist = rate_distributions({"untrained": res["rates"].sel(model="untrained", noise=0.0),
                                "trained": res["rates"].sel(model="trained", noise=0.0)},
@@ -114,7 +115,7 @@ def test_trained_vs_untrained_and_input_noise(setup, tmp_path):
 
 def test_topographic_map_matches_loop(setup, tmp_path):
     ds, twin, _, images, labels = setup
-    s = selectivity(model_rates(fn, twin.params, images), labels)
+    s = selectivity(predict((fn, twin.params), images), labels)
     pos = np.stack([ds["cortex_x"].values, ds["cortex_y"].values], 1)
     m = topographic_map(s["selectivity_index"].values, pos, grid=(4, 5))
     x0, x1, y0, y1 = pos[:, 0].min(), pos[:, 0].max(), pos[:, 1].min(), pos[:, 1].max()

@@ -11,7 +11,7 @@ import sys
 
 from jaxsel.errors import JaxselError
 
-_MODULES = ("simulate_cmd", "stage_cmds", "sweep_cmd", "run_cmd", "demo_cmd")
+_MODULES = ("simulate_cmd", "stage_cmds", "sweep_cmd", "run_cmd", "demo_cmd", "predict_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

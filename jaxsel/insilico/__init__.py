@@ -5,7 +5,7 @@ A model is a pair ``(fn, params)`` with ``fn(params, raw images (batch, C, H, W)
 """
 
 from jaxsel.insilico import recipes
-from jaxsel.insilico.cross_activation import cross_activation, diagonal_selectivity, model_rates
+from jaxsel.insilico.cross_activation import cross_activation, diagonal_selectivity
 from jaxsel.insilico.gabor_search import (GABOR_PARAMS, gabor_bank, gabor_contrast, gabor_images,
                                           optimal_gabors, screen_gabors, top_recorded_gabors)
 from jaxsel.insilico.gradients import gradient_rf, sensitivity_maps
@@ -24,7 +24,7 @@ __all__ = [
     "circular_mask", "cross_activation", "diagonal_selectivity", "discriminative_meis",
     "diverse_meis", "dominant_orientation_sf", "gabor_bank", "gabor_contrast", "gabor_images",
     "gabor_recovery", "gradient_rf", "image_metrics", "masked_contrast", "masked_luminance",
-    "mei_recovery", "metrics_table", "model_rates", "most_inhibitory_inputs", "optimal_gabors",
+    "mei_recovery", "metrics_table", "most_inhibitory_inputs", "optimal_gabors",
     "optimize_meis", "orientation_error_deg", "power_spectrum", "recipes", "screen_gabors",
     "sensitivity_maps", "stimulus_comparison", "summarize", "symmetry_index",
     "top_recorded_gabors", "twin_model",

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
 from jaxsel.errors import ConfigError
 from jaxsel.insilico.mei import best_seed, neuron_indices, output_size
+from jaxsel.models import predict
 
 NORMALIZE = ("max", "none")
-
-
-def model_rates(fn, params, images, *, batch_size: int = 256) -> np.ndarray:
-    """Rates (image, neuron) of a model for raw images (image, C, H, W), in fixed batches."""
-    x = np.asarray(images, np.float32)
-    f = jax.jit(fn)
-    out = []
-    for s in range(0, len(x), batch_size):
-        sel = np.arange(s, s + batch_size) % len(x)
-        out.append(np.asarray(f(params, jnp.asarray(x[sel])))[: min(batch_size, len(x) - s)])
-    return np.concatenate(out)
 
 
 def cross_activation(fn, params, meis, *, neurons=None, normalize: str = "max",
@@ -58,7 +46,7 @@ def cross_activation(fn, params, meis, *, neurons=None, normalize: str = "max",
         raise ConfigError(f"MEIs have shape {images.shape}; expected (mei, [C,] H, W)")
     n_out = output_size(fn, params, images.shape[1:])
     idx = neuron_indices(mei_index if neurons is None else neurons, n_out)
-    rates = model_rates(fn, params, images, batch_size=batch_size)[:, idx]
+    rates = predict((fn, params), images, batch_size=batch_size)[:, idx]
     if normalize == "max":
         rates = rates / np.where(rates.max(0) > 0, rates.max(0), 1.0)
     return xr.DataArray(rates.astype(np.float32), dims=("mei", "neuron"), name="cross_activation",

@@ -21,7 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel._compile_cache import cached
 from jaxsel.errors import DataError
+from jaxsel.models import predict
 
 
 def _stack_pairs(model):
@@ -46,6 +48,15 @@ def _stack_pairs(model):
         return model[0], model[1], {}, None, None
     raise DataError(f"model of type {type(model).__name__}", field="model",
                     expected="a ManyResult, (fn, stacked params) or a list of (fn, params)")
+
+
+def _members_batch_first(fn):
+    """``g(stacked params, images) -> (batch, model, neuron)``, one object per ``fn``."""
+    def build():
+        members = jax.vmap(fn, in_axes=(0, None))
+        return lambda params, images: jnp.moveaxis(members(params, images), 0, 1)
+
+    return cached("members_batch_first", fn, build)
 
 
 def cache_key(stimuli, params, config=None) -> str:
@@ -101,16 +112,8 @@ def ensemble_responses(model, stimuli, *, batch_size: int = 128, cache_dir=None,
     n = x.shape[0]
     t = x.shape[1] if movie else None
     flat = x.reshape((n * t,) + x.shape[2:]) if movie else x
-    run = jax.jit(jax.vmap(fn, in_axes=(0, None)))
-    bs = max(1, min(batch_size, flat.shape[0]))
-    outs = []
-    for s in range(0, flat.shape[0], bs):
-        chunk = flat[s:s + bs]
-        k = chunk.shape[0]
-        if k < bs:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - k, 0)])
-        outs.append(np.asarray(run(params, jnp.asarray(chunk)))[:, :k])
-    r = np.concatenate(outs, axis=1)                                  # (model, n*t, neuron)
+    r = np.moveaxis(predict((_members_batch_first(fn), params), flat, batch_size=batch_size),
+                    0, 1)                                             # (model, n*t, neuron)
     m, nn = r.shape[0], r.shape[-1]
     coords = {"model": np.arange(m),
               "stimulus_id": ("stimulus", np.arange(n) if stimulus_id is None

@@ -19,8 +19,8 @@ import numpy as np
 import xarray as xr
 
 from jaxsel.errors import ConfigError
-from jaxsel.insilico.cross_activation import model_rates
 from jaxsel.insilico.mei import neuron_indices, output_size
+from jaxsel.models import predict
 
 BIN = np.pi / 16
 
@@ -199,7 +199,7 @@ def best_natural_images(fn, params, images, *, neurons=None, image_id=None,
     x = np.asarray(images, np.float32)
     x = x[:, None] if x.ndim == 3 else x
     idx = neuron_indices(neurons, output_size(fn, params, x.shape[1:]))
-    r = model_rates(fn, params, x, batch_size=batch_size)[:, idx]
+    r = predict((fn, params), x, batch_size=batch_size)[:, idx]
     best = r.argmax(0)
     ids = np.arange(len(x)) if image_id is None else np.asarray(image_id)
     return xr.Dataset({"image": (("neuron", "channel", "y", "x"), x[best]),
@@ -236,7 +236,7 @@ def stimulus_comparison(fn, params, stimuli: dict, *, neurons, radius: float,
         x = x[:, None] if x.ndim == 3 else x
         if len(x) != len(idx):
             raise ConfigError(f"stimuli[{name!r}] has {len(x)} images for {len(idx)} neurons")
-        act = model_rates(fn, params, x)[np.arange(len(idx)), idx]
+        act = predict((fn, params), x)[np.arange(len(idx)), idx]
         c = (None, None) if centers is None else np.asarray(centers, np.float32).T
         t = metrics_table(x[:, 0], radius=radius, cx=c[0], cy=c[1], **metric_kwargs)
         tables.append(t.assign(activation=("neuron", act.astype(np.float32))))

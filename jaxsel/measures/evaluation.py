@@ -22,6 +22,7 @@ import xarray as xr
 
 from jaxsel.data.dataset import repeats, subset, unique_images
 from jaxsel.errors import DataError
+from jaxsel.models import ResponseModel, predict
 
 
 def pearson(a, b) -> np.ndarray:
@@ -36,6 +37,8 @@ def pearson(a, b) -> np.ndarray:
 
 
 def _as_pair(model):
+    if isinstance(model, ResponseModel):
+        return model
     if hasattr(model, "response_fn"):
         return model.response_fn()
     if isinstance(model, tuple) and len(model) == 2 and callable(model[0]):
@@ -46,7 +49,6 @@ def _as_pair(model):
 def _truth_rates(truth, images: np.ndarray, batch_size: int) -> np.ndarray:
     if hasattr(truth, "rates") and hasattr(truth, "params"):
         return np.asarray(truth.rates(images))
-    from jaxsel.train.fit import predict
     return predict(_as_pair(truth), images, batch_size=batch_size)
 
 
@@ -55,7 +57,8 @@ def evaluate(model, ds: xr.Dataset, *, tier: str = "test", truth=None,
     """Evaluate a model per neuron.
 
     Args:
-      model: a :class:`~jaxsel.train.fit.FitResult` or an in-silico pair ``(fn, params)``
+      model: a :class:`~jaxsel.train.fit.FitResult`, a :class:`~jaxsel.models.ResponseModel`
+        (e.g. from ``load_model``) or an in-silico pair ``(fn, params)``
         (``fn(params, raw_images) -> rates``, rates in the dataset's response units).
       ds: the dataset (its neurons must be the model's, in the same order).
       tier: the tier to evaluate (``"test"``: repeated images).
@@ -74,7 +77,6 @@ def evaluate(model, ds: xr.Dataset, *, tier: str = "test", truth=None,
       DataError: the tier is empty or the model's output does not match the neurons.
     """
     from jaxsel.measures import reliability as rel
-    from jaxsel.train.fit import predict
 
     pair = _as_pair(model)
     sel = subset(ds, tiers=tier)

@@ -20,7 +20,6 @@ works for any such pair (the twin's truth, a trained CNN, an untrained one).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -32,24 +31,13 @@ import xarray as xr
 from jaxsel.errors import DataError
 from jaxsel.measures.information import poisson_information
 from jaxsel.measures.labels import neuron_coords
+from jaxsel.models import predict
 
 BACKGROUND = 127.5
 SCALE = 127.5
 
 
-# --------------------------------------------------------------------------- model rates
-
-@functools.lru_cache(maxsize=32)
-def _jitted_cached(fn):
-    return jax.jit(fn)
-
-
-def _jitted(fn):
-    try:
-        return _jitted_cached(fn)          # one compilation per model function
-    except TypeError:                      # unhashable callable
-        return jax.jit(fn)
-
+# --------------------------------------------------------------------------- images
 
 def _as_images(images) -> np.ndarray:
     x = np.asarray(images.values if isinstance(images, xr.DataArray) else images, np.float32)
@@ -59,38 +47,6 @@ def _as_images(images) -> np.ndarray:
         raise DataError(f"images have shape {x.shape}", field="images",
                         expected="(batch, channel, y, x) or (batch, y, x) raw images")
     return x
-
-
-def model_rates(fn: Callable, params, images, *, batch_size: int = 256) -> np.ndarray:
-    """Rates of a model ``(fn, params)`` for many images, in fixed-shape jitted batches.
-
-    Args:
-      fn: ``fn(params, images) -> (batch, neuron)``, pure JAX, RAW images.
-      params: its parameter pytree (passed as an argument, never closed over).
-      images: (n, channel, y, x) or (n, y, x) raw images.
-      batch_size: images per call (the last batch is padded, so one compilation).
-
-    Returns:
-      (n, neuron) float32 NumPy array.
-    """
-    x = _as_images(images)
-    n = len(x)
-    if n == 0:
-        raise DataError("no images", field="images", expected="at least one image")
-    bs = min(int(batch_size), n)
-    f = _jitted(fn)
-    out = []
-    for s in range(0, n, bs):
-        chunk = x[s:s + bs]
-        k = len(chunk)
-        if k < bs:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], bs - k, 0)])
-        out.append(np.asarray(f(params, jnp.asarray(chunk)))[:k])
-    r = np.concatenate(out)
-    if r.ndim != 2 or r.shape[0] != n:
-        raise DataError(f"model returned shape {r.shape} for {n} images", field="fn",
-                        expected="rates (batch, neuron)")
-    return r
 
 
 def add_gaussian_noise(images, amplitude: float, *, seed: int = 0,
@@ -460,7 +416,7 @@ def compare_models(models: Mapping[str, tuple[Callable, object]], images, labels
         per_noise, rates = [], []
         for k, a in enumerate(amps):
             xn = add_gaussian_noise(x, a, seed=seed + k, clip=clip if a > 0 else None)
-            r = model_rates(fn, params, xn, batch_size=batch_size)
+            r = predict((fn, params), xn, batch_size=batch_size)
             rates.append(r)
             per_noise.append(selectivity(r, labels))
         if per_model and rates[0].shape[1] != per_model[0]["rates"].shape[-1]:

@@ -11,6 +11,7 @@ Public API::
 Named configurations live in :func:`jaxsel.train.named_config`.
 """
 
+from jaxsel.models._response import ResponseModel, as_images, predict
 from jaxsel.models.config import GridMeanPredictorConfig, ModelConfig, from_dict, to_dict
 from jaxsel.models.model import (Encoder, Model, build_model, default_hparams, elu1,
                                  elu1_inverse)
@@ -20,8 +21,9 @@ from jaxsel.models.regularizers import (group_sparsity, l1, laplace, laplace_l2,
 from jaxsel.models.sampling import bilinear_sample, laplacian_pyramid
 
 __all__ = [
-    "Encoder", "GridMeanPredictorConfig", "Model", "ModelConfig", "bilinear_sample",
+    "Encoder", "GridMeanPredictorConfig", "Model", "ModelConfig", "ResponseModel",
+    "as_images", "bilinear_sample",
     "build_model", "default_hparams", "elu1", "elu1_inverse", "from_dict", "group_sparsity",
-    "l1", "laplace", "laplace_l2", "laplace_l2_norm", "laplacian_pyramid", "sample_grid",
-    "to_dict",
+    "l1", "laplace", "laplace_l2", "laplace_l2_norm", "laplacian_pyramid", "predict",
+    "sample_grid", "to_dict",
 ]

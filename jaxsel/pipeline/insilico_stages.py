@@ -111,8 +111,8 @@ def stage_mei(ctx: Context) -> list[str]:
         a = results["model"]["activation"].values
         from jaxsel.data import unique_images
         nat = unique_images(ds, "test").values
-        from jaxsel.insilico.cross_activation import model_rates
-        best_nat = model_rates(fn, params, nat)[:, idx].max(0)
+        from jaxsel.models import predict
+        best_nat = predict((fn, params), nat)[:, idx].max(0)
         metrics["mei_vs_best_natural_model_ratio_median"] = median(a / np.maximum(best_nat,
                                                                                   1e-12))
     truth = ctx.twin_selected()

@@ -21,7 +21,12 @@ def fit_config(cfg: Config, name: str):
 
 
 def stage_train(ctx: Context) -> list[str]:
-    """Fit each model of ``[train] models`` on the selected neurons (resumable)."""
+    """Fit each model of ``[train] models`` on the selected neurons (resumable).
+
+    Per model: ``models/<name>/`` (checkpoints, ``history.nc``), ``models/<name>/model/``
+    (the self-contained saved model, ``jaxsel.load_model``) and
+    ``models/<name>/test_predictions.nc`` (its rates for the raw test images).
+    """
     fit = need("jaxsel.train.fit", "fit")
     ds = ctx.train_dataset()
     outputs, metrics = [], {}
@@ -40,6 +45,12 @@ def stage_train(ctx: Context) -> list[str]:
                 ctx.log.info(f"  cannot resume ({err}); training from scratch")
                 res = fit(fcfg, ds, seed=ctx.cfg.run.seed, out_dir=out, overwrite=True)
         save_nc(res.history, out / "history.nc")
+        from jaxsel.data import unique_images
+        from jaxsel.train import predict_responses, save_model
+        save_model(res, out / "model", dataset=ds, overwrite=True)
+        test = unique_images(ds, "test")
+        save_nc(predict_responses(out / "model", test.values, image_id=test["image_id"].values),
+                out / "test_predictions.nc")
         ctx.cache[f"fit:{name}"] = res
         ctx.cache.pop(f"model:{name}", None)
         metrics[f"{name}_best_val_corr"] = float(res.best_score)
@@ -47,7 +58,8 @@ def stage_train(ctx: Context) -> list[str]:
         metrics[f"{name}_train_seconds"] = round(time.time() - ts, 1)
         ctx.log.info(f"  '{name}': best validation correlation {res.best_score:.3f} at epoch "
                      f"{res.best_epoch} ({res.stopped}), {time.time() - ts:.0f} s")
-        outputs += [f"models/{name}", f"models/{name}/history.nc"]
+        outputs += [f"models/{name}", f"models/{name}/history.nc", f"models/{name}/model",
+                    f"models/{name}/test_predictions.nc"]
     ctx.rd.update_metrics(**metrics)
     return outputs
 
@@ -98,8 +110,9 @@ def stage_evaluate(ctx: Context) -> list[str]:
     # orientation selectivity and information of the CNN (twin: label = the neuron's true
     # preferred orientation is present in the test image)
     try:
-        selectivity, orientation_labels, model_rates = need(
-            "jaxsel.measures.selectivity", "selectivity", "orientation_labels", "model_rates")
+        selectivity, orientation_labels = need(
+            "jaxsel.measures.selectivity", "selectivity", "orientation_labels")
+        from jaxsel.models import predict
         if twin is not None:
             from jaxsel.data import unique_images
             imgs = unique_images(ds, "test").values
@@ -107,7 +120,7 @@ def stage_evaluate(ctx: Context) -> list[str]:
             labels = orientation_labels(imgs, np.asarray(twin.params["theta"])[tidx],
                                         np.asarray(twin.params["sf"])[tidx])
             sets = {"CNN": ctx.model(last), "truth": truth}
-            tabs = [selectivity(model_rates(fn, p, imgs), labels) for fn, p in sets.values()]
+            tabs = [selectivity(predict(m, imgs), labels) for m in sets.values()]
             sel = xr.concat(tabs, dim=xr.DataArray(list(sets), dims="model", name="model"))
             save_nc(sel, ctx.rd / "selectivity.nc")
             outputs.append("selectivity.nc")

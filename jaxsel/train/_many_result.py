@@ -99,6 +99,17 @@ class ManyResult:
                                   (self.n_models,) + np.shape(self.standardizer["image_std"])),
                               "response_scale": self.standardizer["response_scale"]}}
 
+    def response_model(self, which="mean", *, dataset: xr.Dataset | None = None):
+        """These models as one :class:`~jaxsel.models.ResponseModel` (rates (batch, n_out)).
+
+        Args:
+          which: ``"mean"``: the ensemble mean over the models (they must model the same
+            neurons); an int ``k``: model ``k`` alone.
+          dataset: optional training dataset whose per-neuron coords are attached.
+        """
+        from jaxsel.train._model_file import many_response_model
+        return many_response_model(self, which, dataset=dataset)
+
     def summary(self) -> xr.Dataset:
         """Per-model outcome as ``xr.Dataset`` (model): ``best_score``, ``best_epoch``,
         ``epochs``, ``stopped``; coords ``seed`` and every per-model hyperparameter (in

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel.models import ResponseModel, predict
 from jaxsel.models.model import Model, build_model
 from jaxsel.train._fit_loop import FitRun, initial_tree, nonfinite_error, resume_run, train_epochs
 from jaxsel.train._fit_parts import HISTORY_VARS  # noqa: F401  (its former home)
@@ -90,9 +91,22 @@ class FitResult:
                           "standardizer": {k: jnp.asarray(v)
                                            for k, v in self.standardizer.items()}}
 
+    def response_model(self, *, dataset: xr.Dataset | None = None) -> ResponseModel:
+        """This model as a :class:`~jaxsel.models.ResponseModel` (pair + metadata).
+
+        Args:
+          dataset: optional training dataset: its per-neuron coords (``area``,
+            ``session``, ...) are attached to the model.
+        """
+        from jaxsel.train._model_file import fit_response_model
+        return fit_response_model(self, dataset=dataset)
+
     def predict(self, images, *, batch_size: int | None = None) -> np.ndarray:
-        """Rates (batch, neuron) for raw images, as NumPy (see :func:`predict`)."""
-        return predict(self, images, batch_size=batch_size or self.config.train.eval_batch_size)
+        """Rates (batch, neuron) for raw images, as NumPy (see :func:`jaxsel.models.predict`)."""
+        fn, params = self.response_fn()
+        model = ResponseModel(fn, params, image_shape=tuple(self.image_shape),
+                              neuron_id=np.asarray(self.neuron_id))
+        return predict(model, images, batch_size=batch_size or self.config.train.eval_batch_size)
 
 
 def response_function(model: Model):
@@ -109,43 +123,6 @@ def response_function(model: Model):
         return rates * st["response_scale"]
 
     return fn
-
-
-def predict(model, images, *, batch_size: int = 256) -> np.ndarray:
-    """Rates of a model for raw images, in fixed-size batches (one compilation).
-
-    Args:
-      model: a :class:`FitResult` or an in-silico pair ``(fn, params)``.
-      images: (n, channel, y, x) or (n, y, x) raw images.
-      batch_size: images per call.
-
-    Returns:
-      (n, neuron) NumPy rates.
-    """
-    fn, params = model.response_fn() if isinstance(model, FitResult) else model
-    jfn = _jitted(fn)
-    images = np.asarray(images, np.float32)
-    n = images.shape[0]
-    bs = max(1, min(batch_size, n))
-    out = []
-    for start in range(0, n, bs):
-        chunk = images[start:start + bs]
-        k = chunk.shape[0]
-        if k < bs:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - k, 0)])
-        out.append(np.asarray(jfn(params, chunk))[:k])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-
-_JIT_CACHE: dict = {}
-
-
-def _jitted(fn):
-    j = _JIT_CACHE.get(id(fn))
-    if j is None or j[0] is not fn:
-        j = (fn, jax.jit(fn))
-        _JIT_CACHE[id(fn)] = j
-    return j[1]
 
 
 # the former private name (jaxsel.train.sweep imports it)
@@ -267,4 +244,4 @@ def load_fit(out_dir: str | Path, epoch: int | None = None) -> FitResult:
         out_dir=out_dir)
 
 
-__all__ = ["FitResult", "fit", "load_fit", "predict", "response_function"]
+__all__ = ["FitResult", "fit", "load_fit", "response_function"]
