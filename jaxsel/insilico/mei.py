@@ -26,6 +26,7 @@ import numpy as np
 import optax
 import xarray as xr
 
+from jaxsel.data import BACKGROUND, SCALE
 from jaxsel.errors import ConfigError
 from jaxsel.insilico import mei_parts as parts
 from jaxsel.insilico.mei_parts import STARTS
@@ -79,8 +80,8 @@ class MEIConfig:
     start: str = "noise"
     start_std: float = 0.1
     gray: float = 0.0
-    offset: float = 127.5
-    scale: float = 127.5
+    offset: float = BACKGROUND
+    scale: float = SCALE
     mean: float | None = None
     std: float | None = None
     norm: float | None = None

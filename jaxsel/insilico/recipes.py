@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxsel.data import BACKGROUND, SCALE
 from jaxsel.errors import ConfigError
 from jaxsel.insilico.mei import MEIConfig
 
@@ -67,7 +68,7 @@ def seed002(c_star: float, value_range: tuple[float, float] = (0.0, 255.0), **ov
     return MEIConfig(**kw)
 
 
-def norm(budget: float, background: float = 127.5, scale: float = 127.5, **overrides
+def norm(budget: float, background: float = BACKGROUND, scale: float = SCALE, **overrides
          ) -> MEIConfig:
     """Fixed-norm recipe: Adam on the contrast image ``(x - background) / scale``, whose
     centred L2 norm is held at ``budget`` (e.g. ``twin.meta['norm_budget']``).

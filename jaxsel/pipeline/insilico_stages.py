@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsel.data import BACKGROUND, SCALE, norm_budget, to_contrast
 from jaxsel.pipeline.context import Context, StageUnavailable, median, need, open_nc, save_nc
 
 
@@ -25,8 +26,7 @@ def _mei_config(ctx: Context):
         from jaxsel.data import global_image_stats
         mu, sd = global_image_stats(ds)
         train = ds["images"].values[ds["tier"].values == "train"]
-        c = ((train - mu) / sd).reshape(len(train), -1)
-        budget = 0.15 * float(np.median(np.linalg.norm(c - c.mean(1, keepdims=True), axis=1)))
+        budget = norm_budget(to_contrast(train, mu, sd), center=True)
         return recipes.norm(budget * m.norm_fraction, background=mu, scale=sd, **ov)
     if m.recipe == "fens":
         from jaxsel.data import global_image_stats
@@ -164,12 +164,11 @@ def mei_budget(ctx: Context, mcfg=None) -> tuple[float, float, float]:
         return float(mcfg.norm), float(mcfg.offset), float(mcfg.scale)
     twin = ctx.twin()
     if twin is not None:
-        return float(twin.meta["norm_budget"]), 127.5, 127.5
+        return float(twin.meta["norm_budget"]), BACKGROUND, SCALE
     from jaxsel.data import global_image_stats
     mu, sd = global_image_stats(ctx.dataset())
     x = ctx.dataset()["images"].values[:512]
-    c = ((x - mu) / sd).reshape(len(x), -1)
-    return 0.15 * float(np.median(np.linalg.norm(c - c.mean(1, keepdims=True), axis=1))), mu, sd
+    return norm_budget(to_contrast(x, mu, sd), center=True), mu, sd
 
 
 def stage_gabor(ctx: Context) -> list[str]:
