@@ -24,7 +24,8 @@ import xarray as xr
 from jaxsel.data import BACKGROUND, SCALE
 from jaxsel.data.stimuli import gabor
 from jaxsel.errors import ConfigError
-from jaxsel.insilico.mei import jit_program, neuron_indices, output_size
+from jaxsel.insilico._mei_job import jit_program
+from jaxsel.insilico.mei import neuron_indices, output_size
 
 GABOR_PARAMS = ("x0", "y0", "sigma", "theta", "sf", "phase")
 
