@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import scipy.stats
 import xarray as xr
 from jax.scipy.special import gammaln, xlogy
 
@@ -159,8 +160,7 @@ def poisson_information(rates, labels, *, prior="empirical", k_max: int | None =
                                  jnp.asarray(pp, dtype), k_max)
         out.append(np.asarray(res, np.float64)[: e - s])
     info = np.concatenate(out) if out else np.zeros(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        h_s = -np.sum(np.where(pr > 0, pr * np.log2(pr), 0.0), axis=0)
+    h_s = scipy.stats.entropy(pr, base=2, axis=0)      # H(s) of the class prior, bits
     info = np.clip(info, 0.0, h_s)           # 0 <= I <= H(s): removes float round-off only
     return xr.DataArray(info, dims=("neuron",), name="information",
                         coords=neuron_coords(rates),

@@ -191,7 +191,7 @@ def correlation_partners(corr: xr.DataArray) -> xr.Dataset:
 
 def _robust_scale(x, axis=0):
     med = np.median(x, axis=axis, keepdims=True)
-    mad = _MAD_TO_SD * np.median(np.abs(x - med), axis=axis, keepdims=True)
+    mad = np.expand_dims(stats.median_abs_deviation(x, axis=axis, scale=1 / _MAD_TO_SD), axis)
     return med, mad
 
 
@@ -255,7 +255,7 @@ def _ogk_distance(z: np.ndarray) -> np.ndarray:
         return np.zeros(0)
 
     def scale(a):
-        s = _MAD_TO_SD * np.median(np.abs(a - np.median(a, axis=0)), axis=0)
+        s = stats.median_abs_deviation(a, axis=0, scale=1 / _MAD_TO_SD)
         return np.where(s > 0, s, 1.0)
 
     # Gnanadesikan-Kettenring pairwise covariances (correlations, as z is unit-scaled).
