@@ -295,9 +295,9 @@ def _canonical(theta, phase):
     return theta.astype(np.float32), np.mod(phase, 2 * np.pi).astype(np.float32)
 
 
-# ----------------------------------------------------------- recorded Gabors (seed 002)
+# ------------------------------------------------------------------- recorded Gabors
 def top_recorded_gabors(images, responses, *, k: int = 3, neuron_id=None) -> xr.Dataset:
-    """The seed-002 "most exciting recorded Gabor": mean of the k presented Gabor images
+    """The "most exciting recorded Gabor": mean of the k presented Gabor images
     with the highest recorded responses, per neuron.
 
     Args:

@@ -63,7 +63,8 @@ class MEIConfig:
       rescale: ``(lo, hi)``: after each step map the image's min..max onto this range.
       precondition_alpha: FFT gradient filter ``1/|k|^alpha`` (0 = off).
       blur: ``(sigma_start, sigma_end)`` in pixels, decaying over ``steps``, or None.
-      blur_schedule: ``"linear"`` or ``"seed002"`` (see :func:`mei_parts.blur_sigma`).
+      blur_schedule: ``"linear"`` or ``"accelerating"`` (see :func:`mei_parts.blur_sigma`;
+        ``"seed002"`` is a former name of ``"accelerating"``).
       contrast_target, contrast_weight: penalty ``weight * |target - std(image)|``.
       jitter: maximal random translation (pixels) of the image before each model call.
       patience: stop a job when its objective has not improved by a relative ``tol`` for
@@ -138,8 +139,10 @@ class MEIConfig:
                 bad(field, v, "a (lo, hi) pair with lo < hi, or None")
         if self.blur is not None and (len(self.blur) != 2 or min(self.blur) < 0):
             bad("blur", self.blur, "(sigma_start, sigma_end) >= 0, or None")
-        if self.blur_schedule not in ("linear", "seed002"):
-            bad("blur_schedule", self.blur_schedule, "'linear' or 'seed002'")
+        if self.blur_schedule == "seed002":                 # former name
+            object.__setattr__(self, "blur_schedule", "accelerating")
+        if self.blur_schedule not in ("linear", "accelerating"):
+            bad("blur_schedule", self.blur_schedule, "'linear' or 'accelerating'")
         if self.contrast_weight and self.contrast_target is None:
             bad("contrast_target", None, "a target std when contrast_weight is set")
         if int(self.n_variants) < 1:

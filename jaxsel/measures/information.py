@@ -21,7 +21,7 @@ Labels are integer classes ``0..C-1`` (a boolean label is 0/1), per image ``(ima
 image and neuron ``(image, neuron)`` (e.g. "the neuron's preferred orientation is present").
 With a binary label the information is at most 1 bit.
 
-Population summaries follow seed 001: ranked information curves (each run's values sorted in
+Population summaries: ranked information curves (each run's values sorted in
 descending order, then mean and sd over runs), informative counts (``I >= 2/3`` bit,
 mean and SEM over runs) and the sweep table (one row per hyperparameter value).
 """

@@ -80,7 +80,8 @@ def image_means(data, tier: str | None = "test") -> xr.DataArray:
 
 
 def response_variance(means, ddof: int = 1) -> xr.DataArray:
-    """Variance across images of the per-image mean response (seed-002 'variance').
+    """Variance across images of the per-image mean response (the ``variance`` of the
+    reliable-and-variable selection rule).
 
     Args:
       means: (image, neuron) per-image means.
@@ -98,7 +99,7 @@ def response_entropy(values, *, bins: int | None = None, base: float = 2.0) -> x
     """Entropy of each neuron's distribution of response values across images.
 
     With ``bins=None`` every distinct value is its own category (right for spike counts and
-    their repeat averages, and what seed 002 did); with ``bins=k`` values are put in ``k``
+    their repeat averages); with ``bins=k`` values are put in ``k``
     equal-width bins between the neuron's min and max (for continuous responses).
 
     Args:

@@ -18,7 +18,8 @@ def _mei_config(ctx: Context):
     m = ctx.cfg.mei
     ov = dict(m.overrides)
     ds = ctx.dataset()
-    if m.recipe == "norm":
+    recipe = recipes.resolve(m.recipe)
+    if recipe == "norm":
         twin = ctx.twin()
         if twin is not None:
             budget = float(twin.meta["norm_budget"]) * m.norm_fraction
@@ -28,13 +29,13 @@ def _mei_config(ctx: Context):
         train = ds["images"].values[ds["tier"].values == "train"]
         budget = norm_budget(to_contrast(train, mu, sd), center=True)
         return recipes.norm(budget * m.norm_fraction, background=mu, scale=sd, **ov)
-    if m.recipe == "fens":
+    if recipe == "mean_std":
         from jaxsel.data import global_image_stats
         mu, sd = global_image_stats(ds)
-        return recipes.fens(mu, sd, **ov)
+        return recipes.mean_std(mu, sd, **ov)
     train = ds["images"].values[ds["tier"].values == "train"]
-    return recipes.seed002(recipes.mean_image_std(train),
-                           (float(train.min()), float(train.max())), **ov)
+    return recipes.fft_preconditioned(recipes.mean_image_std(train),
+                                      (float(train.min()), float(train.max())), **ov)
 
 
 def _mei_neurons(ctx: Context) -> np.ndarray:
@@ -74,7 +75,7 @@ def load_mei(run: Path, tag: str):
 def stage_mei(ctx: Context) -> list[str]:
     """MEIs of the CNN (and of the true neurons), gradient RFs, cross-activation, recovery."""
     optimize_meis, best_seed = need("jaxsel.insilico.mei", "optimize_meis", "best_seed")
-    need("jaxsel.insilico.recipes", "norm", "fens", "seed002")
+    need("jaxsel.insilico.recipes", "norm", "mean_std", "fft_preconditioned")
     gradient_rf = need("jaxsel.insilico.gradients", "gradient_rf")
     m = ctx.cfg.mei
     mcfg = _mei_config(ctx)

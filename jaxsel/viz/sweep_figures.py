@@ -1,4 +1,4 @@
-"""Sweep figures (seed 001): ranked per-neuron metric curves and informative counts per value,
+"""Sweep figures: ranked per-neuron metric curves and informative counts per value,
 plus the validation score per sweep point. Pure ``matplotlib.figure.Figure`` (no pyplot)."""
 
 from __future__ import annotations
