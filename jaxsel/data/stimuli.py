@@ -1,10 +1,16 @@
-"""Procedural stimuli: natural-like images, Gabors and gratings.
+"""Procedural stimuli (natural-like images, Gabors, gratings) and labelled stimulus sets.
 
 Pixel convention everywhere in jaxsel: an image is indexed ``[y, x]`` (row, column), ``x``
 grows to the right and ``y`` downwards. Orientation ``theta`` is the direction of a grating's
 wave vector in that frame (radians, from the +x axis towards +y); spatial frequency ``sf`` is
 in cycles per pixel. ``gabor`` and ``grating`` are pure ``jax.numpy`` functions, so they can
-be differentiated and vmapped over their parameters.
+be differentiated and vmapped over their parameters. Raw grey levels and contrast images
+follow ``jaxsel.data`` (``BACKGROUND``, ``SCALE``, ``to_contrast``, ``from_contrast``).
+
+Labelled sets, for selectivity measures (``jaxsel.measures.selectivity``): a label per image
+from a file (:func:`labels_from_file`) or a function (:func:`labels_from_function`), from the
+image's oriented energy (:func:`orientation_energy`, :func:`orientation_labels`), or a
+generated set (:func:`grating_stimuli`); :func:`add_gaussian_noise` perturbs any set.
 """
 
 from __future__ import annotations
