@@ -29,8 +29,8 @@ def test_demo_file_is_the_embedded_demo_config():
     assert load_config(EXPERIMENTS / "demo_twin.toml") == demo_config()
 
 
-@pytest.mark.parametrize("name", ["demo_twin", "fens_lurz2020", "allen_visam",
-                                  "per_neuron_seed002", "sweep_lr"])
+@pytest.mark.parametrize("name", ["demo_twin", "lurz2020", "allen_visam",
+                                  "per_neuron_pyramid", "sweep_lr"])
 def test_every_experiment_config_validates(name):
     cfg = load_config(EXPERIMENTS / f"{name}.toml")
     assert cfg.run.name
@@ -82,7 +82,7 @@ def test_file_errors_name_the_file(tmp_path):
 
 
 def test_missing_data_path_is_a_clear_error(tmp_path, capsys):
-    cfg = load_config(EXPERIMENTS / "fens_lurz2020.toml",
+    cfg = load_config(EXPERIMENTS / "lurz2020.toml",
                       overrides={"data.path": str(tmp_path / "nowhere"),
                                  "run.out": str(tmp_path / "run")})
     with pytest.raises(ConfigError) as e:

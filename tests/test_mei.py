@@ -76,11 +76,11 @@ def test_result_layout_and_best_seed(truth_meis):
     np.testing.assert_allclose(last, r["activation"].values, rtol=0.05, atol=1e-3)
 
 
-def test_fens_recipe_fixed_mean_std_and_recovery(sim):
+def test_mean_std_recipe_fixed_mean_std_and_recovery(sim):
     ds, twin = sim
     fn, p = twin_model(twin)
     simple = np.flatnonzero(twin.kinds == "simple")[:6]
-    cfg = recipes.fens(127.0, 50.0, steps=150)
+    cfg = recipes.mean_std(127.0, 50.0, steps=150)
     r = optimize_meis(fn, p, simple, config=cfg, image_shape=SHAPE)
     x = r["mei"].values[:, 0, 0]
     np.testing.assert_allclose(x.mean(axis=(1, 2)), 127.0, atol=1e-3)
@@ -89,11 +89,12 @@ def test_fens_recipe_fixed_mean_std_and_recovery(sim):
     assert np.median(pearson_rows(x, opt)) > 0.95
 
 
-def test_seed002_recipe_full_range_and_recovery(sim):
+def test_fft_preconditioned_recipe_full_range_and_recovery(sim):
     ds, twin = sim
     fn, p = twin_model(twin)
     idx = np.flatnonzero(np.isin(twin.kinds, ["simple", "complex"]))[:8]
-    cfg = recipes.seed002(recipes.mean_image_std(ds["images"].values[:50]), steps=200)
+    cfg = recipes.fft_preconditioned(recipes.mean_image_std(ds["images"].values[:50]),
+                                     steps=200)
     r = optimize_meis(fn, p, idx, config=cfg, image_shape=SHAPE)
     x = r["mei"].values[:, 0, 0]
     np.testing.assert_allclose(x.min(axis=(1, 2)), 0.0, atol=1e-3)
@@ -273,8 +274,20 @@ def test_blur_schedules():
     for i in range(1, 201):
         s = s + (0.001 - s) * i / 200
         ref.append(s)
-    ours = parts.blur_sigma(jnp.arange(200), 200, 7.0, 0.001, "seed002")
+    ours = parts.blur_sigma(jnp.arange(200), 200, 7.0, 0.001, "accelerating")
     np.testing.assert_allclose(ours, ref, atol=1e-3)
+
+
+def test_former_recipe_and_schedule_names_are_aliases():
+    assert recipes.resolve("fens") == "mean_std"
+    assert recipes.resolve("seed002") == "fft_preconditioned"
+    assert recipes.get("fens", image_mean=127.0, image_std=50.0) == recipes.mean_std(127.0, 50.0)
+    assert recipes.get("seed002", c_star=40.0) == recipes.fft_preconditioned(40.0)
+    assert set(recipes.RECIPE_NAMES) <= set(recipes.RECIPES)
+    assert MEIConfig(blur_schedule="seed002") == MEIConfig(blur_schedule="accelerating")
+    steps = jnp.arange(50)
+    np.testing.assert_array_equal(parts.blur_sigma(steps, 50, 7.0, 0.1, "seed002"),
+                                  parts.blur_sigma(steps, 50, 7.0, 0.1, "accelerating"))
 
 
 def test_jitter_is_a_translation():

@@ -73,6 +73,9 @@ def test_named_configs():
                                    jnp.zeros((2, 1, 36, 64)))[0], jax.random.key(0))
         assert shapes.shape == (2, 3)
     assert to_dict(named_config("seed002").model)["stack"] is None
+    # the method names; the former names are aliases of them
+    assert named_config("pyramid") == named_config("seed002")
+    assert named_config("lurz2020") == named_config("fens_lurz2020")
 
 
 # ------------------------------------------------------------------------ regularizers

@@ -8,11 +8,11 @@ import pytest
 from jaxsel.data.twin import twin_rates
 from jaxsel.data.twin_simulate import simulate
 from jaxsel.errors import DataError
+from jaxsel.data.stimuli import (add_gaussian_noise, grating_stimuli, labels_from_file,
+                                  labels_from_function, orientation_energy, orientation_labels)
+from jaxsel.measures.selectivity import (compare_models, rate_distributions, selectivity,
+                                         topographic_map)
 from jaxsel.models import predict
-from jaxsel.measures.selectivity import (add_gaussian_noise, compare_models, grating_stimuli,
-                                         labels_from_file, labels_from_function,
-                                         orientation_energy, orientation_labels,
-                                         rate_distributions, selectivity, topographic_map)
 from jaxsel.viz.measure_figures import (rate_distributions_figure, selectivity_figure,
                                         topographic_map_figure)
 

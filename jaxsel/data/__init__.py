@@ -1,5 +1,6 @@
 """Datasets, loaders, stimuli and the digital twin."""
 
+from jaxsel.data._pixels import BACKGROUND, SCALE, from_contrast, norm_budget, to_contrast
 from jaxsel.data.batches import Batch, batches, iterate, tier_arrays
 from jaxsel.data.dataset import (TIERS, fingerprint, global_image_stats, make_dataset, repeats,
                                  subset, unique_images, validate, with_statistics)
@@ -14,6 +15,7 @@ from jaxsel.data.transforms import Standardizer, standardize, standardizer
 #   jaxsel.data.twin_simulate.simulate, jaxsel.data.twin    (the digital twin)
 
 __all__ = [
+    "BACKGROUND", "SCALE", "from_contrast", "norm_budget", "to_contrast",
     "TIERS", "Batch", "Standardizer", "batches", "fingerprint", "global_image_stats",
     "iterate", "make_dataset", "repeats", "standardize", "standardizer", "subset",
     "tier_arrays", "unique_images", "validate", "with_statistics",

@@ -30,11 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel.data._pixels import from_contrast, to_contrast
 from jaxsel.errors import DataError
 
 KINDS = ("simple", "complex", "suppressed", "unresponsive")
-BACKGROUND = 127.5
-SCALE = 127.5
 _FORMAT = 1
 _FILTERS = ("w_even", "w_odd", "w_surround")
 
@@ -45,7 +44,7 @@ def _rect(u):
 
 def contrast(images):
     """Raw grey images (..., [1,] y, x) -> contrast images in about [-1, 1]."""
-    return (images - BACKGROUND) / SCALE
+    return to_contrast(images)
 
 
 def twin_rates(params: dict, images) -> jax.Array:
@@ -134,7 +133,7 @@ def optimal_stimuli(twin: Twin, norm: float | None = None, *, steps: int = 300) 
       steps: ascent steps for suppressed cells.
 
     Returns:
-      (neuron, y, x) contrast images; add ``BACKGROUND`` after multiplying by ``SCALE`` to get
+      (neuron, y, x) contrast images; multiply by ``SCALE`` and add ``BACKGROUND`` (``jaxsel.data``) to get
       raw grey images (:func:`to_raw`).
     """
     norm = float(twin.meta["norm_budget"] if norm is None else norm)
@@ -157,7 +156,7 @@ def optimal_stimuli(twin: Twin, norm: float | None = None, *, steps: int = 300) 
 
 def to_raw(contrast_images):
     """Contrast images -> raw grey images (inverse of :func:`contrast`)."""
-    return np.asarray(contrast_images) * SCALE + BACKGROUND
+    return from_contrast(np.asarray(contrast_images))
 
 
 def _ascend_on_sphere(twin: Twin, idx: np.ndarray, c0: np.ndarray, norm: float,
@@ -166,7 +165,7 @@ def _ascend_on_sphere(twin: Twin, idx: np.ndarray, c0: np.ndarray, norm: float,
 
     def one(pi, c):
         pi1 = jax.tree.map(lambda a: a[None], pi)
-        return twin_rates(pi1, (c * SCALE + BACKGROUND)[None])[0, 0]
+        return twin_rates(pi1, from_contrast(c)[None])[0, 0]
 
     grad = jax.vmap(jax.grad(one, argnums=1))
 

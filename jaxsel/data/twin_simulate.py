@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from jaxsel.data._pixels import norm_budget
 from jaxsel.data.dataset import make_dataset
 from jaxsel.data.stimuli import gabor, natural_like
 from jaxsel.data.twin import KINDS, Twin, contrast, twin_rates
@@ -189,9 +190,8 @@ def simulate(cfg: TwinConfig | None = None, *, seed: int = 0, **overrides
     counts = sample_responses(rates_img[image_id], p["dispersion"], rng)
     params.update(true_reliability(rates_img[cfg.n_train + cfg.n_validation:], p["dispersion"],
                                    cfg.test_repeats))
-    c = contrast(images[: cfg.n_train]).reshape(cfg.n_train, -1)
-    norm_budget = cfg.norm_budget_fraction * float(np.median(np.linalg.norm(c, axis=1)))
-    meta = {"shape": list(cfg.shape), "seed": seed, "norm_budget": norm_budget,
+    budget = norm_budget(contrast(images[: cfg.n_train]), cfg.norm_budget_fraction)
+    meta = {"shape": list(cfg.shape), "seed": seed, "norm_budget": budget,
             "config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in cfg.__dict__.items()}}
     twin = Twin(params=params, neuron_id=np.arange(cfg.n_neurons), meta=meta)

@@ -1,4 +1,4 @@
-"""Any stimulus array -> responses of every ensemble member, cached on disk (seed 004).
+"""Any stimulus array -> responses of every ensemble member, cached on disk.
 
 :func:`ensemble_responses` runs a stacked ensemble (a :class:`~jaxsel.train.many.ManyResult`,
 or ``(fn, params)`` with a leading model axis on ``params`` and ``fn`` the single-model

@@ -21,9 +21,11 @@ import numpy as np
 import optax
 import xarray as xr
 
+from jaxsel.data import BACKGROUND, SCALE
 from jaxsel.data.stimuli import gabor
 from jaxsel.errors import ConfigError
-from jaxsel.insilico.mei import jit_program, neuron_indices, output_size
+from jaxsel.insilico._mei_job import jit_program
+from jaxsel.insilico.mei import neuron_indices, output_size
 
 GABOR_PARAMS = ("x0", "y0", "sigma", "theta", "sf", "phase")
 
@@ -50,7 +52,7 @@ def gabor_contrast(p: dict, shape: tuple[int, int], *, norm=None, zero_mean: boo
 
 
 def gabor_images(p: dict, shape: tuple[int, int], *, norm=None, zero_mean: bool = True,
-                 background: float = 127.5, scale: float = 127.5, channels: int = 1):
+                 background: float = BACKGROUND, scale: float = SCALE, channels: int = 1):
     """A bank of Gabors as raw images (G, channels, H, W); ``p`` holds (G,) arrays."""
     make = jax.vmap(lambda q: gabor_contrast(q, shape, norm=norm, zero_mean=zero_mean))
     c = make({k: jnp.asarray(v, jnp.float32) for k, v in p.items()})
@@ -98,7 +100,7 @@ def _screen_batch(params, bank, neurons, *, fn, shape, norm, zero_mean, backgrou
 
 def screen_gabors(fn, params, shape: tuple[int, int], *, norm: float | None, bank=None,
                   neurons=None, neuron_id=None, zero_mean: bool = True,
-                  background: float = 127.5, scale: float = 127.5, channels: int = 1,
+                  background: float = BACKGROUND, scale: float = SCALE, channels: int = 1,
                   batch_size: int = 1024, return_responses: bool = False) -> xr.Dataset:
     """Show a Gabor bank to the model and keep each neuron's best Gabor.
 
@@ -209,7 +211,7 @@ def _finish_chunk(params, carry, targets, *, shape, **kw):
 def optimal_gabors(fn, params, shape: tuple[int, int], *, norm: float, neurons=None,
                    init: xr.Dataset | None = None, bank=None, steps: int = 200,
                    lr: float = 0.05, neuron_id=None, zero_mean: bool = True,
-                   background: float = 127.5, scale: float = 127.5, channels: int = 1,
+                   background: float = BACKGROUND, scale: float = SCALE, channels: int = 1,
                    chunk_size: int = 256) -> xr.Dataset:
     """Each neuron's optimal Gabor at a fixed contrast budget, by gradient ascent on its
     parameters (Adam; log-sigma and log-sf), started from the best Gabor of a bank screen.
@@ -293,9 +295,9 @@ def _canonical(theta, phase):
     return theta.astype(np.float32), np.mod(phase, 2 * np.pi).astype(np.float32)
 
 
-# ----------------------------------------------------------- recorded Gabors (seed 002)
+# ------------------------------------------------------------------- recorded Gabors
 def top_recorded_gabors(images, responses, *, k: int = 3, neuron_id=None) -> xr.Dataset:
-    """The seed-002 "most exciting recorded Gabor": mean of the k presented Gabor images
+    """The "most exciting recorded Gabor": mean of the k presented Gabor images
     with the highest recorded responses, per neuron.
 
     Args:

@@ -1,4 +1,4 @@
-"""Image metrics (seed 002): masked luminance and contrast, power spectrum, axial average,
+"""Image metrics: masked luminance and contrast, power spectrum, axial average,
 n-fold symmetry index, dominant orientation and spatial frequency, and the comparison of
 MEI vs optimal Gabor vs best natural image.
 
@@ -99,7 +99,7 @@ def axial_average(power, *, bin_size: float = BIN, kmax: float | None = 0.5):
 
     Args:
       power: (H, W) fftshift-ed power (:func:`power_spectrum`).
-      bin_size: bin width in radians (pi/16 in seed 002).
+      bin_size: bin width in radians (default pi/16).
       kmax: radial cut-off in cycles/pixel, or None.
 
     Returns:
@@ -147,7 +147,7 @@ def dominant_orientation_sf(img, *, pad_to: int = 128, window: bool = True,
 
 def image_metrics(img, *, radius: float, cx: float | None = None, cy: float | None = None,
                   bin_size: float = BIN, window: bool = True, pad_to: int = 128) -> dict:
-    """All seed-002 metrics of one (H, W) image.
+    """All image metrics of one (H, W) image.
 
     Returns:
       dict of scalars: ``luminance``, ``contrast`` (inside the circular mask), ``si_1``,

@@ -77,7 +77,7 @@ def image_norm(u):
 
 
 def fix_mean_std(u, mean: float, std: float):
-    """Reparameterise to an image with exactly the given mean and std (FENS constraint)."""
+    """Reparameterise to an image with exactly the given mean and std (the fixed mean/std constraint)."""
     return (u - _mean(u)) / image_std(u) * std + mean
 
 
@@ -94,7 +94,8 @@ def clip_range(u, lo: float, hi: float):
 
 
 def rescale_range(u, lo: float = 0.0, hi: float = 1.0):
-    """Affinely map each image's min..max onto ``[lo, hi]`` (the seed-002 rescale)."""
+    """Affinely map each image's min..max onto ``[lo, hi]`` (the min-max rescale of
+    ``recipes.fft_preconditioned``)."""
     mn = jnp.min(u, axis=_AXES, keepdims=True)
     mx = jnp.max(u, axis=_AXES, keepdims=True)
     return lo + (u - mn) * (hi - lo) / jnp.maximum(mx - mn, _EPS)
@@ -115,7 +116,7 @@ def fft_filter(shape: tuple[int, int], alpha):
 
     Args:
       shape: (H, W).
-      alpha: exponent, a number or a traced scalar (0 = identity; seed 002 uses 1/4).
+      alpha: exponent, a number or a traced scalar (0 = identity; ``recipes.fft_preconditioned`` uses 1/4).
 
     Returns:
       (H, W // 2 + 1) float32 array.
@@ -190,21 +191,21 @@ def blur_sigma(step, steps: int, start: float, end: float, schedule: str = "line
       step: current step (traced).
       steps: total steps.
       start, end: sigma at the first step and the limit.
-      schedule: ``"linear"`` (straight line from ``start`` to ``end``) or ``"seed002"``
-        (the seed's update ``s_i = s_{i-1} + (end - s_{i-1}) * i / steps``, i = 1..steps,
-        in closed form: ``end + (start - end) * prod_{j<=i} (1 - j/steps)``; it falls off
+      schedule: ``"linear"`` (straight line from ``start`` to ``end``) or ``"accelerating"``
+        (former name ``"seed002"``): step i moves the fraction i / steps of the way to
+        ``end``, ``s_i = s_{i-1} + (end - s_{i-1}) * i / steps``, i = 1..steps, in closed form: ``end + (start - end) * prod_{j<=i} (1 - j/steps)``; it falls off
         within the first ~sqrt(2 * steps) steps).
     """
     if schedule == "linear":
         t = jnp.clip(step / jnp.maximum(steps - 1, 1), 0.0, 1.0)
         return start + (end - start) * t
-    if schedule == "seed002":
+    if schedule in ("accelerating", "seed002"):
         i = jnp.clip(jnp.asarray(step, jnp.float32) + 1.0, 1.0, steps - 1.0)
         t = float(steps)
         log_prod = (jax.scipy.special.gammaln(t) - jax.scipy.special.gammaln(t - i)
                     - i * jnp.log(t))
         return end + (start - end) * jnp.exp(log_prod) * (step + 1 < steps)
-    raise ValueError(f"unknown blur schedule {schedule!r}; expected 'linear' or 'seed002'")
+    raise ValueError(f"unknown blur schedule {schedule!r}; expected 'linear' or 'accelerating'")
 
 
 def hash32(x):
@@ -231,7 +232,8 @@ def jitter(u, code, max_shift: int):
 
 # -------------------------------------------------------------------------- penalties
 def contrast_penalty(u, target: float, weight: float):
-    """``weight * |target - std(u)|`` summed over images (seed-002 contrast term)."""
+    """``weight * |target - std(u)|`` summed over images (the contrast term of
+    ``recipes.fft_preconditioned``)."""
     return weight * jnp.sum(jnp.abs(target - image_std(u)))
 
 

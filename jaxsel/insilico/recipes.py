@@ -1,30 +1,44 @@
 """Named MEI recipes: functions returning an :class:`~jaxsel.insilico.mei.MEIConfig`.
 
-* :func:`fens` — FENS-2022 workshop: SGD with momentum 0.9 on an image whose mean and std
-  are fixed (mean = train mean, std = train std / 10), white-noise start.
-* :func:`seed002` — FFT gradient preconditioning (1/|k|^(1/4)), Gaussian blur with sigma
-  decaying 7 -> 0.001 px (the seed's schedule), contrast penalty ``2 * |c* - std(x)|`` with
-  ``c*`` the mean image std, every step rescaled to the full [0, 1] range, plain gradient
-  steps of 0.1.
+* :func:`mean_std` — SGD with momentum 0.9 on an image whose mean and std are fixed
+  (mean = train mean, std = train std / 10), white-noise start (as taught at the FENS-2022
+  workshop).
+* :func:`fft_preconditioned` — FFT gradient preconditioning (1/|k|^(1/4)), Gaussian blur
+  with sigma decaying 7 -> 0.001 px (the ``"accelerating"`` schedule), contrast penalty
+  ``2 * |c* - std(x)|`` with ``c*`` the mean image std, every step rescaled to the full
+  [0, 1] range, plain gradient steps of 0.1.
 * :func:`norm` — fixed L2 norm of the (centred) contrast image, Adam; the recipe whose
   optimum is the twin's true optimal stimulus at the same budget.
 
 Every recipe takes ``**overrides`` (any :class:`MEIConfig` field), e.g. ``steps=200``.
-:func:`get` builds one by name.
+:func:`get` builds one by name. Former names, still accepted by :func:`get` and
+:func:`resolve` (:data:`RECIPE_ALIASES`): ``"fens"`` = ``"mean_std"``, ``"seed002"`` =
+``"fft_preconditioned"``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from jaxsel.data import BACKGROUND, SCALE
 from jaxsel.errors import ConfigError
 from jaxsel.insilico.mei import MEIConfig
 
-RECIPES = ("fens", "seed002", "norm")
+RECIPE_NAMES = ("mean_std", "fft_preconditioned", "norm")
+"""The recipes, by method."""
+RECIPE_ALIASES = {"fens": "mean_std", "seed002": "fft_preconditioned"}
+"""Former recipe names -> current ones (resolved silently)."""
+RECIPES = RECIPE_NAMES + tuple(RECIPE_ALIASES)
+"""Every name :func:`get` accepts: the recipes and their aliases."""
 
 
-def fens(image_mean: float, image_std: float, **overrides) -> MEIConfig:
-    """FENS recipe: momentum SGD, fixed mean (= train mean) and std (= train std / 10).
+def resolve(name: str) -> str:
+    """The current name of a recipe (an alias such as ``"fens"`` -> ``"mean_std"``)."""
+    return RECIPE_ALIASES.get(name, name)
+
+
+def mean_std(image_mean: float, image_std: float, **overrides) -> MEIConfig:
+    """Fixed mean/std recipe: momentum SGD, fixed mean (= train mean) and std (= train std / 10).
 
     Unit space is the z-scored image ``u = (x - image_mean) / image_std``, so the
     constraint is mean 0, std 0.1 there, and the learning rate does not depend on the
@@ -36,17 +50,17 @@ def fens(image_mean: float, image_std: float, **overrides) -> MEIConfig:
       **overrides: other :class:`MEIConfig` fields (default ``steps=1000``, ``lr=1.0``).
     """
     if not image_std > 0:
-        raise ConfigError(f"fens: image_std = {image_std}: expected a positive raw std")
+        raise ConfigError(f"mean_std: image_std = {image_std}: expected a positive raw std")
     kw = dict(steps=1000, optimizer="momentum", momentum=0.9, lr=1.0, start="noise",
               start_std=0.1, offset=float(image_mean), scale=float(image_std), mean=0.0,
-              std=0.1, name="fens")
+              std=0.1, name="mean_std")
     kw.update(overrides)
     return MEIConfig(**kw)
 
 
-def seed002(c_star: float, value_range: tuple[float, float] = (0.0, 255.0), **overrides
-            ) -> MEIConfig:
-    """Seed-002 recipe: preconditioned, blurred, contrast-penalised ascent in [0, 1].
+def fft_preconditioned(c_star: float, value_range: tuple[float, float] = (0.0, 255.0),
+                       **overrides) -> MEIConfig:
+    """FFT-preconditioned recipe: preconditioned, blurred, contrast-penalised ascent in [0, 1].
 
     Unit space is the image mapped onto [0, 1]: ``u = (x - lo) / (hi - lo)``.
 
@@ -58,16 +72,17 @@ def seed002(c_star: float, value_range: tuple[float, float] = (0.0, 255.0), **ov
     """
     lo, hi = (float(v) for v in value_range)
     if not hi > lo:
-        raise ConfigError(f"seed002: value_range = {value_range}: expected lo < hi")
+        raise ConfigError(f"fft_preconditioned: value_range = {value_range}: expected lo < hi")
     kw = dict(steps=1000, optimizer="sgd", lr=0.1, start="noise", start_std=1.0, gray=0.5,
               offset=lo, scale=hi - lo, rescale=(0.0, 1.0), precondition_alpha=0.25,
-              blur=(7.0, 0.001), blur_schedule="seed002", contrast_target=float(c_star) / (hi - lo),
-              contrast_weight=2.0, center=False, name="seed002")
+              blur=(7.0, 0.001), blur_schedule="accelerating",
+              contrast_target=float(c_star) / (hi - lo), contrast_weight=2.0, center=False,
+              name="fft_preconditioned")
     kw.update(overrides)
     return MEIConfig(**kw)
 
 
-def norm(budget: float, background: float = 127.5, scale: float = 127.5, **overrides
+def norm(budget: float, background: float = BACKGROUND, scale: float = SCALE, **overrides
          ) -> MEIConfig:
     """Fixed-norm recipe: Adam on the contrast image ``(x - background) / scale``, whose
     centred L2 norm is held at ``budget`` (e.g. ``twin.meta['norm_budget']``).
@@ -87,17 +102,25 @@ def norm(budget: float, background: float = 127.5, scale: float = 127.5, **overr
 
 def get(name: str, **kwargs) -> MEIConfig:
     """A recipe by name: ``get("norm", budget=2.9, steps=200)``."""
-    table = {"fens": fens, "seed002": seed002, "norm": norm}
-    if name not in table:
-        raise ConfigError(f"unknown MEI recipe {name!r}; expected one of {RECIPES}")
+    table = {"mean_std": mean_std, "fft_preconditioned": fft_preconditioned, "norm": norm}
+    if resolve(name) not in table:
+        raise ConfigError(f"unknown MEI recipe {name!r}; expected one of {RECIPE_NAMES} "
+                          f"(or a former name: {', '.join(RECIPE_ALIASES)})")
     try:
-        return table[name](**kwargs)
+        return table[resolve(name)](**kwargs)
     except TypeError as e:
         raise ConfigError(f"recipe {name!r}: {e}") from None
 
 
 def mean_image_std(images) -> float:
-    """Mean over images of each image's pixel std (the seed-002 target contrast ``c*``)."""
+    """Mean over images of each image's pixel std (the target contrast ``c*`` of
+    :func:`fft_preconditioned`)."""
     a = np.asarray(images, np.float64)
     a = a.reshape(len(a), -1)
     return float(a.std(axis=1).mean())
+
+
+fens = mean_std
+"""Former name of :func:`mean_std`."""
+seed002 = fft_preconditioned
+"""Former name of :func:`fft_preconditioned`."""

@@ -1,6 +1,6 @@
 """Cluster ensemble members (or neurons) by their responses: PCA then k-means, in JAX.
 
-Seed 004 clusters the members of a model ensemble by how they respond to the same stimuli.
+Members of a model ensemble are clustered by how they respond to the same stimuli.
 :func:`pca` (SVD of the centred data), :func:`kmeans` (Lloyd iterations from k-means++ seeds,
 several restarts vmapped, the lowest inertia kept) and :func:`cluster_members` (responses
 (model, stimulus, neuron) -> labels, centroids and embedding as xarray) are pure JAX.

@@ -21,7 +21,7 @@ Labels are integer classes ``0..C-1`` (a boolean label is 0/1), per image ``(ima
 image and neuron ``(image, neuron)`` (e.g. "the neuron's preferred orientation is present").
 With a binary label the information is at most 1 bit.
 
-Population summaries follow seed 001: ranked information curves (each run's values sorted in
+Population summaries: ranked information curves (each run's values sorted in
 descending order, then mean and sd over runs), informative counts (``I >= 2/3`` bit,
 mean and SEM over runs) and the sweep table (one row per hyperparameter value).
 """
@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import scipy.stats
 import xarray as xr
 from jax.scipy.special import gammaln, xlogy
 
@@ -159,8 +160,7 @@ def poisson_information(rates, labels, *, prior="empirical", k_max: int | None =
                                  jnp.asarray(pp, dtype), k_max)
         out.append(np.asarray(res, np.float64)[: e - s])
     info = np.concatenate(out) if out else np.zeros(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        h_s = -np.sum(np.where(pr > 0, pr * np.log2(pr), 0.0), axis=0)
+    h_s = scipy.stats.entropy(pr, base=2, axis=0)      # H(s) of the class prior, bits
     info = np.clip(info, 0.0, h_s)           # 0 <= I <= H(s): removes float round-off only
     return xr.DataArray(info, dims=("neuron",), name="information",
                         coords=neuron_coords(rates),

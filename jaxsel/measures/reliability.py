@@ -120,7 +120,8 @@ def oracle_correlation(rep) -> xr.DataArray:
 
 def oracle_correlation_random(rep, n_draws: int = 50, *, seed: int = 0,
                               max_chunk_elements: int = 5_000_000) -> xr.Dataset:
-    """The seed-002 randomized oracle, vectorised, averaged over ``n_draws`` draws.
+    """The randomized oracle (one random trial per image vs the mean of its other trials),
+    vectorised, averaged over ``n_draws`` draws.
 
     In each draw, for every neuron and every image with at least two repeats, one trial is
     drawn uniformly among the image's finite repeats and paired with the mean of the others;
@@ -179,7 +180,7 @@ def oracle_correlation_random(rep, n_draws: int = 50, *, seed: int = 0,
          "oracle_random_sd": ("neuron", sd),
          "oracle_random_rank": ("neuron", ranks.mean(axis=0))},
         coords=coords, attrs={"n_draws": int(n_draws), "seed": int(seed),
-                              "method": "seed-002 randomized oracle (one trial per image, "
+                              "method": "randomized oracle (one trial per image, "
                                         "weighted by fraction of usable images)"})
 
 

@@ -4,37 +4,30 @@ A model is the CONVENTIONS.md pair ``(fn, params)``: ``fn(params, images) -> rat
 (batch, neuron)``, a pure JAX function of RAW images (batch, channel, y, x). Everything here
 works for any such pair (the twin's truth, a trained CNN, an untrained one).
 
-* Labels: a binary (or categorical) attribute per image, from a file
-  (:func:`labels_from_file`), any user function (:func:`labels_from_function`), or computed
-  on the image: whether oriented structure at a given orientation (e.g. each neuron's
-  preferred one) dominates the image's power spectrum (:func:`orientation_labels`);
-  :func:`grating_stimuli` makes a labelled set (preferred vs orthogonal gratings).
+* Labels: a binary (or categorical) attribute per image (1 = positive), e.g. from
+  ``jaxsel.data.stimuli`` (``labels_from_file``, ``labels_from_function``,
+  ``orientation_labels``, or the labelled set ``grating_stimuli``).
 * Per neuron: rates to positive vs negative images, the selectivity index
   ``SI = (r_pos - r_neg) / (r_pos + r_neg)`` (in [-1, 1] for non-negative rates; 0 where
   both are 0), d' and the Poisson mutual information (``information.poisson_information``).
 * Firing-rate distributions (:func:`rate_distributions`) and topographic maps of rates over
   neuron positions (:func:`topographic_map`).
 * :func:`compare_models`: the same measures for several models (e.g. untrained vs trained)
-  and several Gaussian input-noise amplitudes (seed 000), on identical noisy images.
+  and several Gaussian input-noise amplitudes, on identical noisy images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel.data.stimuli import add_gaussian_noise
 from jaxsel.errors import DataError
 from jaxsel.measures.information import poisson_information
 from jaxsel.measures.labels import neuron_coords
 from jaxsel.models import predict
-
-BACKGROUND = 127.5
-SCALE = 127.5
 
 
 # --------------------------------------------------------------------------- images
@@ -49,196 +42,6 @@ def _as_images(images) -> np.ndarray:
     return x
 
 
-def add_gaussian_noise(images, amplitude: float, *, seed: int = 0,
-                       clip: tuple[float, float] | None = None) -> np.ndarray:
-    """Images plus i.i.d. Gaussian pixel noise of standard deviation ``amplitude``.
-
-    Args:
-      images: raw images (any shape).
-      amplitude: noise sd in the images' pixel units (e.g. 20 on a 0..255 scale).
-      seed: NumPy generator seed (same seed, same noise).
-      clip: optional (low, high) range to clip to (e.g. (0, 255)).
-    """
-    if amplitude < 0:
-        raise DataError(f"amplitude={amplitude}", field="amplitude", expected=">= 0")
-    x = np.asarray(images, np.float32)
-    if amplitude > 0:
-        x = x + amplitude * np.random.default_rng(seed).standard_normal(x.shape).astype(
-            np.float32)
-    if clip is not None:
-        x = np.clip(x, clip[0], clip[1])
-    return x
-
-
-# --------------------------------------------------------------------------- labels
-
-def labels_from_file(path: str | Path, *, column: str | None = None, image_id=None,
-                     id_column: str = "image_id") -> xr.DataArray:
-    """Read a label per image from CSV (one id column + label columns) or ``.npy``.
-
-    Args:
-      path: ``.csv`` or ``.npy`` (a vector, in image order).
-      column: CSV label column (required if there are several).
-      image_id: optional ids to return labels for, in that order.
-      id_column: the CSV column with image ids.
-
-    Returns:
-      ``xr.DataArray`` (image) of integer labels with an ``image_id`` coord.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("label file not found", file=path, expected="a .csv or .npy file")
-    if path.suffix == ".npy":
-        lab = np.load(path)
-        ids = np.arange(len(lab))
-    elif path.suffix == ".csv":
-        import pandas as pd
-        df = pd.read_csv(path)
-        if id_column not in df.columns:
-            raise DataError(f"no column '{id_column}' (columns: {list(df.columns)})",
-                            file=path, field=id_column, expected="an image id column")
-        cols = [c for c in df.columns if c != id_column]
-        if column is None:
-            if len(cols) != 1:
-                raise DataError(f"several label columns {cols}", file=path, field="column",
-                                expected="pass column=<name>")
-            column = cols[0]
-        if column not in df.columns:
-            raise DataError(f"no column '{column}' (columns: {cols})", file=path,
-                            field=column)
-        lab, ids = df[column].to_numpy(), df[id_column].to_numpy()
-    else:
-        raise DataError(f"unsupported suffix '{path.suffix}'", file=path,
-                        expected=".csv or .npy")
-    lab = np.asarray(lab)
-    if lab.ndim != 1:
-        raise DataError(f"labels have shape {lab.shape}", file=path, expected="a vector")
-    if lab.dtype == bool or np.issubdtype(lab.dtype, np.number):
-        if not np.all(lab == np.round(lab)) or np.any(lab < 0):
-            raise DataError("labels are not non-negative integers", file=path,
-                            field=column or "labels", expected="0/1 or classes 0..C-1")
-        lab = lab.astype(np.int64)
-    else:
-        raise DataError(f"labels of dtype {lab.dtype}", file=path,
-                        field=column or "labels", expected="0/1 or classes 0..C-1")
-    out = xr.DataArray(lab, dims=("image",), coords={"image_id": ("image", ids)},
-                       name="label")
-    if image_id is not None:
-        pos = {v: i for i, v in enumerate(ids.tolist())}
-        want = np.asarray(image_id).tolist()
-        missing = [v for v in want if v not in pos]
-        if missing:
-            raise DataError(f"no label for image ids {missing[:5]}", file=path,
-                            field=id_column)
-        out = out.isel(image=[pos[v] for v in want])
-    return out
-
-
-def labels_from_function(images, fn: Callable, *, batched: bool = False) -> xr.DataArray:
-    """Label every image with a user function.
-
-    Args:
-      images: (n, ...) images.
-      fn: ``fn(image) -> label`` (or ``fn(images) -> (n,)`` labels with ``batched=True``);
-        booleans become 0/1.
-      batched: call ``fn`` once on all images.
-
-    Returns:
-      ``xr.DataArray`` (image) of integer labels.
-    """
-    x = np.asarray(images)
-    lab = np.asarray(fn(x)) if batched else np.asarray([np.asarray(fn(im)) for im in x])
-    if lab.shape != (len(x),):
-        raise DataError(f"label function returned shape {lab.shape}", field="fn",
-                        expected=f"one label per image, ({len(x)},)")
-    if lab.dtype != bool and not np.all(lab == np.round(lab)):
-        raise DataError("label function returned non-integer labels", field="fn",
-                        expected="booleans or integer classes")
-    return xr.DataArray(lab.astype(np.int64), dims=("image",), name="label")
-
-
-def orientation_energy(images, theta, sf=None, *, bandwidth: float = np.pi / 8,
-                       octaves: float = 1.0, background: float = BACKGROUND) -> np.ndarray:
-    """Fraction of each image's (non-DC) power at orientation ``theta`` (and near ``sf``).
-
-    Orientation = direction of the wave vector (radians from +x towards +y, y = row index
-    downwards), as ``jaxsel.data.stimuli.grating``; the band is ``|angle - theta| <=
-    bandwidth`` modulo pi and, if ``sf`` is given, ``|log2(|k| / sf)| <= octaves / 2``.
-
-    Args:
-      images: (n, [1,] y, x) raw images.
-      theta: scalar or (m,) orientations (e.g. each neuron's preferred one).
-      sf: None, scalar or (m,) spatial frequencies in cycles/pixel.
-      bandwidth: half-width of the orientation band in radians.
-      octaves: full width of the frequency band in octaves.
-      background: grey level subtracted before the transform.
-
-    Returns:
-      (n,) for scalar ``theta``, else (n, m) fractions in [0, 1].
-    """
-    x = _as_images(images)[:, 0].astype(np.float64) - background
-    h, w = x.shape[1:]
-    power = np.abs(np.fft.fft2(x)) ** 2
-    ky = np.fft.fftfreq(h)[:, None] * np.ones((1, w))
-    kx = np.fft.fftfreq(w)[None, :] * np.ones((h, 1))
-    kr = np.hypot(kx, ky)
-    ang = np.arctan2(ky, kx)
-    scalar = np.ndim(theta) == 0
-    th = np.atleast_1d(np.asarray(theta, np.float64))
-    d = np.abs((ang[None] - th[:, None, None] + np.pi / 2) % np.pi - np.pi / 2)
-    band = (d <= bandwidth) & (kr[None] > 0)
-    if sf is not None:
-        f = np.broadcast_to(np.atleast_1d(np.asarray(sf, np.float64)), th.shape)
-        with np.errstate(divide="ignore"):
-            band &= np.abs(np.log2(kr[None] / f[:, None, None])) <= octaves / 2
-    total = power.reshape(len(x), -1)[:, kr.ravel() > 0].sum(1)
-    e = power.reshape(len(x), -1) @ band.reshape(len(th), -1).T.astype(np.float64)
-    frac = e / np.where(total > 0, total, 1.0)[:, None]
-    return frac[:, 0] if scalar else frac
-
-
-def orientation_labels(images, theta, sf=None, *, threshold: float | None = None,
-                       quantile: float = 0.5, **band) -> xr.DataArray:
-    """Binary label: is structure at orientation ``theta`` present in the image?
-
-    Positive when the image's :func:`orientation_energy` exceeds ``threshold`` or, if None,
-    the given ``quantile`` of that energy over the images (per orientation), so the median
-    default gives balanced classes. With the twin, pass ``twin.params['theta']`` (and
-    ``'sf'``) for a per-neuron label: "the neuron's preferred orientation is present".
-
-    Returns:
-      ``xr.DataArray`` (image,) or (image, neuron) of 0/1 labels.
-    """
-    e = orientation_energy(images, theta, sf, **band)
-    thr = (np.quantile(e, quantile, axis=0) if threshold is None else threshold)
-    lab = (e > thr).astype(np.int64)
-    dims = ("image",) if lab.ndim == 1 else ("image", "neuron")
-    return xr.DataArray(lab, dims=dims, name="label",
-                        attrs={"attribute": "orientation energy above threshold"})
-
-
-def grating_stimuli(shape: tuple[int, int], theta: float, sf: float, n_per_class: int, *,
-                    seed: int = 0, contrast: float = 0.5, noise: float = 0.0
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """A labelled set: gratings at ``theta`` (label 1) vs at ``theta + pi/2`` (label 0).
-
-    Phases are random per image; optional white pixel noise (contrast units) on top.
-
-    Returns:
-      ``(images, labels)``: (2 n, 1, y, x) float32 RAW images (0..255 scale, grey 127.5)
-      and (2 n,) int labels, positives first.
-    """
-    from jaxsel.data.stimuli import grating
-    rng = np.random.default_rng(seed)
-    n = int(n_per_class)
-    th = np.r_[np.full(n, theta), np.full(n, theta + np.pi / 2)]
-    ph = rng.uniform(0, 2 * np.pi, 2 * n)
-    make = jax.vmap(lambda t, p: grating(tuple(shape), t, sf, p, contrast))
-    c = np.asarray(make(jnp.asarray(th, jnp.float32), jnp.asarray(ph, jnp.float32)))
-    if noise > 0:
-        c = c + noise * rng.standard_normal(c.shape)
-    raw = np.clip(c * SCALE + BACKGROUND, 0.0, 255.0).astype(np.float32)[:, None]
-    return raw, np.r_[np.ones(n, np.int64), np.zeros(n, np.int64)]
 
 
 # --------------------------------------------------------------------------- selectivity

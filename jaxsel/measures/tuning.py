@@ -80,7 +80,8 @@ def image_means(data, tier: str | None = "test") -> xr.DataArray:
 
 
 def response_variance(means, ddof: int = 1) -> xr.DataArray:
-    """Variance across images of the per-image mean response (seed-002 'variance').
+    """Variance across images of the per-image mean response (the ``variance`` of the
+    reliable-and-variable selection rule).
 
     Args:
       means: (image, neuron) per-image means.
@@ -98,7 +99,7 @@ def response_entropy(values, *, bins: int | None = None, base: float = 2.0) -> x
     """Entropy of each neuron's distribution of response values across images.
 
     With ``bins=None`` every distinct value is its own category (right for spike counts and
-    their repeat averages, and what seed 002 did); with ``bins=k`` values are put in ``k``
+    their repeat averages); with ``bins=k`` values are put in ``k``
     equal-width bins between the neuron's min and max (for continuous responses).
 
     Args:
@@ -191,7 +192,7 @@ def correlation_partners(corr: xr.DataArray) -> xr.Dataset:
 
 def _robust_scale(x, axis=0):
     med = np.median(x, axis=axis, keepdims=True)
-    mad = _MAD_TO_SD * np.median(np.abs(x - med), axis=axis, keepdims=True)
+    mad = np.expand_dims(stats.median_abs_deviation(x, axis=axis, scale=1 / _MAD_TO_SD), axis)
     return med, mad
 
 
@@ -255,7 +256,7 @@ def _ogk_distance(z: np.ndarray) -> np.ndarray:
         return np.zeros(0)
 
     def scale(a):
-        s = _MAD_TO_SD * np.median(np.abs(a - np.median(a, axis=0)), axis=0)
+        s = stats.median_abs_deviation(a, axis=0, scale=1 / _MAD_TO_SD)
         return np.where(s > 0, s, 1.0)
 
     # Gnanadesikan-Kettenring pairwise covariances (correlations, as z is unit-scaled).

@@ -33,23 +33,15 @@ def need(module: str, *names: str):
 
 
 def spearman(a, b) -> float:
-    """Spearman rank correlation of two vectors over their finite pairs."""
+    """Spearman rank correlation of two vectors over their finite pairs (NaN if < 3 pairs
+    or a constant vector)."""
     a = np.asarray(a, float)
     b = np.asarray(b, float)
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return float("nan")
-
-    def rank(x):
-        order = np.argsort(x, kind="mergesort")
-        r = np.empty(len(x))
-        r[order] = np.arange(len(x))
-        # average ties
-        _, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
-        sums = np.bincount(inv, r)
-        return sums[inv] / cnt[inv]
-
-    return float(np.corrcoef(rank(a[ok]), rank(b[ok]))[0, 1])
+    from scipy.stats import spearmanr
+    return float(spearmanr(a[ok], b[ok]).statistic)
 
 
 def median(x) -> float:

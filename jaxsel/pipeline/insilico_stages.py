@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsel.data import BACKGROUND, SCALE, norm_budget, to_contrast
 from jaxsel.pipeline.context import Context, StageUnavailable, median, need, open_nc, save_nc
 
 
@@ -17,7 +18,8 @@ def _mei_config(ctx: Context):
     m = ctx.cfg.mei
     ov = dict(m.overrides)
     ds = ctx.dataset()
-    if m.recipe == "norm":
+    recipe = recipes.resolve(m.recipe)
+    if recipe == "norm":
         twin = ctx.twin()
         if twin is not None:
             budget = float(twin.meta["norm_budget"]) * m.norm_fraction
@@ -25,16 +27,15 @@ def _mei_config(ctx: Context):
         from jaxsel.data import global_image_stats
         mu, sd = global_image_stats(ds)
         train = ds["images"].values[ds["tier"].values == "train"]
-        c = ((train - mu) / sd).reshape(len(train), -1)
-        budget = 0.15 * float(np.median(np.linalg.norm(c - c.mean(1, keepdims=True), axis=1)))
+        budget = norm_budget(to_contrast(train, mu, sd), center=True)
         return recipes.norm(budget * m.norm_fraction, background=mu, scale=sd, **ov)
-    if m.recipe == "fens":
+    if recipe == "mean_std":
         from jaxsel.data import global_image_stats
         mu, sd = global_image_stats(ds)
-        return recipes.fens(mu, sd, **ov)
+        return recipes.mean_std(mu, sd, **ov)
     train = ds["images"].values[ds["tier"].values == "train"]
-    return recipes.seed002(recipes.mean_image_std(train),
-                           (float(train.min()), float(train.max())), **ov)
+    return recipes.fft_preconditioned(recipes.mean_image_std(train),
+                                      (float(train.min()), float(train.max())), **ov)
 
 
 def _mei_neurons(ctx: Context) -> np.ndarray:
@@ -74,7 +75,7 @@ def load_mei(run: Path, tag: str):
 def stage_mei(ctx: Context) -> list[str]:
     """MEIs of the CNN (and of the true neurons), gradient RFs, cross-activation, recovery."""
     optimize_meis, best_seed = need("jaxsel.insilico.mei", "optimize_meis", "best_seed")
-    need("jaxsel.insilico.recipes", "norm", "fens", "seed002")
+    need("jaxsel.insilico.recipes", "norm", "mean_std", "fft_preconditioned")
     gradient_rf = need("jaxsel.insilico.gradients", "gradient_rf")
     m = ctx.cfg.mei
     mcfg = _mei_config(ctx)
@@ -164,12 +165,11 @@ def mei_budget(ctx: Context, mcfg=None) -> tuple[float, float, float]:
         return float(mcfg.norm), float(mcfg.offset), float(mcfg.scale)
     twin = ctx.twin()
     if twin is not None:
-        return float(twin.meta["norm_budget"]), 127.5, 127.5
+        return float(twin.meta["norm_budget"]), BACKGROUND, SCALE
     from jaxsel.data import global_image_stats
     mu, sd = global_image_stats(ctx.dataset())
     x = ctx.dataset()["images"].values[:512]
-    c = ((x - mu) / sd).reshape(len(x), -1)
-    return 0.15 * float(np.median(np.linalg.norm(c - c.mean(1, keepdims=True), axis=1))), mu, sd
+    return norm_budget(to_contrast(x, mu, sd), center=True), mu, sd
 
 
 def stage_gabor(ctx: Context) -> list[str]:

@@ -12,7 +12,7 @@ from jaxsel.models.config import GridMeanPredictorConfig, ModelConfig, from_dict
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a model is fitted (defaults: the FENS-2022 / neuralpredictors recipe).
+    """How a model is fitted (defaults: the neuralpredictors training recipe, as in Lurz 2021).
 
     Attributes:
       loss: ``"poisson"`` (sum of f - r log(f + eps)), ``"mse"`` (sum of (f - r)^2) or
@@ -132,8 +132,9 @@ def _named() -> dict[str, Config]:
     cortex = GridMeanPredictorConfig(type="cortex", input_dimensions=2, hidden_layers=0,
                                      hidden_features=0, final_tanh=False)
     return {
-        # FENS-2022 workshop / Lurz et al. 2021 (ICLR) values.
-        "fens_lurz2020": Config("fens_lurz2020", ModelConfig(
+        # Stacked core + Gaussian readout with a cortex-position grid predictor, with the
+        # hyperparameters of Lurz et al. 2021 (ICLR) (as taught at the FENS-2022 workshop).
+        "lurz2020": Config("lurz2020", ModelConfig(
             layers=4, hidden_channels=64, input_kern=15, hidden_kern=13, gamma_input=1.0,
             laplace_normalized=False, gamma_hidden=0.0, gamma_readout=2.439,
             init_mu_range=0.55, init_sigma=0.4, grid_mean_predictor=cortex)),
@@ -144,9 +145,9 @@ def _named() -> dict[str, Config]:
             gamma_readout=0.0076, init_mu_range=0.3, init_sigma=0.1,
             grid_mean_predictor=GridMeanPredictorConfig(hidden_layers=1, hidden_features=30,
                                                         final_tanh=True))),
-        # Seed 002: 3 layers x 64 ch, 4x4 then 3x3 kernels, pool 2, all layers stacked,
-        # positive-feature Laplacian-pyramid readout (gauss5x5, 3 levels).
-        "seed002": Config("seed002", ModelConfig(
+        # Pyramid-readout CNN: 3 layers x 64 ch, 4x4 then 3x3 kernels, pool 2, all layers
+        # stacked, positive-feature Laplacian-pyramid readout (gauss5x5, 3 levels).
+        "pyramid": Config("pyramid", ModelConfig(
             layers=3, hidden_channels=64, input_kern=4, hidden_kern=3, pooling=2,
             hidden_pooling=1, skip=1, stack=None, gamma_input=0.1, gamma_hidden=0.1,
             laplace_normalized=False, readout="pyramid", pyramid_levels=3,
@@ -172,17 +173,22 @@ def _named() -> dict[str, Config]:
     }
 
 
-NAMED_CONFIGS = tuple(_named())
+CONFIG_ALIASES = {"fens_lurz2020": "lurz2020", "seed002": "pyramid"}
+"""Former names of named configs -> current ones (resolved silently by :func:`named_config`)."""
+NAMED_CONFIGS = tuple(_named()) + tuple(CONFIG_ALIASES)
+"""Every name :func:`named_config` accepts: the named configs and their aliases."""
 
 
 def named_config(name: str) -> Config:
-    """One of the named configs: ``fens_lurz2020``, ``sensorium2022``, ``seed002``, ``small``,
-    ``ln``.
+    """One of the named configs: ``lurz2020`` (stacked core, Gaussian readout, Lurz et al.
+    2021 values), ``sensorium2022``, ``pyramid`` (stacked core, Laplacian-pyramid readout),
+    ``small``, ``ln``; the former names in :data:`CONFIG_ALIASES` are accepted too.
 
     Raises:
       ConfigError: an unknown name (naming the closest one).
     """
     table = _named()
+    name = CONFIG_ALIASES.get(name, name)
     if name not in table:
         close = difflib.get_close_matches(str(name), list(table), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -190,4 +196,4 @@ def named_config(name: str) -> Config:
     return table[name]
 
 
-__all__ = ["Config", "NAMED_CONFIGS", "RESUMABLE_FIELDS", "TrainConfig", "named_config"]
+__all__ = ["CONFIG_ALIASES", "Config", "NAMED_CONFIGS", "RESUMABLE_FIELDS", "TrainConfig", "named_config"]

@@ -14,17 +14,13 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
+from jaxsel.viz._style import maybe_save, new_figure, styled
+
 from jaxsel.measures.information import INFO_THRESHOLD, ranked_information
 
 
-def _save(fig: Figure, path) -> Figure:
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150, format="png")
-    return fig
 
-
+@styled
 def oracle_variance_scatter(table: xr.Dataset, *, x: str = "variance", y: str = "oracle",
                             path: str | Path | None = None) -> Figure:
     """Oracle correlation vs variance per neuron, selected neurons highlighted.
@@ -35,7 +31,7 @@ def oracle_variance_scatter(table: xr.Dataset, *, x: str = "variance", y: str = 
       x, y: the statistics on the axes.
       path: PNG path to save to.
     """
-    fig = Figure(figsize=(5, 4), layout="constrained")
+    fig = new_figure(figsize=(5, 4), layout="constrained")
     ax = fig.add_subplot()
     xv, yv = table[x].values, table[y].values
     sel = table["selected"].values.astype(bool) if "selected" in table else np.zeros(len(xv),
@@ -56,9 +52,10 @@ def oracle_variance_scatter(table: xr.Dataset, *, x: str = "variance", y: str = 
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title(f"{int(sel.sum())} of {len(sel)} neurons selected")
     ax.legend(fontsize="small", frameon=False)
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def ranked_information_figure(curves: Mapping, *, threshold: float = INFO_THRESHOLD,
                               log_x: bool = True, title: str | None = None,
                               path: str | Path | None = None) -> Figure:
@@ -70,7 +67,7 @@ def ranked_information_figure(curves: Mapping, *, threshold: float = INFO_THRESH
       threshold: the informative threshold drawn as a dotted line.
       log_x: logarithmic rank axis.
     """
-    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    fig = new_figure(figsize=(5, 3.5), layout="constrained")
     ax = fig.add_subplot()
     n = len(curves)
     for i, (label, info) in enumerate(curves.items()):
@@ -90,9 +87,10 @@ def ranked_information_figure(curves: Mapping, *, threshold: float = INFO_THRESH
     ax.legend(fontsize="small", frameon=False)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = None
                               ) -> Figure:
     """Bars of the informative-neuron count (mean +/- SEM) per value, a panel per
@@ -102,7 +100,7 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
       table: a sweep table (``jaxsel.measures.information.sweep_table``).
     """
     hps = list(dict.fromkeys(table["hyperparameter"]))
-    fig = Figure(figsize=(2.6 * max(len(hps), 1) + 0.6, 3), layout="constrained")
+    fig = new_figure(figsize=(2.6 * max(len(hps), 1) + 0.6, 3), layout="constrained")
     axes = fig.subplots(1, max(len(hps), 1), sharey=True, squeeze=False)[0]
     for ax, hp in zip(axes, hps):
         t = table[table["hyperparameter"] == hp]
@@ -119,9 +117,10 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     axes[0].set_ylabel("# informative neurons")
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def rate_distributions_figure(rates: Mapping, *, bins: int = 60, positive_only: bool = False,
                               log_y: bool = False, path: str | Path | None = None) -> Figure:
     """Firing-rate distributions of several states (e.g. untrained vs trained) overlaid.
@@ -135,7 +134,7 @@ def rate_distributions_figure(rates: Mapping, *, bins: int = 60, positive_only: 
     from jaxsel.measures.selectivity import rate_distributions
     h = rates if isinstance(rates, xr.DataArray) else rate_distributions(
         rates, bins=bins, positive_only=positive_only)
-    fig = Figure(figsize=(5, 3), layout="constrained")
+    fig = new_figure(figsize=(5, 3), layout="constrained")
     ax = fig.add_subplot()
     width = h["bin_right"].values - h["bin_left"].values
     for i, state in enumerate(h["state"].values):
@@ -151,13 +150,14 @@ def rate_distributions_figure(rates: Mapping, *, bins: int = 60, positive_only: 
     ax.set_xlabel("rate")
     ax.set_ylabel("density" if h.name == "rate_density" else "count")
     ax.legend(fontsize="small", frameon=False)
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def selectivity_figure(result: xr.Dataset, *, path: str | Path | None = None) -> Figure:
     """Selectivity index histograms and information per model/noise level
     (a ``compare_models`` result)."""
-    fig = Figure(figsize=(8, 3), layout="constrained")
+    fig = new_figure(figsize=(8, 3), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     bins = np.linspace(-1, 1, 41)
     for i, model in enumerate(result["model"].values):
@@ -175,15 +175,16 @@ def selectivity_figure(result: xr.Dataset, *, path: str | Path | None = None) ->
     ax2.set_ylabel("I(s; R) [bit]")
     ax2.set_ylim(0, 1.05)
     ax2.legend(fontsize="x-small", frameon=False)
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def topographic_map_figure(maps: xr.DataArray, *, titles=None, cmap: str = "viridis",
                            path: str | Path | None = None) -> Figure:
     """One image per map of ``jaxsel.measures.selectivity.topographic_map`` output
     ((y, x) or (k, y, x))."""
     m = maps.values if maps.ndim == 3 else maps.values[None]
-    fig = Figure(figsize=(3 * len(m), 2.6), layout="constrained")
+    fig = new_figure(figsize=(3 * len(m), 2.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(m)))
     x, y = maps["x"].values, maps["y"].values
     dx = (x[1] - x[0]) / 2 if len(x) > 1 else 0.5
@@ -196,17 +197,90 @@ def topographic_map_figure(maps: xr.DataArray, *, titles=None, cmap: str = "viri
             ax.set_title(str(titles[k]))
         ax.set_xlabel("cortex x")
         ax.set_ylabel("cortex y")
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def raster_figure(raster: xr.DataArray, *, vmin: float = 0.0, vmax: float = 1.2,
                   path: str | Path | None = None) -> Figure:
     """Similarity-sorted raster (``jaxsel.measures.tuning.sorted_raster``)."""
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    fig = new_figure(figsize=(8, 4), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(raster.values, cmap="gray_r", vmin=vmin, vmax=vmax, aspect="auto",
                    interpolation="nearest")
     fig.colorbar(im, ax=ax, pad=0.01, label="z-scored activity")
     ax.set_xlabel(f"bins ({raster.attrs.get('bin_size', '?')} trials)")
     ax.set_ylabel("neurons (sorted by similarity)")
-    return _save(fig, path)
+    return maybe_save(fig, path)
+
+
+@styled
+def dataset_examples_figure(dataset: xr.Dataset, *, n_images: int = 8) -> Figure:
+    """Example training images (0..255 grey scale) and the distribution of single-trial
+    responses (log counts) of a dataset."""
+    ds = dataset
+    tiers = ds["tier"].values
+    x = ds["images"].values[tiers == "train"][:n_images, 0]
+    fig = new_figure(figsize=(10, 3.6), layout="constrained")
+    sub = fig.subfigures(1, 2, width_ratios=[2.4, 1])
+    axes = sub[0].subplots(2, 4)
+    for ax, im in zip(axes.ravel(), x):
+        ax.imshow(im, cmap="gray", vmin=0, vmax=255)
+        ax.set_axis_off()
+    sub[0].suptitle("example training images", fontsize=10)
+    ax = sub[1].subplots()
+    r = ds["responses"].values
+    ax.hist(r.ravel(), bins=min(60, int(np.nanmax(r)) + 1 if np.nanmax(r) < 60 else 60),
+            color="C0")
+    ax.set_yscale("log")
+    ax.set_xlabel("response (per trial)")
+    ax.set_ylabel("trials x neurons")
+    ax.set_title(f"{ds.sizes['neuron']} neurons, {ds.sizes['trial']} trials", fontsize=10)
+    return fig
+
+
+@styled
+def oracle_truth_figure(table: xr.Dataset, *, spearman: float | None = None) -> Figure:
+    """Estimated vs true oracle correlation per neuron (a selection table with
+    ``true_oracle``, ``oracle`` and ``selected``); ``spearman`` goes in the title."""
+    sel = table
+    fig = new_figure(figsize=(4.4, 4), layout="constrained")
+    ax = fig.subplots()
+    keep = sel["selected"].values.astype(bool)
+    t, o = sel["true_oracle"].values, sel["oracle"].values
+    ax.scatter(t[~keep], o[~keep], s=10, c="0.6", label="excluded", linewidths=0)
+    ax.scatter(t[keep], o[keep], s=12, c="C0", label="selected", linewidths=0)
+    lo = float(np.nanmin([t.min(), np.nanmin(o)]))
+    ax.plot([lo, 1], [lo, 1], "k--", lw=0.8)
+    ax.set_xlabel("true oracle correlation (twin)")
+    ax.set_ylabel("estimated oracle correlation")
+    m = spearman
+    ax.set_title("oracle: estimate vs truth" + (f" (Spearman {m:.2f})" if m else ""))
+    ax.legend(frameon=False, fontsize="small")
+    return fig
+
+
+@styled
+def selectivity_comparison_figure(selectivity: xr.Dataset) -> Figure:
+    """Selectivity-index histograms per model and, for two models, one against the other
+    (a dataset with ``selectivity_index`` (model, neuron))."""
+    sel = selectivity
+    fig = new_figure(figsize=(8, 3.4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    for i, m in enumerate(sel["model"].values):
+        v = sel["selectivity_index"].sel(model=m).values
+        ax1.hist(v[np.isfinite(v)], bins=np.linspace(-1, 1, 31), histtype="step", lw=1.5,
+                 color=f"C{i}", label=str(m))
+    ax1.set_xlabel("selectivity index (preferred orientation present vs absent)")
+    ax1.set_ylabel("neurons")
+    ax1.legend(frameon=False)
+    models = [str(m) for m in sel["model"].values]
+    if len(models) >= 2:
+        a = sel["selectivity_index"].sel(model=models[0]).values
+        b = sel["selectivity_index"].sel(model=models[1]).values
+        ax2.scatter(b, a, s=12, linewidths=0)
+        ax2.plot([-1, 1], [-1, 1], "k--", lw=0.8)
+        ax2.set_xlabel(f"{models[1]}: selectivity index")
+        ax2.set_ylabel(f"{models[0]}: selectivity index")
+    fig.suptitle("orientation selectivity of the model and of the true neurons")
+    return fig

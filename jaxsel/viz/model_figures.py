@@ -6,18 +6,13 @@ selection), returns it, and saves a PNG when ``path`` is given.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
+import xarray as xr
 from matplotlib.figure import Figure
 
+from jaxsel.viz._style import maybe_save, new_figure, styled
 
-def _save(fig: Figure, path) -> Figure:
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-    return fig
 
 
 def _values(x, measure: str):
@@ -27,6 +22,7 @@ def _values(x, measure: str):
     return np.asarray(getattr(x, "values", x), dtype=float).ravel()
 
 
+@styled
 def correlation_histogram(values, *, measure: str = "test_correlation", groups=None,
                           title: str | None = None, bins: int = 40, path=None) -> Figure:
     """Histogram of per-neuron correlations with the mean (and per-group medians).
@@ -40,7 +36,7 @@ def correlation_histogram(values, *, measure: str = "test_correlation", groups=N
       path: save a PNG here.
     """
     v = _values(values, measure)
-    fig = Figure(figsize=(4.5, 3.2))
+    fig = new_figure(figsize=(4.5, 3.2))
     ax = fig.add_subplot()
     edges = np.linspace(min(-0.1, np.nanmin(v) if np.isfinite(v).any() else 0), 1.0, bins + 1)
     if groups is None:
@@ -60,9 +56,10 @@ def correlation_histogram(values, *, measure: str = "test_correlation", groups=N
     ax.spines[["top", "right"]].set_visible(False)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def ln_vs_cnn_scatter(ln, cnn, *, measure: str = "test_correlation", groups=None,
                       labels=("LN", "CNN"), title: str | None = None, path=None) -> Figure:
     """Per-neuron scatter of two models' scores with the identity line.
@@ -78,7 +75,7 @@ def ln_vs_cnn_scatter(ln, cnn, *, measure: str = "test_correlation", groups=None
     a, b = _values(ln, measure), _values(cnn, measure)
     if a.shape != b.shape:
         raise ValueError(f"the two models have {a.size} and {b.size} neurons")
-    fig = Figure(figsize=(3.8, 3.8))
+    fig = new_figure(figsize=(3.8, 3.8))
     ax = fig.add_subplot()
     if groups is None:
         ax.scatter(a, b, s=4, color="k")
@@ -98,9 +95,10 @@ def ln_vs_cnn_scatter(ln, cnn, *, measure: str = "test_correlation", groups=None
     ax.spines[["top", "right"]].set_visible(False)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
+@styled
 def training_curves(history, *, title: str | None = None, path=None) -> Figure:
     """Training loss and validation correlation per epoch, learning rate and best epoch.
 
@@ -116,7 +114,7 @@ def training_curves(history, *, title: str | None = None, path=None) -> Figure:
                                 else history[k], float))
     loss, val = get("loss"), get("val_correlation")
     epochs = get("epoch") if "epoch" in history else np.arange(len(loss))
-    fig = Figure(figsize=(7.5, 3.0))
+    fig = new_figure(figsize=(7.5, 3.0))
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, loss, color="k")
     ax1.set_xlabel("epoch")
@@ -138,7 +136,62 @@ def training_curves(history, *, title: str | None = None, path=None) -> Figure:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return maybe_save(fig, path)
 
 
 __all__ = ["correlation_histogram", "ln_vs_cnn_scatter", "training_curves"]
+
+
+@styled
+def model_quality_figure(evaluation: xr.Dataset) -> Figure:
+    """Model quality from an ``evaluate`` dataset (model, neuron): first vs last model's
+    test correlation per neuron, test-correlation histograms with the oracle, and (if
+    present) histograms of the correlation to the true noise-free response."""
+    ev = evaluation
+    models = [str(m) for m in ev["model"].values]
+    has_truth = "truth_correlation" in ev
+    fig = new_figure(figsize=(12 if has_truth else 8.5, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3 if has_truth else 2)
+    a, b = models[0], models[-1]
+    x = ev["test_correlation"].sel(model=a).values
+    y = ev["test_correlation"].sel(model=b).values
+    kinds = ev["kind"].values.astype(str) if "kind" in ev.coords else None
+    if kinds is not None:
+        for i, k in enumerate(np.unique(kinds)):
+            m = kinds == k
+            axes[0].scatter(x[m], y[m], s=12, c=f"C{i}", label=k, linewidths=0)
+        axes[0].legend(frameon=False, fontsize="small")
+    else:
+        axes[0].scatter(x, y, s=12, linewidths=0)
+    lo = float(np.nanmin([x.min(), y.min(), 0]))
+    hi = float(np.nanmax([x.max(), y.max()]))
+    axes[0].plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    axes[0].set_xlabel(f"{a}: test correlation")
+    axes[0].set_ylabel(f"{b}: test correlation")
+    axes[0].set_title(f"{a} vs {b} (single trials)")
+    _correlation_histograms(axes[1], ev, models, lo)
+    if has_truth:
+        for i, m in enumerate(models):
+            v = ev["truth_correlation"].sel(model=m).values
+            axes[2].hist(v[np.isfinite(v)], bins=np.linspace(-0.2, 1, 31), histtype="step",
+                         lw=1.5, color=f"C{i}", label=f"{m} (median {np.nanmedian(v):.2f})")
+        axes[2].set_xlabel("correlation to the true noise-free response")
+        axes[2].set_ylabel("neurons")
+        axes[2].set_title("twin: model vs truth")
+        axes[2].legend(frameon=False, fontsize="small")
+    return fig
+
+
+def _correlation_histograms(ax, ev: xr.Dataset, models: list[str], lo: float) -> None:
+    bins = np.linspace(min(-0.1, lo), 1, 34)
+    for i, m in enumerate(models):
+        v = ev["test_correlation"].sel(model=m).values
+        ax.hist(v[np.isfinite(v)], bins=bins, histtype="step", lw=1.5, color=f"C{i}",
+                label=f"{m} (median {np.nanmedian(v):.2f})")
+    o = ev["oracle"].sel(model=models[-1]).values
+    ax.hist(o[np.isfinite(o)], bins=bins, histtype="step", lw=1, color="0.5", ls="--",
+            label=f"oracle (median {np.nanmedian(o):.2f})")
+    ax.set_xlabel("test correlation")
+    ax.set_ylabel("neurons")
+    ax.set_title("correlation to single trials")
+    ax.legend(frameon=False, fontsize="small")

@@ -1,4 +1,4 @@
-"""Sweep figures (seed 001): ranked per-neuron metric curves and informative counts per value,
+"""Sweep figures: ranked per-neuron metric curves and informative counts per value,
 plus the validation score per sweep point. Pure ``matplotlib.figure.Figure`` (no pyplot)."""
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
+from jaxsel.viz._style import new_figure, save_figure, styled
 
+
+@styled
 def ranked_curves_figure(curves: xr.Dataset, *, hparam: str, ylabel: str = "metric",
                          log_x: bool = True) -> Figure:
     """Ranked curves (point, rank) with ``mean`` and ``sd``: one line per point (band = sd),
     coloured by ``hparam``'s value."""
-    fig = Figure(figsize=(4.5, 3.2))
+    fig = new_figure(figsize=(4.5, 3.2))
     ax = fig.add_subplot(111)
     vals = curves[hparam].values if hparam in curves.coords else curves["point"].values
     n = len(vals)
@@ -39,10 +42,11 @@ def ranked_curves_figure(curves: xr.Dataset, *, hparam: str, ylabel: str = "metr
     return fig
 
 
+@styled
 def informative_counts_figure(table: pd.DataFrame, *, n_neurons: int | None = None,
                               ylabel: str = "# informative neurons") -> Figure:
     """Bars of ``informative_count_mean`` ± SEM per value (a :func:`sweep_summary` table)."""
-    fig = Figure(figsize=(4.5, 3.0))
+    fig = new_figure(figsize=(4.5, 3.0))
     ax = fig.add_subplot(111)
     x = np.arange(len(table))
     mean = table["informative_count_mean"].to_numpy(float)
@@ -63,9 +67,10 @@ def informative_counts_figure(table: pd.DataFrame, *, n_neurons: int | None = No
     return fig
 
 
+@styled
 def score_figure(results: xr.Dataset, *, hparam: str, log_x: bool = True) -> Figure:
     """Best validation correlation per point: seeds as dots, mean as a line."""
-    fig = Figure(figsize=(4.0, 3.0))
+    fig = new_figure(figsize=(4.0, 3.0))
     ax = fig.add_subplot(111)
     v = results[hparam].values.astype(float)
     sc = results["best_score"].values
@@ -83,10 +88,8 @@ def score_figure(results: xr.Dataset, *, hparam: str, log_x: bool = True) -> Fig
 
 
 def save(fig: Figure, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    """Save ``fig`` to ``path`` (PNG at 120 dpi, written atomically); return the path."""
+    return save_figure(fig, path, tight=False)
 
 
 __all__ = ["informative_counts_figure", "ranked_curves_figure", "save", "score_figure"]
