@@ -26,6 +26,7 @@ import numpy as np
 import optax
 import xarray as xr
 
+from jaxsel._dataclass_io import from_dict, to_dict
 from jaxsel.errors import ConfigError
 from jaxsel.insilico import mei_parts as parts
 from jaxsel.insilico.mei_parts import STARTS
@@ -146,7 +147,17 @@ class MEIConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The config as plain JSON-able data (round-trips through :meth:`from_dict`)."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "MEIConfig":
+        """Build from a plain dict (e.g. a results file's ``config`` attribute), strictly.
+
+        Raises:
+          ConfigError: an unknown key (naming the closest valid key) or a bad value.
+        """
+        return from_dict(cls, d, where="mei")
 
 
 # ------------------------------------------------------------------------ one job
