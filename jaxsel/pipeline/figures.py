@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from jaxsel.viz import insilico_figures, measure_figures
+
 
 def image_grid(images, *, titles=None, ncols: int = 6, cmap: str = "gray", symmetric=False,
                suptitle: str = "", size: float = 1.6, traces=None,
@@ -107,15 +109,6 @@ def write_index(folder: Path, entries: list[dict]) -> Path:
 
 # =========================================================================== the run's figures
 
-def _try(module: str, name: str):
-    """A viz function if its module provides it (else None)."""
-    import importlib
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
 def fig_data_examples(ctx) -> Figure:
     """Example images and the response distribution."""
     ds = ctx.dataset()
@@ -140,10 +133,7 @@ def fig_data_examples(ctx) -> Figure:
 
 
 def fig_selection(ctx) -> Figure:
-    f = _try("jaxsel.viz.measure_figures", "oracle_variance_scatter")
-    if f is None:
-        raise FileNotFoundError("jaxsel.viz.measure_figures.oracle_variance_scatter")
-    return f(ctx.selection())
+    return measure_figures.oracle_variance_scatter(ctx.selection())
 
 
 def fig_oracle_truth(ctx) -> Figure:
@@ -188,18 +178,10 @@ def _kind_labels(ctx, neuron_id):
 
 def fig_mei(ctx, tag: str) -> Figure:
     res = _mei(ctx, tag)
-    viz = _try("jaxsel.viz.insilico_figures", "mei_grid")
-    if viz is not None:
-        fig = viz(res, max_neurons=ctx.cfg.report.n_examples)
-        fig.suptitle(f"MEIs of the {'CNN model' if tag == 'model' else 'true neurons'} with "
-                     "activation traces")
-        return fig
-    ex = _examples(ctx, res.sizes["neuron"])
-    ids = res["neuron_id"].values[ex]
-    return image_grid(res["mei"].values[ex], titles=_kind_labels(ctx, ids),
-                      traces=res["trace"].values[ex],
-                      suptitle=f"MEIs of the {'CNN model' if tag == 'model' else 'true neurons'}"
-                               " with activation traces")
+    fig = insilico_figures.mei_grid(res, max_neurons=ctx.cfg.report.n_examples)
+    fig.suptitle(f"MEIs of the {'CNN model' if tag == 'model' else 'true neurons'} with "
+                 "activation traces")
+    return fig
 
 
 def fig_mei_vs_truth(ctx) -> Figure:
@@ -224,17 +206,10 @@ def fig_grad_rf(ctx, tag: str) -> Figure:
     if not p.exists():
         raise FileNotFoundError(str(p))
     rf = load_zarr(p)
-    viz = _try("jaxsel.viz.insilico_figures", "gradient_rf_grid")
-    if viz is not None:
-        fig = viz(rf, max_neurons=2 * ctx.cfg.report.n_examples)
-        fig.suptitle(f"Gradient receptive fields of the "
-                     f"{'CNN' if tag == 'model' else 'true neurons'} (at the mean image)")
-        return fig
-    ex = _examples(ctx, rf.sizes["neuron"])
-    return image_grid(rf.values[ex], titles=_kind_labels(ctx, rf["neuron_id"].values[ex]),
-                      symmetric=True, cmap="RdBu_r",
-                      suptitle="gradient receptive fields ("
-                               f"{'model' if tag == 'model' else 'truth'}, at the mean image)")
+    fig = insilico_figures.gradient_rf_grid(rf, max_neurons=2 * ctx.cfg.report.n_examples)
+    fig.suptitle(f"Gradient receptive fields of the "
+                 f"{'CNN' if tag == 'model' else 'true neurons'} (at the mean image)")
+    return fig
 
 
 def fig_cross(ctx) -> Figure:
@@ -242,20 +217,7 @@ def fig_cross(ctx) -> Figure:
     p = ctx.rd / "cross_activation.nc"
     if not p.is_file():
         raise FileNotFoundError(str(p))
-    ca_da = open_nc(p)["cross_activation"]
-    ca = ca_da.values
-    viz = _try("jaxsel.viz.insilico_figures", "cross_activation_figure")
-    if viz is not None:
-        return viz(ca_da)
-    fig = Figure(figsize=(5, 4.4), layout="constrained")
-    ax = fig.subplots()
-    im = ax.imshow(ca, cmap="viridis", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, label="response / max over MEIs")
-    ax.set_xlabel("neuron")
-    ax.set_ylabel("MEI of neuron")
-    d = ctx.rd.metrics().get("cross_activation_diagonal_fraction")
-    ax.set_title("cross-activation" + (f" (own MEI best: {d:.0%})" if d is not None else ""))
-    return fig
+    return insilico_figures.cross_activation_figure(open_nc(p)["cross_activation"])
 
 
 def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
@@ -353,12 +315,12 @@ def fig_models(ctx) -> Figure:
 def fig_information(ctx) -> Figure:
     from jaxsel.pipeline.context import open_nc
     p = ctx.rd / "selectivity.nc"
-    viz = _try("jaxsel.viz.measure_figures", "ranked_information_figure")
-    if not p.is_file() or viz is None:
+    if not p.is_file():
         raise FileNotFoundError(str(p))
     sel = open_nc(p)
     curves = {str(m): sel["information"].sel(model=m).values for m in sel["model"].values}
-    return viz(curves, title="I(preferred orientation present; R)")
+    return measure_figures.ranked_information_figure(
+        curves, title="I(preferred orientation present; R)")
 
 
 def fig_selectivity(ctx) -> Figure:
@@ -390,15 +352,15 @@ def fig_selectivity(ctx) -> Figure:
 
 def fig_spectra(ctx) -> Figure:
     from jaxsel.data.zarr_store import load_zarr
-    viz = _try("jaxsel.viz.insilico_figures", "power_spectra_figure")
     p = ctx.rd / "arrays" / "gabor_model.zarr"
-    if viz is None or not p.exists():
+    if not p.exists():
         raise FileNotFoundError(str(p))
     mei = _mei(ctx, "model")
     i = int(np.argmax(mei["activation"].values))
     gab = load_zarr(p).values
-    return viz({f"MEI #{mei['neuron_id'].values[i]}": mei["mei"].values[i, 0],
-                "optimal Gabor": gab[i, 0]})
+    return insilico_figures.power_spectra_figure(
+        {f"MEI #{mei['neuron_id'].values[i]}": mei["mei"].values[i, 0],
+         "optimal Gabor": gab[i, 0]})
 
 
 def fig_recovery(ctx) -> Figure:

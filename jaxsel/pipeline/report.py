@@ -157,8 +157,8 @@ def build_report(run: str | Path, *, title: str | None = None, embed: bool = Tru
         missing = [s for s, st in status.items() if st not in ("done", "skipped")]
         if missing:
             parts.append(f"<p class='note'>Not computed in this run: {', '.join(missing)} "
-                         "(library not available yet or stage not wired); their sections "
-                         "below are empty.</p>")
+                         "(see the status column for the reason); their sections below are "
+                         "empty.</p>")
 
     # sections with figures
     by_section: dict[str, list] = {}
