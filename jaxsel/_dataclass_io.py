@@ -259,5 +259,31 @@ def check_keys(classes, data: dict, where: str, *, style: str = "toml") -> None:
         convert(value, hints[key], f"{where}.{key}", style=style)
 
 
+# ------------------------------------------------------------------ static vs traced fields
+# A config field is *static* by default: it decides the structure of a compiled program and
+# is part of the compile-cache key. A field declared with :func:`traced` only enters the
+# arithmetic: it travels into the program as an array argument, so changing it reuses the
+# compiled program.
+
+def traced(default, **kwargs):
+    """A dataclass field whose value is a traced hyperparameter (not part of the program).
+
+    Example::
+
+        @dataclass(frozen=True)
+        class Opt:
+            steps: int = 100            # static: the program's loop length
+            lr: float = traced(0.01)    # traced: a new lr reuses the compiled program
+    """
+    metadata = {**kwargs.pop("metadata", {}), "traced": True}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def traced_fields(cls) -> tuple[str, ...]:
+    """The names of the fields of dataclass ``cls`` (or instance) declared :func:`traced`,
+    in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("traced"))
+
+
 __all__ = ["check_keys", "close_key", "convert", "describe", "from_dict", "to_dict",
-           "type_name"]
+           "traced", "traced_fields", "type_name"]

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 import xarray as xr
 
-from jaxsel._dataclass_io import from_dict, to_dict
+from jaxsel._dataclass_io import from_dict, to_dict, traced, traced_fields
 from jaxsel.errors import ConfigError
 from jaxsel.insilico import mei_parts as parts
 from jaxsel.insilico.mei_parts import STARTS
@@ -38,6 +38,9 @@ OBJECTIVES = ("max", "min", "discriminative")
 @dataclass(frozen=True)
 class MEIConfig:
     """How one MEI is optimised (every field is a plain, hashable value).
+
+    Fields declared ``traced(...)`` are numbers that enter the optimisation as traced
+    arrays (:func:`split_config`): changing them reuses the compiled program.
 
     Attributes:
       steps: maximum number of ascent steps.
@@ -74,31 +77,31 @@ class MEIConfig:
 
     steps: int = 500
     optimizer: str = "adam"
-    lr: float = 0.01
-    momentum: float = 0.9
-    lr_decay: float = 1.0
+    lr: float = traced(0.01)
+    momentum: float = traced(0.9)
+    lr_decay: float = traced(1.0)
     start: str = "noise"
-    start_std: float = 0.1
-    gray: float = 0.0
-    offset: float = 127.5
-    scale: float = 127.5
-    mean: float | None = None
-    std: float | None = None
-    norm: float | None = None
+    start_std: float = traced(0.1)
+    gray: float = traced(0.0)
+    offset: float = traced(127.5)
+    scale: float = traced(127.5)
+    mean: float | None = traced(None)
+    std: float | None = traced(None)
+    norm: float | None = traced(None)
     center: bool = True
-    clip: tuple[float, float] | None = None
-    rescale: tuple[float, float] | None = None
-    precondition_alpha: float = 0.0
-    blur: tuple[float, float] | None = None
+    clip: tuple[float, float] | None = traced(None)
+    rescale: tuple[float, float] | None = traced(None)
+    precondition_alpha: float = traced(0.0)
+    blur: tuple[float, float] | None = traced(None)
     blur_schedule: str = "linear"
-    contrast_target: float | None = None
-    contrast_weight: float = 0.0
+    contrast_target: float | None = traced(None)
+    contrast_weight: float = traced(0.0)
     jitter: int = 0
-    patience: int = 0
-    tol: float = 1e-5
+    patience: int = traced(0)
+    tol: float = traced(1e-5)
     objective: str = "max"
     n_variants: int = 1
-    diversity_weight: float = 0.0
+    diversity_weight: float = traced(0.0)
     name: str = "custom"
 
     def __post_init__(self):
@@ -164,9 +167,7 @@ class MEIConfig:
 # Numbers that only enter arithmetic travel as traced arguments (``hp``), so changing a
 # learning rate, a budget or a blur width reuses the compiled program; the static part of
 # the config (a canonical MEIConfig) only says which parts are present.
-_NUMERIC = ("lr", "momentum", "lr_decay", "start_std", "gray", "offset", "scale", "mean",
-            "std", "norm", "clip", "rescale", "precondition_alpha", "blur", "contrast_target",
-            "contrast_weight", "tol", "patience", "diversity_weight")
+_NUMERIC = traced_fields(MEIConfig)      # the fields declared traced(...) above
 
 
 def split_config(cfg: MEIConfig) -> tuple[MEIConfig, dict]:
