@@ -35,7 +35,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_every_stage_runs_and_writes_its_outputs(tiny_run):
-    cfg, out, res = tiny_run
+    _, out, res = tiny_run
     assert res["status"] == {s: "done" for s in STAGES}      # no stage skipped or not applicable
     for f in ("config.toml", "run.log", "metrics.json", "selection.nc", "data/summary.json",
               "report.html", "figures/index.json"):
@@ -96,7 +96,7 @@ def test_rerun_skips_finished_stages_and_force_recomputes(tiny_run, capsys):
 
 
 def test_a_stage_without_its_input_is_reported_not_applicable(tiny_run, tmp_path):
-    cfg, out, _ = tiny_run
+    _, out, _ = tiny_run
     bare = tmp_path / "bare"
     shutil.copytree(out, bare, ignore=shutil.ignore_patterns("models"))
     cfg2 = demo_config(overrides={**TINY, "run.out": str(bare), "run.stages": ["evaluate"]})
