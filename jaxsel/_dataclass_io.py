@@ -225,16 +225,20 @@ def from_dict(cls, data, *, where: str = "", style: str = "python"):
         raise ConfigError(f"[{where or cls.__name__}]: {err}") from None
 
 
+def plain(value):
+    """A value as plain JSON/TOML-able data: dataclasses become dicts (recursively), tuples
+    lists, dict keys strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [plain(x) for x in value]
+    if isinstance(value, dict):
+        return {str(k): plain(x) for k, x in value.items()}
+    return value
+
+
 def to_dict(obj) -> dict:
     """A dataclass (nested ones too) as plain JSON/TOML-able data (tuples become lists)."""
-    def plain(v):
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (tuple, list)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        return v
     return plain(obj)
 
 
@@ -285,5 +289,5 @@ def traced_fields(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("traced"))
 
 
-__all__ = ["check_keys", "close_key", "convert", "describe", "from_dict", "to_dict",
+__all__ = ["check_keys", "close_key", "convert", "describe", "from_dict", "plain", "to_dict",
            "traced", "traced_fields", "type_name"]

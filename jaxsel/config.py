@@ -9,7 +9,8 @@ TOML output in ``jaxsel.pipeline._config_docs`` and the demo TOML as package dat
 from __future__ import annotations
 
 from jaxsel._dataclass_io import close_key, to_dict
-from jaxsel.pipeline._config_docs import defaults_toml, field_docs, to_dict_value, to_toml
+from jaxsel._dataclass_io import plain as to_dict_value
+from jaxsel.pipeline._config_docs import defaults_toml, field_docs, to_toml
 from jaxsel.pipeline._config_io import (check_overrides, config_from_dict, demo_config,
                                         demo_toml, load_config, parse_override, replace,
                                         section_hash)

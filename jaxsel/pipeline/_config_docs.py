@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 
+from jaxsel._dataclass_io import plain
 from jaxsel.errors import ConfigError
 from jaxsel.pipeline._config_schema import Config
 
@@ -23,15 +24,6 @@ def _toml_value(v) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise ConfigError(f"cannot write {v!r} as TOML")
-
-
-def to_dict_value(v):
-    """One field value in plain form (tuples -> lists)."""
-    if isinstance(v, (tuple, list)):
-        return [to_dict_value(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): to_dict_value(x) for k, x in v.items()}
-    return v
 
 
 def to_toml(cfg, *, docs: bool = False) -> str:
@@ -52,7 +44,7 @@ def to_toml(cfg, *, docs: bool = False) -> str:
             if v is None:                     # TOML has no null: leave the key out
                 lines.append(f"# {f.name} = (unset)")
                 continue
-            line = f"{f.name} = {_toml_value(to_dict_value(v))}"
+            line = f"{f.name} = {_toml_value(plain(v))}"
             doc = f.metadata.get("doc") or field_docs(type(obj)).get(f.name)
             if docs and doc:
                 line += f"  # {doc}"
@@ -93,4 +85,4 @@ def defaults_toml() -> str:
     return to_toml(Config(), docs=True)
 
 
-__all__ = ["defaults_toml", "field_docs", "to_dict_value", "to_toml"]
+__all__ = ["defaults_toml", "field_docs", "to_toml"]
