@@ -17,10 +17,11 @@ import numpy as np
 
 from jaxsel.data.stimuli import grating
 from jaxsel.data.twin_simulate import simulate
+from jaxsel.measures._sweep_summary import ranked_curves, sweep_summary
 from jaxsel.measures.information import poisson_information, save_sweep_csv
 from jaxsel.train.many import fit_many
 from jaxsel.train.per_neuron import bench_config
-from jaxsel.train.sweep import member_metric, ranked_curves, run_sweep, sweep_summary
+from jaxsel.train.sweep import member_metric, run_sweep
 from jaxsel.viz.sweep_figures import (informative_counts_figure, ranked_curves_figure, save,
                                       score_figure)
 

@@ -38,3 +38,9 @@ class ConfigError(JaxselError, ValueError):
 
 class TrainingError(JaxselError, RuntimeError):
     """Training could not continue (e.g. a non-finite loss)."""
+
+
+class MissingInput(JaxselError):
+    """A pipeline stage lacks an input it needs to run (e.g. no trained model, no twin
+    ground truth). The message says which input and how to provide it; the run reports
+    the stage as not applicable for that reason."""

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 
 from jaxsel.cli.main import main
-from jaxsel.config import (DEMO_TOML, Config, config_from_dict, defaults_toml, demo_config,
-                           load_config, parse_override, to_toml)
 from jaxsel.errors import ConfigError
-from jaxsel.pipeline.context import check_data_paths
-from jaxsel.pipeline.stages import run_pipeline
+from jaxsel.pipeline import (Config, check_data_paths, config_from_dict, defaults_toml,
+                             demo_config, demo_toml, load_config, parse_override, run_pipeline,
+                             to_toml)
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -25,7 +24,7 @@ def test_defaults_round_trip_through_toml():
 
 
 def test_demo_file_is_the_embedded_demo_config():
-    assert (EXPERIMENTS / "demo_twin.toml").read_text() == DEMO_TOML
+    assert (EXPERIMENTS / "demo_twin.toml").read_text() == demo_toml()
     assert load_config(EXPERIMENTS / "demo_twin.toml") == demo_config()
 
 

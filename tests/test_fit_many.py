@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from jaxsel.errors import ConfigError
+from jaxsel.measures._sweep_summary import ranked_curves, sweep_summary
 from jaxsel.train.fit import fit
 from jaxsel.train.many import fit_many
-from jaxsel.train.sweep import expand, ranked_curves, sweep_spec, sweep_summary
+from jaxsel.train.sweep import expand, sweep_spec
 
 from _many_helpers import tiny_config, tiny_twin
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jaxsel.config import STAGES
+from jaxsel._dataclass_io import close_key
+from jaxsel.errors import ConfigError
+from jaxsel.pipeline import (STAGES, defaults_toml, demo_config, load_config, parse_override,
+                             run_pipeline)
 
 
 def add_common(p: argparse.ArgumentParser, *, config_required: bool = True) -> None:
@@ -27,8 +30,6 @@ def add_common(p: argparse.ArgumentParser, *, config_required: bool = True) -> N
 
 def load(args):
     """The validated config of a subcommand's arguments."""
-    from jaxsel.config import demo_config, load_config, parse_override
-
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.out is not None:
         overrides["run.out"] = str(args.out)
@@ -45,8 +46,6 @@ def load(args):
 
 def run_stages(args, stages) -> int:
     """Run ``stages`` (and print where the results are)."""
-    from jaxsel.pipeline import run_pipeline
-
     cfg = load(args)
     res = run_pipeline(cfg, force=args.force, stages=stages)
     report(res)
@@ -82,10 +81,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from jaxsel.errors import ConfigError
-
     if args.defaults:
-        from jaxsel.config import defaults_toml
         print(defaults_toml(), end="")
         return 0
     if args.config is None:
@@ -96,7 +92,6 @@ def run(args) -> int:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]
         for s in stages:
             if s not in STAGES:
-                from jaxsel.config import close_key
                 raise ConfigError(f"--stages: unknown stage '{s}'"
                                   + close_key(s, STAGES).replace("valid keys", "valid stages"))
     return run_stages(args, stages)

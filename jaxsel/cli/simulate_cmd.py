@@ -27,25 +27,9 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def write_twin(out: Path, *, force: bool = False, seed: int = 0, **config):
-    """Simulate and write ``out/static`` and ``out/ground_truth`` atomically.
-
-    Returns:
-      ``(dataset, twin)``.
-    """
-    from jaxsel.atomic import atomic_directory
-    from jaxsel.data.static_folder import save_static
-    from jaxsel.data.twin import save_twin
-    from jaxsel.data.twin_simulate import simulate
-
-    ds, twin = simulate(seed=seed, **config)
-    with atomic_directory(out, overwrite=force) as tmp:
-        save_static(ds, tmp / "static")
-        save_twin(twin, tmp / "ground_truth")
-    return ds, twin
-
-
 def run(args) -> int:
+    from jaxsel.data._twin_io import write_twin
+
     ds, twin = write_twin(args.out, force=args.force, seed=args.seed,
                           n_neurons=args.neurons, n_train=args.train,
                           n_validation=args.validation, n_test=args.test,

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from jaxsel._compile_cache import cached
+from jaxsel._dataclass_io import traced_fields
 from jaxsel.insilico import mei_parts as parts
 
 if TYPE_CHECKING:
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
 # Numbers that only enter arithmetic travel as traced arguments (``hp``), so changing a
 # learning rate, a budget or a blur width reuses the compiled program; the static part of
 # the config (a canonical MEIConfig) only says which parts are present.
-_NUMERIC = ("lr", "momentum", "lr_decay", "start_std", "gray", "offset", "scale", "mean",
-            "std", "norm", "clip", "rescale", "precondition_alpha", "blur", "contrast_target",
-            "contrast_weight", "tol", "patience", "diversity_weight")
 
 
 def split_config(cfg: MEIConfig) -> tuple[MEIConfig, dict]:
@@ -40,7 +38,7 @@ def split_config(cfg: MEIConfig) -> tuple[MEIConfig, dict]:
           "contrast_weight": cfg.contrast_weight != 0, "patience": cfg.patience > 0,
           "diversity_weight": cfg.diversity_weight != 0 and cfg.n_variants > 1}
     hp = {}
-    for f in _NUMERIC:
+    for f in traced_fields(type(cfg)):
         v = getattr(cfg, f)
         if f == "contrast_target":
             v = v if on["contrast_weight"] else None
@@ -72,7 +70,7 @@ class _View:
     def __init__(self, static: MEIConfig, hp: dict):
         for f in dataclasses.fields(static):
             setattr(self, f.name, getattr(static, f.name))
-        for f in _NUMERIC:
+        for f in traced_fields(type(static)):
             if f in hp:
                 v = hp[f]
                 setattr(self, f, (v[0], v[1]) if v.ndim == 1 else v)

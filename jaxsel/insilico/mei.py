@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel._dataclass_io import from_dict, to_dict, traced
 from jaxsel.data import BACKGROUND, SCALE
 from jaxsel.errors import ConfigError
 from jaxsel.insilico import mei_parts as parts
@@ -43,6 +44,9 @@ OBJECTIVES = ("max", "min", "discriminative")
 @dataclass(frozen=True)
 class MEIConfig:
     """How one MEI is optimised (every field is a plain, hashable value).
+
+    Fields declared ``traced(...)`` are numbers that enter the optimisation as traced
+    arrays (:func:`split_config`): changing them reuses the compiled program.
 
     Attributes:
       steps: maximum number of ascent steps.
@@ -80,31 +84,31 @@ class MEIConfig:
 
     steps: int = 500
     optimizer: str = "adam"
-    lr: float = 0.01
-    momentum: float = 0.9
-    lr_decay: float = 1.0
+    lr: float = traced(0.01)
+    momentum: float = traced(0.9)
+    lr_decay: float = traced(1.0)
     start: str = "noise"
-    start_std: float = 0.1
-    gray: float = 0.0
-    offset: float = BACKGROUND
-    scale: float = SCALE
-    mean: float | None = None
-    std: float | None = None
-    norm: float | None = None
+    start_std: float = traced(0.1)
+    gray: float = traced(0.0)
+    offset: float = traced(BACKGROUND)
+    scale: float = traced(SCALE)
+    mean: float | None = traced(None)
+    std: float | None = traced(None)
+    norm: float | None = traced(None)
     center: bool = True
-    clip: tuple[float, float] | None = None
-    rescale: tuple[float, float] | None = None
-    precondition_alpha: float = 0.0
-    blur: tuple[float, float] | None = None
+    clip: tuple[float, float] | None = traced(None)
+    rescale: tuple[float, float] | None = traced(None)
+    precondition_alpha: float = traced(0.0)
+    blur: tuple[float, float] | None = traced(None)
     blur_schedule: str = "linear"
-    contrast_target: float | None = None
-    contrast_weight: float = 0.0
+    contrast_target: float | None = traced(None)
+    contrast_weight: float = traced(0.0)
     jitter: int = 0
-    patience: int = 0
-    tol: float = 1e-5
+    patience: int = traced(0)
+    tol: float = traced(1e-5)
     objective: str = "max"
     n_variants: int = 1
-    diversity_weight: float = 0.0
+    diversity_weight: float = traced(0.0)
     name: str = "custom"
 
     def __post_init__(self):
@@ -155,7 +159,17 @@ class MEIConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The config as plain JSON-able data (round-trips through :meth:`from_dict`)."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "MEIConfig":
+        """Build from a plain dict (e.g. a results file's ``config`` attribute), strictly.
+
+        Raises:
+          ConfigError: an unknown key (naming the closest valid key) or a bad value.
+        """
+        return from_dict(cls, d, where="mei")
 
 
 # ----------------------------------------------------------------------- the driver

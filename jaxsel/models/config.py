@@ -2,18 +2,17 @@
 
 A :class:`ModelConfig` describes one response model completely (architecture, initialisation
 and regularizer strengths); it is hashable, so it can be a static argument of ``jax.jit`` and
-an attribute of a Flax module. :func:`from_dict` builds any config dataclass from a plain
-dict (e.g. parsed JSON/TOML) and rejects unknown keys, naming the closest valid one.
+an attribute of a Flax module. :func:`from_dict` (the one dataclass-config reader,
+:mod:`jaxsel._dataclass_io`) builds any config dataclass from a plain dict (e.g. parsed
+JSON/TOML) and rejects unknown keys, naming the closest valid one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import types
-import typing
 from dataclasses import dataclass
 
+from jaxsel._dataclass_io import from_dict, to_dict
 from jaxsel.errors import ConfigError
 
 
@@ -180,102 +179,6 @@ def _check_choice(name: str, value, choices) -> None:
 def _check_positive(name: str, value) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be a positive integer (got {value!r})")
-
-
-def to_dict(cfg) -> dict:
-    """A config dataclass (nested ones too) as a JSON-compatible dict."""
-    out = {}
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(v):
-            v = to_dict(v)
-        elif isinstance(v, tuple):
-            v = list(v)
-        out[f.name] = v
-    return out
-
-
-def from_dict(cls, d: dict | None, *, where: str | None = None):
-    """Build config dataclass ``cls`` from a dict, strictly.
-
-    Nested dataclass fields accept dicts; list values become tuples. Missing keys keep their
-    defaults.
-
-    Args:
-      cls: a config dataclass type (e.g. :class:`ModelConfig`).
-      d: the dict (``None``: all defaults).
-      where: a prefix for error messages (e.g. ``"model"``).
-
-    Raises:
-      ConfigError: an unknown key (naming the closest valid key), or an invalid value.
-    """
-    if isinstance(d, cls):
-        return d
-    if d is not None and not isinstance(d, dict):
-        raise ConfigError(f"{where or cls.__name__} must be a mapping (got {type(d).__name__})")
-    d = dict(d or {})
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    prefix = f"{where}." if where else ""
-    kwargs = {}
-    for key, value in d.items():
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown config key '{prefix}{key}' for {cls.__name__}{hint} "
-                              f"(valid keys: {', '.join(names)})")
-        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:       # pragma: no cover - guarded by the key check above
-        raise ConfigError(str(e)) from None
-
-
-def _coerce(hint, value, where: str):
-    """Convert a JSON-ish value to the field's type (nested dataclass, tuple, float)."""
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        for a in args:
-            if a is type(None):
-                continue
-            if dataclasses.is_dataclass(a) and isinstance(value, dict):
-                return from_dict(a, value, where=where)
-            if typing.get_origin(a) is tuple and isinstance(value, (list, tuple)):
-                return tuple(value)
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where) if len(inner) == 1 else value
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, dict):
-            return from_dict(hint, value, where=where)
-        if isinstance(value, hint):
-            return value
-        raise ConfigError(f"{where} must be a mapping (got {type(value).__name__})")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list (got {value!r})")
-        return tuple(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number (got {value!r})")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{where} must be an integer (got {value!r})")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false (got {value!r})")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string (got {value!r})")
-        return value
-    return value
 
 
 __all__ = ["GridMeanPredictorConfig", "ModelConfig", "from_dict", "to_dict"]

@@ -1,35 +1,27 @@
 """What the pipeline stages share: the :class:`Context` (config, run folder, loaded
-objects), dataset loading, netCDF helpers, and :class:`StageUnavailable`."""
+objects), dataset loading and netCDF helpers. A stage that lacks an input (no trained
+model, no ground truth) raises :class:`~jaxsel.errors.MissingInput`."""
 
 from __future__ import annotations
 
-import importlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
-from jaxsel.config import Config
-from jaxsel.errors import ConfigError, JaxselError
+from jaxsel.data import subset
+from jaxsel.data.allen_nwb import load_allen_nwb
+from jaxsel.data.arrays import load_arrays, load_table
+from jaxsel.data.static_folder import load_static
+from jaxsel.data.twin import load_twin, twin_rates
+from jaxsel.errors import ConfigError, MissingInput
+from jaxsel.pipeline._config_schema import Config
 from jaxsel.pipeline.rundir import RunDir
-
-
-class StageUnavailable(JaxselError):
-    """The library a stage calls is not available (yet)."""
-
-
-def need(module: str, *names: str):
-    """Import ``module`` and return its attributes ``names`` (StageUnavailable if absent)."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as err:
-        raise StageUnavailable(f"{module} is not available ({err})") from None
-    missing = [n for n in names if not hasattr(mod, n)]
-    if missing:
-        raise StageUnavailable(f"{module} has no {', '.join(missing)} yet")
-    out = tuple(getattr(mod, n) for n in names)
-    return out[0] if len(out) == 1 else out
+from jaxsel.train.fit import load_fit
 
 
 def spearman(a, b) -> float:
@@ -53,10 +45,6 @@ def median(x) -> float:
 def save_nc(obj, path: Path) -> Path:
     """Save an xarray object as netCDF (h5netcdf) atomically; reopen with
     ``xarray.open_dataset(path, engine='h5netcdf')``."""
-    import os
-
-    import xarray as xr
-
     ds = obj.to_dataset(name=obj.name or "value") if isinstance(obj, xr.DataArray) else obj
     ds = ds.copy()
     for k, v in list(ds.attrs.items()):      # netCDF attrs: numbers/strings only
@@ -76,8 +64,6 @@ def save_nc(obj, path: Path) -> Path:
 
 def open_nc(path: Path):
     """Reopen a file written by :func:`save_nc` (int8 'bool' variables restored)."""
-    import xarray as xr
-
     with xr.open_dataset(path, engine="h5netcdf") as f:
         ds = f.load()
     for name in list(ds.variables):
@@ -118,7 +104,6 @@ class Context:
         if not self.is_twin:
             return None
         if "twin" not in self.cache:
-            from jaxsel.data.twin import load_twin
             self.cache["twin"] = load_twin(self.rd / "data" / "ground_truth")
         return self.cache["twin"]
 
@@ -135,7 +120,6 @@ class Context:
     def train_dataset(self):
         """The dataset restricted to the selected neurons (what the models see)."""
         if "train_dataset" not in self.cache:
-            from jaxsel.data import subset
             self.cache["train_dataset"] = subset(self.dataset(), neurons=self.selected_ids())
         return self.cache["train_dataset"]
 
@@ -151,22 +135,23 @@ class Context:
         twin = self.twin()
         if twin is None:
             return None
-        import jax.numpy as jnp
-
-        from jaxsel.data.twin import twin_rates
         idx = np.searchsorted(twin.neuron_id, self.selected_ids())
         params = {k: jnp.asarray(np.asarray(v)[idx]) for k, v in twin.params.items()}
         return twin_rates, params
 
 
 def load_model(ctx: "Context", name: str):
-    """``(fn, params)`` of a model fitted by the train stage (StageUnavailable if none)."""
+    """``(fn, params)`` of a model fitted by the train stage.
+
+    Raises:
+      MissingInput: the run folder holds no trained model ``name``.
+    """
     folder = ctx.rd / "models" / name
     if not folder.is_dir():
-        raise StageUnavailable(f"model '{name}' has not been trained in this run")
+        raise MissingInput(f"model '{name}' has not been trained in this run ({folder} is "
+                           "missing): run the 'train' stage first")
     key = f"fit:{name}"
     if key not in ctx.cache:
-        load_fit = need("jaxsel.train.fit", "load_fit")
         ctx.cache[key] = load_fit(folder)
     return ctx.cache[key].response_fn()
 
@@ -196,21 +181,16 @@ def load_dataset(cfg: Config, run_path: Path):
     """Load the configured dataset (the twin from the run folder's ``data/static``)."""
     d = cfg.data
     if d.source == "twin":
-        from jaxsel.data.static_folder import load_static
         return load_static(Path(run_path) / "data" / "static")
     check_data_paths(cfg)
     if d.source == "static":
-        from jaxsel.data.static_folder import load_static
         return load_static(d.path)
     if d.source == "arrays":
-        from jaxsel.data.arrays import load_arrays
         return load_arrays(d.path)
     if d.source == "table":
-        from jaxsel.data.arrays import load_table
         return load_table(d.path, d.images, image_size=d.image_size, tiers=d.tiers,
                           seed=cfg.run.seed)
     if d.source == "allen":
-        from jaxsel.data.allen_nwb import load_allen_nwb
         return load_allen_nwb(d.path, d.images, area=d.area or None, window=d.window,
                               tiers=d.tiers, seed=cfg.run.seed, image_size=d.image_size)
     raise ConfigError(f"key 'data.source': unknown source {d.source!r}")   # pragma: no cover

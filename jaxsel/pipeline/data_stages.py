@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
-from jaxsel.pipeline.context import Context, median, need, save_nc, spearman
+from jaxsel.data._twin_io import write_twin
+from jaxsel.measures.selection import save_table_csv, selection_table
+from jaxsel.pipeline.context import Context, median, save_nc, spearman
 from jaxsel.pipeline.rundir import write_json
 
 
@@ -14,9 +18,6 @@ def stage_data(ctx: Context) -> list[str]:
     cfg = ctx.cfg
     out = ["data/summary.json"]
     if ctx.is_twin:
-        from dataclasses import asdict
-
-        from jaxsel.cli.simulate_cmd import write_twin
         ds, twin = write_twin(ctx.rd / "data", force=True, seed=cfg.run.seed,
                               **asdict(cfg.data.twin))
         ctx.cache["twin"] = twin
@@ -52,8 +53,6 @@ def stage_data(ctx: Context) -> list[str]:
 
 def stage_select(ctx: Context) -> list[str]:
     """Reliability and tuning statistics of every neuron and the selection rule."""
-    selection_table, save_table_csv = need("jaxsel.measures.selection", "selection_table",
-                                           "save_table_csv")
     table = selection_table(ctx.dataset(), ctx.cfg.select)
     twin = ctx.twin()
     metrics = {"n_selected": int(table["selected"].sum())}

@@ -3,18 +3,26 @@ twin) and ``gabor`` (optimal Gabors, stimulus comparison)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
-from jaxsel.data import BACKGROUND, SCALE, norm_budget, to_contrast
-from jaxsel.pipeline.context import Context, StageUnavailable, median, need, open_nc, save_nc
+from jaxsel.data import BACKGROUND, SCALE, global_image_stats, norm_budget, to_contrast, unique_images
+from jaxsel.data.zarr_store import load_zarr, save_zarr
+from jaxsel.errors import MissingInput
+from jaxsel.insilico import recipes
+from jaxsel.insilico.cross_activation import cross_activation, diagonal_selectivity
+from jaxsel.insilico.gabor_search import gabor_bank, optimal_gabors
+from jaxsel.insilico.gradients import gradient_rf
+from jaxsel.insilico.image_metrics import best_natural_images, stimulus_comparison
+from jaxsel.insilico.mei import best_seed, optimize_meis
+from jaxsel.insilico.recovery import gabor_recovery, mei_recovery
+from jaxsel.pipeline.context import Context, median, open_nc, save_nc
+from jaxsel.models import predict
 
 
 def _mei_config(ctx: Context):
     """The MEIConfig of ``[mei]``: its recipe with the data's constants, plus overrides."""
-    recipes = importlib.import_module("jaxsel.insilico.recipes")
     m = ctx.cfg.mei
     ov = dict(m.overrides)
     ds = ctx.dataset()
@@ -24,13 +32,11 @@ def _mei_config(ctx: Context):
         if twin is not None:
             budget = float(twin.meta["norm_budget"]) * m.norm_fraction
             return recipes.norm(budget, **ov)
-        from jaxsel.data import global_image_stats
         mu, sd = global_image_stats(ds)
         train = ds["images"].values[ds["tier"].values == "train"]
         budget = norm_budget(to_contrast(train, mu, sd), center=True)
         return recipes.norm(budget * m.norm_fraction, background=mu, scale=sd, **ov)
     if recipe == "mean_std":
-        from jaxsel.data import global_image_stats
         mu, sd = global_image_stats(ds)
         return recipes.mean_std(mu, sd, **ov)
     train = ds["images"].values[ds["tier"].values == "train"]
@@ -58,7 +64,6 @@ def _save_mei(res, ctx: Context, tag: str) -> list[str]:
 
 def _save_array(arr, ctx: Context, name: str) -> str:
     """Write an xarray DataArray to ``arrays/<name>.zarr``; returns the relative path."""
-    from jaxsel.data.zarr_store import save_zarr
     (ctx.rd / "arrays").mkdir(exist_ok=True)
     save_zarr(arr, ctx.rd / "arrays" / f"{name}.zarr", overwrite=True)
     return f"arrays/{name}.zarr"
@@ -66,7 +71,6 @@ def _save_array(arr, ctx: Context, name: str) -> str:
 
 def load_mei(run: Path, tag: str):
     """Reopen the MEI result ``tag`` ('model' or 'truth') of a run as one Dataset."""
-    from jaxsel.data.zarr_store import load_zarr
     ds = open_nc(Path(run) / f"mei_{tag}.nc")
     mei = load_zarr(Path(run) / "arrays" / f"mei_{tag}.zarr")
     return ds.assign(mei=mei.reset_coords(drop=True))
@@ -74,9 +78,6 @@ def load_mei(run: Path, tag: str):
 
 def stage_mei(ctx: Context) -> list[str]:
     """MEIs of the CNN (and of the true neurons), gradient RFs, cross-activation, recovery."""
-    optimize_meis, best_seed = need("jaxsel.insilico.mei", "optimize_meis", "best_seed")
-    need("jaxsel.insilico.recipes", "norm", "mean_std", "fft_preconditioned")
-    gradient_rf = need("jaxsel.insilico.gradients", "gradient_rf")
     m = ctx.cfg.mei
     mcfg = _mei_config(ctx)
     ds = ctx.train_dataset()
@@ -90,7 +91,10 @@ def stage_mei(ctx: Context) -> list[str]:
     model = None
     try:
         model = ctx.model(ctx.cfg.train.models[-1])
-    except StageUnavailable as err:
+    except MissingInput as err:
+        if ctx.twin_selected() is None or not m.truth:
+            raise MissingInput(f"mei: no trained model ({err}) and no twin ground truth "
+                               "to optimise instead") from None
         ctx.log.info(f"  no trained model ({err}); MEIs of the truth only")
         ctx.partial = True
     results = {}
@@ -100,19 +104,12 @@ def stage_mei(ctx: Context) -> list[str]:
         results["model"] = best_seed(optimize_meis(fn, params, idx, **common))
         outputs.append(_save_array(gradient_rf(fn, params, mean_image, neurons=idx,
                                                neuron_id=ids[idx]), ctx, "grad_rf_model"))
-        try:
-            cross_activation, diagonal_selectivity = need(
-                "jaxsel.insilico.cross_activation", "cross_activation", "diagonal_selectivity")
-            ca = cross_activation(fn, params, results["model"])
-            save_nc(ca, ctx.rd / "cross_activation.nc")
-            outputs.append("cross_activation.nc")
-            metrics["cross_activation_diagonal_fraction"] = diagonal_selectivity(ca)
-        except StageUnavailable as err:
-            ctx.log.info(f"  cross-activation skipped: {err}")
+        ca = cross_activation(fn, params, results["model"])
+        save_nc(ca, ctx.rd / "cross_activation.nc")
+        outputs.append("cross_activation.nc")
+        metrics["cross_activation_diagonal_fraction"] = diagonal_selectivity(ca)
         a = results["model"]["activation"].values
-        from jaxsel.data import unique_images
         nat = unique_images(ds, "test").values
-        from jaxsel.models import predict
         best_nat = predict((fn, params), nat)[:, idx].max(0)
         metrics["mei_vs_best_natural_model_ratio_median"] = median(a / np.maximum(best_nat,
                                                                                   1e-12))
@@ -127,8 +124,6 @@ def stage_mei(ctx: Context) -> list[str]:
         outputs += _save_mei(res, ctx, tag)
     twin = ctx.twin()
     if twin is not None and results:
-        mei_recovery = need("jaxsel.insilico.recovery", "mei_recovery")
-        from jaxsel.data import unique_images
         nat = unique_images(ds, "test").values
         tidx = np.searchsorted(twin.neuron_id, ids[idx])
         for tag, res in results.items():
@@ -153,8 +148,6 @@ def stage_mei(ctx: Context) -> list[str]:
     ctx.rd.update_metrics(**metrics)
     for k, v in metrics.items():
         ctx.log.info(f"  {k} = {v:.3f}")
-    if not results:
-        raise StageUnavailable("neither a trained model nor a ground truth to optimise")
     return outputs
 
 
@@ -166,7 +159,6 @@ def mei_budget(ctx: Context, mcfg=None) -> tuple[float, float, float]:
     twin = ctx.twin()
     if twin is not None:
         return float(twin.meta["norm_budget"]), BACKGROUND, SCALE
-    from jaxsel.data import global_image_stats
     mu, sd = global_image_stats(ctx.dataset())
     x = ctx.dataset()["images"].values[:512]
     return norm_budget(to_contrast(x, mu, sd), center=True), mu, sd
@@ -174,8 +166,6 @@ def mei_budget(ctx: Context, mcfg=None) -> tuple[float, float, float]:
 
 def stage_gabor(ctx: Context) -> list[str]:
     """Optimal Gabors of the CNN (and of the true neurons) at the MEI budget."""
-    optimal_gabors, gabor_bank = need("jaxsel.insilico.gabor_search", "optimal_gabors",
-                                      "gabor_bank")
     g = ctx.cfg.gabor
     ds = ctx.train_dataset()
     ids = ds["neuron_id"].values
@@ -188,14 +178,15 @@ def stage_gabor(ctx: Context) -> list[str]:
     models = {}
     try:
         models["model"] = ctx.model(ctx.cfg.train.models[-1])
-    except StageUnavailable as err:
+    except MissingInput as err:
+        if ctx.twin_selected() is None or not g.truth:
+            raise MissingInput(f"gabor: no trained model ({err}) and no twin ground truth "
+                               "to fit Gabors to instead") from None
         ctx.log.info(f"  no trained model ({err}); Gabors of the truth only")
         ctx.partial = True
     truth = ctx.twin_selected()
     if truth is not None and g.truth:
         models["truth"] = truth
-    if not models:
-        raise StageUnavailable("neither a trained model nor a ground truth to fit Gabors to")
     outputs, metrics = [], {}
     twin = ctx.twin()
     for tag, (fn, params) in models.items():
@@ -211,29 +202,21 @@ def stage_gabor(ctx: Context) -> list[str]:
             if np.array_equal(mei["neuron_id"].values, res["neuron_id"].values):
                 metrics[f"{pre}_vs_mei_activation_ratio_median"] = median(
                     res["response"].values / np.maximum(mei["activation"].values, 1e-12))
-                try:
-                    best_natural_images, stimulus_comparison = need(
-                        "jaxsel.insilico.image_metrics", "best_natural_images",
-                        "stimulus_comparison")
-                    from jaxsel.data import unique_images
-                    nat = best_natural_images(fn, params, unique_images(ds, "test").values,
-                                              neurons=idx)
-                    comp = stimulus_comparison(
-                        fn, params, {"mei": mei["mei"].values, "gabor": res["image"].values,
-                                     "natural": nat["image"].values},
-                        neurons=idx, neuron_id=ids[idx],
-                        radius=float(2.0 * np.median(res["sigma"].values)),
-                        centers=np.stack([res["x0"].values, res["y0"].values], 1))
-                    save_nc(comp, ctx.rd / f"comparison_{tag}.nc")
-                    outputs.append(f"comparison_{tag}.nc")
-                    act = comp["activation"]
-                    metrics[f"{pre}_mei_vs_natural_model_ratio_median"] = median(
-                        act.sel(stimulus="mei").values
-                        / np.maximum(act.sel(stimulus="natural").values, 1e-12))
-                except StageUnavailable as err:
-                    ctx.log.info(f"  image metrics skipped: {err}")
+                nat = best_natural_images(fn, params, unique_images(ds, "test").values,
+                                          neurons=idx)
+                comp = stimulus_comparison(
+                    fn, params, {"mei": mei["mei"].values, "gabor": res["image"].values,
+                                 "natural": nat["image"].values},
+                    neurons=idx, neuron_id=ids[idx],
+                    radius=float(2.0 * np.median(res["sigma"].values)),
+                    centers=np.stack([res["x0"].values, res["y0"].values], 1))
+                save_nc(comp, ctx.rd / f"comparison_{tag}.nc")
+                outputs.append(f"comparison_{tag}.nc")
+                act = comp["activation"]
+                metrics[f"{pre}_mei_vs_natural_model_ratio_median"] = median(
+                    act.sel(stimulus="mei").values
+                    / np.maximum(act.sel(stimulus="natural").values, 1e-12))
         if twin is not None:
-            gabor_recovery = need("jaxsel.insilico.recovery", "gabor_recovery")
             tidx = np.searchsorted(twin.neuron_id, ids[idx])
             rec = gabor_recovery(res, twin, tidx)
             save_nc(rec, ctx.rd / f"gabor_recovery_{tag}.nc")

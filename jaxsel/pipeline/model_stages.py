@@ -6,15 +6,22 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import xarray as xr
 
-from jaxsel.config import Config
+from jaxsel.data import unique_images
 from jaxsel.errors import ConfigError
-from jaxsel.pipeline.context import Context, StageUnavailable, median, need, save_nc
+from jaxsel.measures.evaluation import evaluate
+from jaxsel.data.stimuli import orientation_labels
+from jaxsel.measures.selectivity import selectivity
+from jaxsel.models import predict
+from jaxsel.pipeline._config_schema import Config
+from jaxsel.pipeline.context import Context, median, save_nc
+from jaxsel.train.config import named_config
+from jaxsel.train.fit import fit
 
 
 def fit_config(cfg: Config, name: str):
     """The training Config of model ``name``: its named config plus ``[train]`` overrides."""
-    named_config = need("jaxsel.train.config", "named_config")
     ov = {**cfg.train.overrides, **cfg.train.per_model.get(name, {})}
     ov.setdefault("progress", cfg.run.progress)
     return named_config(name).replace(**ov)
@@ -27,7 +34,6 @@ def stage_train(ctx: Context) -> list[str]:
     (the self-contained saved model, ``jaxsel.load_model``) and
     ``models/<name>/test_predictions.nc`` (its rates for the raw test images).
     """
-    fit = need("jaxsel.train.fit", "fit")
     ds = ctx.train_dataset()
     outputs, metrics = [], {}
     for name in ctx.cfg.train.models:
@@ -67,8 +73,6 @@ def stage_train(ctx: Context) -> list[str]:
 def stage_evaluate(ctx: Context) -> list[str]:
     """Per-neuron test measures of every model (+ correlation to the truth on the twin),
     and the orientation selectivity / information of the CNN (and the truth)."""
-    evaluate = need("jaxsel.measures.evaluation", "evaluate")
-    import xarray as xr
     ds = ctx.train_dataset()
     truth = ctx.twin_selected()
     twin = ctx.twin()
@@ -77,7 +81,7 @@ def stage_evaluate(ctx: Context) -> list[str]:
         kinds = twin.kinds[np.searchsorted(twin.neuron_id, ds["neuron_id"].values)]
     evs, names, metrics = [], [], {}
     for name in ctx.cfg.train.models:
-        pair = ctx.model(name)                 # StageUnavailable if not trained
+        pair = ctx.model(name)                 # MissingInput if not trained
         ev = evaluate(pair, ds, truth=truth, min_fev=ctx.cfg.evaluate.fev_threshold)
         if kinds is not None:
             ev = ev.assign_coords(kind=("neuron", kinds.astype(str)))
@@ -109,26 +113,22 @@ def stage_evaluate(ctx: Context) -> list[str]:
     outputs = ["evaluation.nc"]
     # orientation selectivity and information of the CNN (twin: label = the neuron's true
     # preferred orientation is present in the test image)
-    try:
-        selectivity, orientation_labels = need(
-            "jaxsel.measures.selectivity", "selectivity", "orientation_labels")
-        from jaxsel.models import predict
-        if twin is not None:
-            from jaxsel.data import unique_images
-            imgs = unique_images(ds, "test").values
-            tidx = np.searchsorted(twin.neuron_id, ds["neuron_id"].values)
-            labels = orientation_labels(imgs, np.asarray(twin.params["theta"])[tidx],
-                                        np.asarray(twin.params["sf"])[tidx])
-            sets = {"CNN": ctx.model(last), "truth": truth}
-            tabs = [selectivity(predict(m, imgs), labels) for m in sets.values()]
-            sel = xr.concat(tabs, dim=xr.DataArray(list(sets), dims="model", name="model"))
-            save_nc(sel, ctx.rd / "selectivity.nc")
-            outputs.append("selectivity.nc")
-            info = sel["information"].sel(model="CNN").values
-            metrics["cnn_information_median_bits"] = median(info)
-            metrics["cnn_informative_neurons"] = int(np.sum(info >= 2 / 3))
-    except StageUnavailable as err:
-        ctx.log.info(f"  selectivity skipped: {err}")
+    if twin is not None:
+        imgs = unique_images(ds, "test").values
+        tidx = np.searchsorted(twin.neuron_id, ds["neuron_id"].values)
+        labels = orientation_labels(imgs, np.asarray(twin.params["theta"])[tidx],
+                                    np.asarray(twin.params["sf"])[tidx])
+        sets = {"CNN": ctx.model(last), "truth": truth}
+        tabs = [selectivity(predict(m, imgs), labels) for m in sets.values()]
+        sel = xr.concat(tabs, dim=xr.DataArray(list(sets), dims="model", name="model"))
+        save_nc(sel, ctx.rd / "selectivity.nc")
+        outputs.append("selectivity.nc")
+        info = sel["information"].sel(model="CNN").values
+        metrics["cnn_information_median_bits"] = median(info)
+        metrics["cnn_informative_neurons"] = int(np.sum(info >= 2 / 3))
+    else:
+        ctx.log.info("  orientation selectivity: not applicable (recorded data have no "
+                     "ground-truth preferred orientation to label the images)")
     ctx.rd.update_metrics(**metrics)
     for k in ("ln_corr_to_truth_median", "cnn_corr_to_truth_median", "cnn_test_corr_median"):
         if k in metrics:

@@ -126,9 +126,23 @@ def build_report(run: str | Path, *, title: str | None = None, embed: bool = Tru
              f"<h1>jaxsel report: {html.escape(title)}</h1>",
              f"<p class='sub'>Run folder <code>{html.escape(str(run.resolve()))}</code>; "
              f"written {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+    parts += _headline_html(metrics)
+    parts += _stages_html(run, status)
+    parts += _sections_html(run, figs, summary, embed)
+    cfg = run / "config.toml"
+    if cfg.is_file():
+        parts.append("<h2>Configuration</h2><pre>" + html.escape(cfg.read_text()) + "</pre>")
+    parts.append("</body></html>")
+    out = run / "report.html"
+    tmp = out.with_name(".report.html.tmp")
+    tmp.write_text("\n".join(parts))
+    tmp.replace(out)
+    return out
 
-    # headline numbers
-    parts.append("<h2>Headline numbers</h2>")
+
+def _headline_html(metrics: dict) -> list[str]:
+    """The headline-numbers table (with the targets of :data:`CHECKS`) and all metrics."""
+    parts = ["<h2>Headline numbers</h2>"]
     rows, more = [], []
     order = [k for k in HEADLINE if k in metrics] + [k for k in metrics if k not in HEADLINE]
     for k in order:
@@ -146,21 +160,30 @@ def build_report(run: str | Path, *, title: str | None = None, embed: bool = Tru
     if more:
         parts.append("<details><summary>All metrics</summary>"
                      + _table(more, ("metric", "value", "target")) + "</details>")
+    return parts
 
-    # stages
-    if status:
-        srows = []
-        for stage, st in status.items():
-            m = _read_json(run / "stages" / f"{stage}.json", {})
-            srows.append((stage, st, m.get("seconds", "")))
-        parts.append("<h2>Stages</h2>" + _table(srows, ("stage", "status", "seconds")))
-        missing = [s for s, st in status.items() if st not in ("done", "skipped")]
-        if missing:
-            parts.append(f"<p class='note'>Not computed in this run: {', '.join(missing)} "
-                         "(library not available yet or stage not wired); their sections "
-                         "below are empty.</p>")
 
-    # sections with figures
+def _stages_html(run: Path, status: dict) -> list[str]:
+    """The stage table (status, with the reason of a stage that was not applicable)."""
+    if not status:
+        return []
+    srows = []
+    for stage, st in status.items():
+        m = _read_json(run / "stages" / f"{stage}.json", {})
+        srows.append((stage, st, m.get("seconds", "")))
+    parts = ["<h2>Stages</h2>" + _table(srows, ("stage", "status", "seconds"))]
+    missing = [s for s, st in status.items() if st not in ("done", "skipped")]
+    if missing:
+        parts.append(f"<p class='note'>Not computed in this run: {', '.join(missing)} "
+                     "(see the status column for the reason); their sections below are "
+                     "empty.</p>")
+    return parts
+
+
+def _sections_html(run: Path, figs: list, summary: dict, embed: bool) -> list[str]:
+    """One section per :data:`SECTIONS` entry with its figures (the data section: the
+    dataset summary too)."""
+    parts: list[str] = []
     by_section: dict[str, list] = {}
     for f in figs:
         if (run / "figures" / f.get("file", "")).is_file():
@@ -186,13 +209,4 @@ def build_report(run: str | Path, *, title: str | None = None, embed: bool = Tru
             parts.append(f"<figure>{_img(run, f['file'], embed)}<figcaption><b>"
                          f"{html.escape(f.get('title', f['file']))}.</b> "
                          f"{html.escape(f.get('caption', ''))}</figcaption></figure>")
-
-    cfg = run / "config.toml"
-    if cfg.is_file():
-        parts.append("<h2>Configuration</h2><pre>" + html.escape(cfg.read_text()) + "</pre>")
-    parts.append("</body></html>")
-    out = run / "report.html"
-    tmp = out.with_name(".report.html.tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(out)
-    return out
+    return parts

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
+
+import numpy as np
 
 from jaxsel.errors import ConfigError
 
@@ -153,16 +156,10 @@ class RunDir:
 
 def _plain(v):
     """JSON-able form of numbers (NumPy scalars, NaN -> None)."""
-    import math
-
-    try:
-        import numpy as np
-        if isinstance(v, np.generic):
-            v = v.item()
-        elif isinstance(v, np.ndarray):
-            v = v.tolist()
-    except ImportError:                       # pragma: no cover
-        pass
+    if isinstance(v, np.generic):
+        v = v.item()
+    elif isinstance(v, np.ndarray):
+        v = v.tolist()
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):

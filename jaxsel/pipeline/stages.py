@@ -3,9 +3,10 @@
 A stage reads what it needs through the :class:`Context` (which loads earlier stages'
 outputs from the run folder, so a resumed run works), writes its outputs into the run
 folder and returns their relative paths; :func:`run_pipeline` records a done-marker holding
-the hash of the config sections the stage depends on (:data:`DEPENDS`). A stage whose
-library is not installed/written yet raises :class:`StageUnavailable`; the run goes on
-without it and the report says so.
+the hash of the config sections the stage depends on (:data:`DEPENDS`). A stage that lacks
+an input (no trained model, no ground truth) raises :class:`~jaxsel.errors.MissingInput`:
+the run goes on, records the stage as ``"not applicable: <reason>"`` and the report and the
+command line say so.
 """
 
 
@@ -13,11 +14,18 @@ from __future__ import annotations
 
 import time
 
-from jaxsel.config import Config, STAGES, section_hash, to_toml
-from jaxsel.pipeline.context import Context, StageUnavailable, check_data_paths
+from tqdm.auto import tqdm
+
+from jaxsel.errors import MissingInput
+from jaxsel.pipeline._config_docs import to_toml
+from jaxsel.pipeline._config_io import section_hash
+from jaxsel.pipeline._config_schema import STAGES, Config
+from jaxsel.pipeline.context import Context, check_data_paths
 from jaxsel.pipeline.data_stages import stage_data, stage_select
+from jaxsel.pipeline.figures import draw_all
 from jaxsel.pipeline.insilico_stages import stage_gabor, stage_mei
 from jaxsel.pipeline.model_stages import stage_evaluate, stage_train
+from jaxsel.pipeline.report import build_report
 from jaxsel.pipeline.rundir import RunDir, write_json, write_text
 
 # config sections whose values each stage's outputs depend on (cumulative over the chain)
@@ -39,14 +47,12 @@ ALWAYS = ("figures", "report")
 
 def stage_figures(ctx: Context) -> list[str]:
     """Draw every figure the run's outputs allow (see :mod:`jaxsel.pipeline.figures`)."""
-    from jaxsel.pipeline.figures import draw_all
     entries = draw_all(ctx)
     return ["figures/index.json"] + [f"figures/{e['file']}" for e in entries]
 
 
 def stage_report(ctx: Context) -> list[str]:
     """Write ``report.html`` from the run folder."""
-    from jaxsel.pipeline.report import build_report
     write_json(ctx.rd / "stages" / "status.json", ctx.cache.get("status", {}))
     path = build_report(ctx.rd.path, title=ctx.cfg.report.title or ctx.cfg.run.name,
                         embed=ctx.cfg.report.embed_images)
@@ -57,6 +63,7 @@ def stage_report(ctx: Context) -> list[str]:
 STAGE_FUNCS = {"data": stage_data, "select": stage_select, "train": stage_train,
                "evaluate": stage_evaluate, "mei": stage_mei,
                "gabor": stage_gabor, "figures": stage_figures, "report": stage_report}
+assert set(STAGE_FUNCS) == set(STAGES) == set(DEPENDS)
 
 
 # =========================================================================== runner
@@ -64,7 +71,6 @@ STAGE_FUNCS = {"data": stage_data, "select": stage_select, "train": stage_train,
 def _progress(iterable, enabled: bool, **kw):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
     return tqdm(iterable, **kw)
 
 
@@ -78,8 +84,10 @@ def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = 
       echo: print the log to stdout too.
 
     Returns:
-      ``{"run_dir": Path, "status": {stage: 'done'|'skipped'|'unavailable'|'not wired'},
-      "metrics": dict}``.
+      ``{"run_dir": Path, "status": {stage: status}, "metrics": dict}``; a status is
+      ``'done'``, ``'skipped'`` (finished earlier with this config), ``'partial'`` (ran
+      without an optional input; a rerun completes it) or ``'not applicable: <reason>'``
+      (a required input is missing, :class:`~jaxsel.errors.MissingInput`).
 
     Raises:
       ConfigError: missing data paths, unwritable run folder.
@@ -97,11 +105,7 @@ def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = 
         wanted = [s for s in STAGES if s in (stages or cfg.run.stages)]
         for name in _progress(wanted, cfg.run.progress, desc="jaxsel", unit="stage"):
             key = section_hash(cfg, *DEPENDS[name])
-            func = STAGE_FUNCS.get(name)
-            if func is None:
-                status[name] = "not wired"
-                rd.log.info(f"[{name}] not wired yet: skipped")
-                continue
+            func = STAGE_FUNCS[name]
             if not force and name not in ALWAYS and rd.is_done(name, key):
                 status[name] = "skipped"
                 rd.log.info(f"[{name}] finished earlier with this config: skipped")
@@ -113,9 +117,9 @@ def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = 
             rd.touched = set()
             try:
                 outputs = func(ctx)
-            except StageUnavailable as err:
-                status[name] = "unavailable"
-                rd.log.info(f"[{name}] not available yet: {err}")
+            except MissingInput as err:
+                status[name] = f"not applicable: {err}"
+                rd.log.info(f"[{name}] not applicable: {err}")
                 continue
             if ctx.partial:               # no marker: a rerun completes it
                 status[name] = "partial"

@@ -6,8 +6,9 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 
+from jaxsel._dataclass_io import from_dict, to_dict
 from jaxsel.errors import ConfigError
-from jaxsel.models.config import GridMeanPredictorConfig, ModelConfig, from_dict, to_dict
+from jaxsel.models.config import GridMeanPredictorConfig, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Config:
         return from_dict(cls, d)
 
     def to_dict(self) -> dict:
+        """The config as plain JSON-able data (round-trips through :meth:`from_dict`)."""
         return to_dict(self)
 
     def replace(self, **train_or_model) -> "Config":

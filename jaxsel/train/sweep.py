@@ -14,8 +14,8 @@ readout init) run in ONE :func:`~jaxsel.train.many.fit_many` program; other fiel
 channels, batch size, ...) split the sweep into one program per distinct value.
 
 Results are ``xarray`` with dims ``(point, seed)`` and the swept hyperparameters as coords
-along ``point``; :func:`sweep_summary` builds the seed-001 table (informative counts, max and
-top-10 information per value) with :mod:`jaxsel.measures.information`.
+along ``point``; :func:`member_metric` collects a per-neuron metric of every model, and
+``jaxsel.measures._sweep_summary`` (``sweep_summary``, ``ranked_curves``) summarises it.
 """
 
 from __future__ import annotations
@@ -201,46 +201,4 @@ def member_metric(run: SweepRun, fn) -> xr.DataArray:
                         coords={k: v for k, v in run.results.coords.items()}, name="metric")
 
 
-def sweep_summary(metric: xr.DataArray, *, threshold: float = 2.0 / 3.0,
-                  n_neurons: int | None = None):
-    """The seed-001 summary table of a per-neuron metric (point, seed, neuron).
-
-    One row per (swept hyperparameter, value): informative counts (``metric >= threshold``)
-    mean and SEM over seeds, fraction, max, top-10 mean, runs
-    (:func:`jaxsel.measures.information.sweep_table`). With several swept fields, a value
-    is the tuple of a point's values under the joint name ``"a,b"``.
-
-    Returns:
-      ``pandas.DataFrame``.
-    """
-    from jaxsel.measures.information import sweep_table
-    names = [c for c in metric.coords if metric.coords[c].dims == ("point",)
-             and c != "point"]
-    if not names:
-        names = ["point"]
-    label = ",".join(names)
-    by_value: dict = {}
-    for i in range(metric.sizes["point"]):
-        vals = tuple(_py(metric.coords[n].values[i]) for n in names)
-        v = vals[0] if len(vals) == 1 else str(vals)
-        a = metric.isel(point=i).values
-        by_value[v] = np.concatenate([by_value[v], a]) if v in by_value else a
-    return sweep_table({label: by_value}, threshold=threshold, n_neurons=n_neurons)
-
-
-def ranked_curves(metric: xr.DataArray) -> xr.Dataset:
-    """Ranked per-neuron metric curves per point: each seed's values sorted descending, mean
-    and sd over seeds -> ``xr.Dataset`` (point, rank) with ``mean``, ``sd``."""
-    from jaxsel.measures.information import ranked_information
-    parts = [ranked_information(metric.isel(point=i).values) for i in range(metric.sizes["point"])]
-    out = xr.concat(parts, dim="point")
-    return out.assign_coords({k: v for k, v in metric.coords.items()
-                              if k == "point" or metric.coords[k].dims == ("point",)})
-
-
-def _py(v):
-    return v.item() if isinstance(v, np.generic) else v
-
-
-__all__ = ["SweepRun", "SweepSpec", "expand", "member_metric", "ranked_curves", "run_sweep",
-           "sweep_spec", "sweep_summary"]
+__all__ = ["SweepRun", "SweepSpec", "expand", "member_metric", "run_sweep", "sweep_spec"]

@@ -1,0 +1,37 @@
+"""Writing a simulated digital-twin experiment to disk: the dataset as a static folder and
+the ground truth beside it, in one atomic step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jaxsel.atomic import atomic_directory
+from jaxsel.data.static_folder import save_static
+from jaxsel.data.twin import save_twin
+from jaxsel.data.twin_simulate import simulate
+
+
+def write_twin(out: str | Path, *, force: bool = False, seed: int = 0, **config):
+    """Simulate the twin and write ``out/static`` and ``out/ground_truth`` atomically.
+
+    Args:
+      out: the output folder (must be new or empty unless ``force``).
+      force: replace an existing ``out``.
+      seed: the simulation seed.
+      **config: fields of :class:`jaxsel.data.twin_simulate.TwinConfig` (``n_neurons``,
+        ``n_train``, ...), passed to :func:`~jaxsel.data.twin_simulate.simulate`.
+
+    Returns:
+      ``(dataset, twin)``.
+
+    Raises:
+      DataError: ``out`` exists and is not empty while ``force`` is false.
+    """
+    ds, twin = simulate(seed=seed, **config)
+    with atomic_directory(Path(out), overwrite=force) as tmp:
+        save_static(ds, tmp / "static")
+        save_twin(twin, tmp / "ground_truth")
+    return ds, twin
+
+
+__all__ = ["write_twin"]
