@@ -4,8 +4,6 @@ The last batch of an epoch is padded to ``batch_size`` with copies of the first 
 ``mask`` that is False on the padding; losses weight by the mask.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -14,6 +12,8 @@ import xarray as xr
 
 
 class Batch(NamedTuple):
+    """One fixed-shape minibatch of one tier (NumPy arrays, padded to ``batch_size``)."""
+
     images: np.ndarray     # (batch, channel, y, x) float32
     responses: np.ndarray  # (batch, neuron) float32
     mask: np.ndarray       # (batch,) bool, False on padding
