@@ -1,12 +1,15 @@
 # jaxsel: two commands on a fresh machine (python3.12 present, nothing else installed).
 #   make demo   set up .venv and run the demo on the digital twin
 #   make test   set up .venv and run the test suite
+# For contributors (same .venv): make test-fast (skips @pytest.mark.slow), make lint (ruff
+# check + ruff format --check + pyright on jaxsel/), make docs (API reference from the
+# docstrings into docs/api/, failing on any pdoc warning).
 PY ?= python3.12
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test test-fast lint docs setup bench clean
 
 setup: $(STAMP)
 
@@ -22,8 +25,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest tests
 
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest tests -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright --pythonpath $(VENV)/bin/python
+
+docs: $(STAMP)
+	rm -rf docs/api
+	$(VENV)/bin/python -W error -m pdoc --docformat google --output-directory docs/api jaxsel
+
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache docs/api

@@ -19,6 +19,7 @@ def test_help_lists_commands(capsys):
     assert "simulate" in out and "demo" in out
 
 
+@pytest.mark.slow
 def test_simulate_writes_a_static_folder_equal_to_the_simulation(tmp_path):
     out = tmp_path / "twin"
     assert main(["simulate", "--out", str(out), "--neurons", "300", "--seed", "3"]) == 0

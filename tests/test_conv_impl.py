@@ -67,6 +67,7 @@ def test_fft_size_has_small_factors():
     dict(pooling=2, pad_input=False, input_kern=5, hidden_kern=3),     # strided first layer
     dict(input_kern=9, hidden_kern=7, hidden_channels=4),              # 'auto' takes FFT
     dict(hidden_dilation=2, hidden_kern=3, input_kern=5)])             # dilated nn.Conv
+@pytest.mark.slow
 def test_model_under_other_conv_impl_equals_xla(impl, arch):
     cfg = ModelConfig(layers=2, **{"hidden_channels": 3, **arch})
     model = build_model(cfg, image_shape=(1, 14, 18), n_neurons=5)

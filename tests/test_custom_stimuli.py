@@ -34,6 +34,7 @@ def test_kmeans_recovers_blobs():
         kmeans(x, 50)
 
 
+@pytest.mark.slow
 def test_ensemble_responses_cache_and_clusters(tmp_path):
     ds, twin = tiny_twin(n_neurons=5)
     ens = fit_many(tiny_config(max_epochs=1), ds, seeds=[0, 1, 2, 3], formulation="vmap")

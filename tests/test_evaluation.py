@@ -17,9 +17,9 @@ from jaxsel.viz.model_figures import correlation_histogram, ln_vs_cnn_scatter, t
 
 
 @pytest.fixture(scope="module")
-def twin():
-    return simulate(seed=2, n_neurons=24, n_train=150, n_validation=40, n_test=30,
-                    test_repeats=6)
+def twin(twin_factory):
+    return twin_factory(seed=2, n_neurons=24, n_train=150, n_validation=40, n_test=30,
+                        test_repeats=6)
 
 
 def truth_pair(tw):
@@ -70,6 +70,7 @@ def test_truth_as_model_gives_closed_form_scores(twin):
                                                                                      abs=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_fitted_model_and_figures(twin, tmp_path):
     ds, tw = twin
     cfg = Config("tiny", ModelConfig(layers=1, hidden_channels=4, input_kern=7, pooling=2),

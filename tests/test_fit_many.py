@@ -77,6 +77,7 @@ def test_bad_inputs(data):
         fit_many(tiny_config(), data, seeds=[0, 1], formulation="fused")
 
 
+@pytest.mark.slow
 def test_checkpoint_resume(data, tmp_path):
     cfg = tiny_config(max_epochs=2)
     full = fit_many(cfg, data, seeds=[0, 1], targets=[[0, 1], [2, 3]], out_dir=tmp_path / "a",

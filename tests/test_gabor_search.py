@@ -21,9 +21,9 @@ BANK = dict(n_x=5, n_y=3, margin=0.3, sigmas=(2.8, 4.0), n_theta=6, sfs=(0.1, 0.
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return simulate(seed=5, n_neurons=24, n_train=300, n_validation=30, n_test=20,
-                    test_repeats=2)
+def sim(twin_factory):
+    return twin_factory(seed=5, n_neurons=24, n_train=300, n_validation=30, n_test=20,
+                        test_repeats=2)
 
 
 def test_generator_is_the_project_gabor_normalised():

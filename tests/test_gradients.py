@@ -22,9 +22,9 @@ SHAPE = (36, 64)
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return simulate(seed=4, n_neurons=24, n_train=300, n_validation=30, n_test=20,
-                    test_repeats=2)
+def sim(twin_factory):
+    return twin_factory(seed=4, n_neurons=24, n_train=300, n_validation=30, n_test=20,
+                        test_repeats=2)
 
 
 def ln_fn(q, x):

@@ -36,9 +36,9 @@ def linear():
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return simulate(seed=3, n_neurons=30, n_train=300, n_validation=30, n_test=20,
-                    test_repeats=2)
+def sim(twin_factory):
+    return twin_factory(seed=3, n_neurons=30, n_train=300, n_validation=30, n_test=20,
+                        test_repeats=2)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from jaxsel.train.step import make_optimizer, make_train_step, set_learning_rate
 from _many_helpers import tiny_config, tiny_twin
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conv", ["xla", "shifted", "fft"])
 def test_fused_step_equals_vmap(conv):
     cfg = tiny_config()

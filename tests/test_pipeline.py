@@ -23,6 +23,7 @@ TINY = {
                    "sfs": [0.1]},
     "report.pdf": False, "report.n_examples": 4, "run.progress": False,
 }
+pytestmark = pytest.mark.slow  # the module fixture runs every stage (~30 s)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -153,8 +153,8 @@ def test_bad_inputs():
 
 
 @pytest.fixture(scope="module")
-def twin_data():
-    return simulate(seed=0, n_neurons=300, n_train=200, n_validation=20)
+def twin_data(twin_factory):
+    return twin_factory(seed=0, n_neurons=300, n_train=200, n_validation=20)
 
 
 def test_twin_oracle_and_fev_rank_neurons_like_the_truth(twin_data):

@@ -24,8 +24,8 @@ def png_ok(path):
 
 
 @pytest.fixture(scope="module")
-def twin_data():
-    return simulate(seed=0, n_neurons=300, n_train=200, n_validation=20)
+def twin_data(twin_factory):
+    return twin_factory(seed=0, n_neurons=300, n_train=200, n_validation=20)
 
 
 @pytest.fixture(scope="module")

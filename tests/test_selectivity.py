@@ -29,8 +29,8 @@ def png_ok(path):
 
 
 @pytest.fixture(scope="module")
-def setup():
-    ds, twin = simulate(seed=0, n_neurons=60, n_train=200, n_validation=10, n_test=10,
+def setup(twin_factory):
+    ds, twin = twin_factory(seed=0, n_neurons=60, n_train=200, n_validation=10, n_test=10,
                         test_repeats=2)
     p = twin.params
     rng = np.random.default_rng(0)

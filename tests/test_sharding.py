@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 HERE = Path(__file__).parent
 
@@ -54,6 +55,7 @@ def _result(p, timeout=240):
     return json.loads(line[6:])
 
 
+@pytest.mark.slow
 def test_eight_forced_devices_equal_unsharded():
     r = _result(_run(["local"], {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}))
     assert r["devices"] == 8
@@ -61,6 +63,7 @@ def test_eight_forced_devices_equal_unsharded():
     assert abs(r["params"] - r["ref_params"]) < 1e-3 * r["ref_params"]
 
 
+@pytest.mark.slow
 def test_two_process_distributed():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

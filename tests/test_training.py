@@ -29,9 +29,9 @@ TINY = Config("tiny", ModelConfig(layers=2, hidden_channels=8, input_kern=7, hid
 
 
 @pytest.fixture(scope="module")
-def twin():
-    return simulate(seed=3, n_neurons=20, n_train=200, n_validation=60, n_test=20,
-                    test_repeats=4)
+def twin(twin_factory):
+    return twin_factory(seed=3, n_neurons=20, n_train=200, n_validation=60, n_test=20,
+                        test_repeats=4)
 
 
 # ---------------------------------------------------------------------------- losses
@@ -118,6 +118,7 @@ def one_layer():
     return m, tx, step, jax.jit(step)
 
 
+@pytest.mark.slow
 def test_train_step_vmaps_over_models_with_own_hparams(one_layer):
     m, tx, step, jstep = one_layer
     keys = jax.random.split(jax.random.key(0), 2)
@@ -165,6 +166,7 @@ def _leaves(tree):
     return [np.asarray(a) for a in jax.tree.leaves(tree)]
 
 
+@pytest.mark.slow
 def test_fit_deterministic_and_kill_resume_equals_uninterrupted(twin, tmp_path):
     ds, _ = twin
     full = fit(TINY, ds, seed=1, out_dir=tmp_path / "full")

@@ -12,8 +12,8 @@ SMALL = dict(n_neurons=60, n_train=400, n_validation=50, n_test=20, test_repeats
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return simulate(seed=1, **SMALL)
+def sim(twin_factory):
+    return twin_factory(seed=1, **SMALL)
 
 
 def test_layout_and_tiers(sim):

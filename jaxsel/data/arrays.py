@@ -29,8 +29,7 @@ REQUIRED = ("images", "responses", "image_id", "tier")
 OPTIONAL = ("neuron_id", "area", "cortex_xyz")
 
 
-def split_tiers(ids, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-                ) -> np.ndarray:
+def split_tiers(ids, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
     """Assign each distinct id to a tier by a seeded permutation; repeats share a tier.
 
     The sorted distinct ids are permuted with ``numpy.random.default_rng(seed)``; the first
@@ -48,8 +47,11 @@ def split_tiers(ids, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
     """
     frac = np.asarray(fractions, dtype=np.float64)
     if frac.shape != (3,) or (frac < 0).any() or not np.isclose(frac.sum(), 1.0):
-        raise DataError(f"tier fractions {tuple(fractions)}", field="tiers",
-                        expected="(train, validation, test), non-negative, summing to 1")
+        raise DataError(
+            f"tier fractions {tuple(fractions)}",
+            field="tiers",
+            expected="(train, validation, test), non-negative, summing to 1",
+        )
     ids = np.asarray(ids)
     uniq, inverse = np.unique(ids, return_inverse=True)
     n = len(uniq)
@@ -69,11 +71,17 @@ def split_tiers(ids, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
 
 
 def _required_tiers(fractions) -> tuple[str, ...]:
-    return tuple(t for t, f in zip(TIERS, fractions) if f > 0)
+    return tuple(t for t, f in zip(TIERS, fractions, strict=True) if f > 0)
 
 
-def load_arrays(path: str | Path, *, counts: bool = False, require_tiers=TIERS,
-                require_repeats: bool = True, name: str | None = None) -> xr.Dataset:
+def load_arrays(
+    path: str | Path,
+    *,
+    counts: bool = False,
+    require_tiers=TIERS,
+    require_repeats: bool = True,
+    name: str | None = None,
+) -> xr.Dataset:
     """Load a dataset from a ``.npz`` file or a folder of ``.npy`` files.
 
     Args:
@@ -91,8 +99,9 @@ def load_arrays(path: str | Path, *, counts: bool = False, require_tiers=TIERS,
     """
     path = Path(path)
     if not path.exists():
-        raise DataError("not found", file=path, field="arrays",
-                        expected="a .npz file or a folder of .npy files")
+        raise DataError(
+            "not found", file=path, field="arrays", expected="a .npz file or a folder of .npy files"
+        )
     arrays = {}
     if path.is_dir():
         for key in REQUIRED + OPTIONAL:
@@ -105,26 +114,41 @@ def load_arrays(path: str | Path, *, counts: bool = False, require_tiers=TIERS,
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files if k in REQUIRED + OPTIONAL}
         except (OSError, ValueError) as err:
-            raise DataError(f"not a readable .npz file ({err})", file=path,
-                            field="arrays") from None
+            raise DataError(
+                f"not a readable .npz file ({err})", file=path, field="arrays"
+            ) from None
         missing_where = lambda key: path  # noqa: E731
     for key in REQUIRED:
         if key not in arrays:
-            raise DataError("missing", file=missing_where(key), field=key,
-                            expected=f"arrays {', '.join(REQUIRED)}")
-    return make_dataset(arrays["images"], arrays["responses"], image_id=arrays["image_id"],
-                        tier=arrays["tier"], neuron_id=arrays.get("neuron_id"),
-                        area=arrays.get("area"), cortex_xyz=arrays.get("cortex_xyz"),
-                        name=name or path.stem, source=str(path), counts=counts,
-                        require_tiers=require_tiers, require_repeats=require_repeats)
+            raise DataError(
+                "missing",
+                file=missing_where(key),
+                field=key,
+                expected=f"arrays {', '.join(REQUIRED)}",
+            )
+    return make_dataset(
+        arrays["images"],
+        arrays["responses"],
+        image_id=arrays["image_id"],
+        tier=arrays["tier"],
+        neuron_id=arrays.get("neuron_id"),
+        area=arrays.get("area"),
+        cortex_xyz=arrays.get("cortex_xyz"),
+        name=name or path.stem,
+        source=str(path),
+        counts=counts,
+        require_tiers=require_tiers,
+        require_repeats=require_repeats,
+    )
 
 
 def _load_npy(f: Path, key: str) -> np.ndarray:
     try:
         return np.load(f, allow_pickle=False)
     except ValueError as err:
-        raise DataError(f"cannot read ({err})", file=f, field=key,
-                        expected="a plain (non-pickled) .npy array") from None
+        raise DataError(
+            f"cannot read ({err})", file=f, field=key, expected="a plain (non-pickled) .npy array"
+        ) from None
 
 
 def _cortex_xyz(ds: xr.Dataset) -> np.ndarray | None:
@@ -162,12 +186,16 @@ def save_arrays(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
             raise DataError("missing from the dataset", file=path, field=key)
     validate(ds, source=str(path), require_tiers=(), require_repeats=False)
     if path.exists() and not overwrite:
-        raise DataError("already exists", file=path, field="path",
-                        expected="a new path, or overwrite=True")
-    out = {"images": ds["images"].values.astype(np.float32),
-           "responses": ds["responses"].values.astype(np.float32),
-           "image_id": ds["image_id"].values, "tier": ds["tier"].values.astype(str),
-           "neuron_id": plain_ids(ds["neuron_id"].values)}
+        raise DataError(
+            "already exists", file=path, field="path", expected="a new path, or overwrite=True"
+        )
+    out = {
+        "images": ds["images"].values.astype(np.float32),
+        "responses": ds["responses"].values.astype(np.float32),
+        "image_id": ds["image_id"].values,
+        "tier": ds["tier"].values.astype(str),
+        "neuron_id": plain_ids(ds["neuron_id"].values),
+    }
     if "area" in ds.coords:
         out["area"] = ds["area"].values.astype(str)
     xyz = _cortex_xyz(ds)
@@ -186,6 +214,7 @@ def save_arrays(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
 
 
 # ---------------------------------------------------------------- table form (seed 002)
+
 
 def _number(text: str) -> float | None:
     try:
@@ -206,11 +235,17 @@ def _image_lookup(names: list[str]) -> tuple[dict, dict]:
     return by_name, by_int
 
 
-def load_table(csv_path: str | Path, image_dir: str | Path, *,
-               image_size: Sequence[int] | None = (36, 64),
-               tiers: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-               exclude_columns: Sequence[str] = ("stimulus_presentation_id",),
-               skip_ids: Sequence[int] = (-1,), name: str | None = None) -> xr.Dataset:
+def load_table(
+    csv_path: str | Path,
+    image_dir: str | Path,
+    *,
+    image_size: Sequence[int] | None = (36, 64),
+    tiers: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    exclude_columns: Sequence[str] = ("stimulus_presentation_id",),
+    skip_ids: Sequence[int] = (-1,),
+    name: str | None = None,
+) -> xr.Dataset:
     """Load the seed-002 table form: a CSV of per-image responses plus an image folder.
 
     Each CSV row is one trial. The first column identifies the image: a frame number
@@ -246,18 +281,29 @@ def load_table(csv_path: str | Path, image_dir: str | Path, *,
     with open(csv_path, newline="") as fh:
         rows = [(i + 1, r) for i, r in enumerate(csv.reader(fh)) if any(c.strip() for c in r)]
     if len(rows) < 2:
-        raise DataError("no data rows", file=csv_path, field="table",
-                        expected="a header row and one row per image")
+        raise DataError(
+            "no data rows",
+            file=csv_path,
+            field="table",
+            expected="a header row and one row per image",
+        )
     header = [c.strip() for c in rows[0][1]]
     keep = [j for j in range(1, len(header)) if header[j] not in set(exclude_columns)]
     if not keep:
-        raise DataError("no neuron columns", file=csv_path, field="header",
-                        expected="image id column followed by one column per neuron")
+        raise DataError(
+            "no neuron columns",
+            file=csv_path,
+            field="header",
+            expected="image id column followed by one column per neuron",
+        )
     keys, values = [], []
     for line, row in rows[1:]:
         if len(row) != len(header):
-            raise DataError(f"row {line} has {len(row)} cells but the header has "
-                            f"{len(header)}", file=csv_path, field=f"row {line}")
+            raise DataError(
+                f"row {line} has {len(row)} cells but the header has {len(header)}",
+                file=csv_path,
+                field=f"row {line}",
+            )
         key = row[0].strip()
         num = _number(key)
         if num is not None and num.is_integer() and int(num) in set(skip_ids):
@@ -267,42 +313,58 @@ def load_table(csv_path: str | Path, image_dir: str | Path, *,
             x = _number(row[j].strip())
             if x is None or not np.isfinite(x):
                 what = "non-numeric" if x is None else "non-finite"
-                raise DataError(f"{what} cell {row[j]!r} in row {line}, column "
-                                f"'{header[j]}'", file=csv_path,
-                                field=f"row {line}, column '{header[j]}'",
-                                expected="finite numbers")
+                raise DataError(
+                    f"{what} cell {row[j]!r} in row {line}, column '{header[j]}'",
+                    file=csv_path,
+                    field=f"row {line}, column '{header[j]}'",
+                    expected="finite numbers",
+                )
             vals[k] = x
         keys.append((line, key, num))
         values.append(vals)
     if not keys:
-        raise DataError("no data rows left after skipping blank ids", file=csv_path,
-                        field="table")
+        raise DataError("no data rows left after skipping blank ids", file=csv_path, field="table")
     images, names = load_image_folder(image_dir, image_size)
     by_name, by_int = _image_lookup(names)
     numeric = all(num is not None and num.is_integer() for _, _, num in keys)
-    idx, image_id = [], []
+    idx: list[int] = []
+    image_id: list[int] = []
     for line, key, num in keys:
         if numeric:
             hits = by_int.get(int(num), [])
             if len(hits) > 1:
-                raise DataError(f"row {line} id {key!r} matches several images "
-                                f"{[names[h] for h in hits]}", file=image_dir,
-                                field=f"row {line}")
+                raise DataError(
+                    f"row {line} id {key!r} matches several images {[names[h] for h in hits]}",
+                    file=image_dir,
+                    field=f"row {line}",
+                )
             i = hits[0] if hits else by_name.get(key)
         else:
             i = by_name.get(key)
         if i is None:
-            raise DataError(f"no image for row {line} id {key!r}", file=image_dir,
-                            field=f"row {line}",
-                            expected="an image file named by the id or ending in its number")
+            raise DataError(
+                f"no image for row {line} id {key!r}",
+                file=image_dir,
+                field=f"row {line}",
+                expected="an image file named by the id or ending in its number",
+            )
         idx.append(i)
         image_id.append(int(num) if numeric else i)
     neuron_names = [header[j] for j in keep]
-    neuron_id = (np.array([int(float(h)) for h in neuron_names])
-                 if all(_number(h) is not None and float(h).is_integer() for h in neuron_names)
-                 else np.array(neuron_names))
-    image_id = np.asarray(image_id, dtype=np.int64)
-    return make_dataset(images[np.asarray(idx)], np.stack(values), image_id=image_id,
-                        tier=split_tiers(image_id, tiers, seed), neuron_id=neuron_id,
-                        name=name or csv_path.stem, source=str(csv_path),
-                        require_tiers=_required_tiers(tiers), require_repeats=False)
+    neuron_id = (
+        np.array([int(float(h)) for h in neuron_names])
+        if all(_number(h) is not None and float(h).is_integer() for h in neuron_names)
+        else np.array(neuron_names)
+    )
+    image_ids = np.asarray(image_id, dtype=np.int64)
+    return make_dataset(
+        images[np.asarray(idx)],
+        np.stack(values),
+        image_id=image_ids,
+        tier=split_tiers(image_ids, tiers, seed),
+        neuron_id=neuron_id,
+        name=name or csv_path.stem,
+        source=str(csv_path),
+        require_tiers=_required_tiers(tiers),
+        require_repeats=False,
+    )

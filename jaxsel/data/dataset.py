@@ -28,10 +28,21 @@ TIERS = ("train", "validation", "test")
 STAT_VARS = ("image_mean", "image_std", "response_mean", "response_std")
 
 
-def make_dataset(images, responses, *, image_id, tier, neuron_id=None, area=None,
-                 cortex_xyz=None, name: str = "dataset", source: str | None = None,
-                 counts: bool = False, require_tiers: Sequence[str] = TIERS,
-                 require_repeats: bool = True) -> xr.Dataset:
+def make_dataset(
+    images,
+    responses,
+    *,
+    image_id,
+    tier,
+    neuron_id=None,
+    area=None,
+    cortex_xyz=None,
+    name: str = "dataset",
+    source: str | None = None,
+    counts: bool = False,
+    require_tiers: Sequence[str] = TIERS,
+    require_repeats: bool = True,
+) -> xr.Dataset:
     """Build and validate a dataset from plain arrays.
 
     Args:
@@ -60,16 +71,27 @@ def make_dataset(images, responses, *, image_id, tier, neuron_id=None, area=None
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
-        raise DataError(f"images have shape {images.shape}", file=where, field="images",
-                        expected="(trial, y, x) or (trial, channel, y, x)")
+        raise DataError(
+            f"images have shape {images.shape}",
+            file=where,
+            field="images",
+            expected="(trial, y, x) or (trial, channel, y, x)",
+        )
     if responses.ndim != 2:
-        raise DataError(f"responses have shape {responses.shape}", file=where,
-                        field="responses", expected="(trial, neuron)")
+        raise DataError(
+            f"responses have shape {responses.shape}",
+            file=where,
+            field="responses",
+            expected="(trial, neuron)",
+        )
     n_trial, n_neuron = responses.shape
     if images.shape[0] != n_trial:
-        raise DataError(f"{images.shape[0]} image trials but {n_trial} response trials",
-                        file=where, field="images/responses",
-                        expected="the same number of trials")
+        raise DataError(
+            f"{images.shape[0]} image trials but {n_trial} response trials",
+            file=where,
+            field="images/responses",
+            expected="the same number of trials",
+        )
     image_id = _trial_vector(image_id, n_trial, "image_id", where)
     tier = _trial_vector(tier, n_trial, "tier", where).astype(str)
     if not np.issubdtype(image_id.dtype, np.integer):
@@ -79,84 +101,137 @@ def make_dataset(images, responses, *, image_id, tier, neuron_id=None, area=None
             raise DataError("image ids are not integers", file=where, field="image_id") from None
     neuron_id = np.arange(n_neuron) if neuron_id is None else np.asarray(neuron_id)
     if neuron_id.shape != (n_neuron,):
-        raise DataError(f"{neuron_id.shape[0] if neuron_id.ndim else 0} neuron ids for "
-                        f"{n_neuron} neurons", file=where, field="neuron_id",
-                        expected=f"shape ({n_neuron},)")
+        raise DataError(
+            f"{neuron_id.shape[0] if neuron_id.ndim else 0} neuron ids for {n_neuron} neurons",
+            file=where,
+            field="neuron_id",
+            expected=f"shape ({n_neuron},)",
+        )
     if len(np.unique(neuron_id)) != n_neuron:
         raise DataError("neuron ids are not unique", file=where, field="neuron_id")
 
-    coords = {"image_id": ("trial", image_id), "tier": ("trial", tier),
-              "neuron_id": ("neuron", neuron_id)}
+    coords = {
+        "image_id": ("trial", image_id),
+        "tier": ("trial", tier),
+        "neuron_id": ("neuron", neuron_id),
+    }
     if area is not None:
         area = np.asarray(area).astype(str)
         if area.shape != (n_neuron,):
-            raise DataError(f"area has shape {area.shape}", file=where, field="area",
-                            expected=f"({n_neuron},)")
+            raise DataError(
+                f"area has shape {area.shape}", file=where, field="area", expected=f"({n_neuron},)"
+            )
         coords["area"] = ("neuron", area)
     if cortex_xyz is not None:
         xyz = np.asarray(cortex_xyz, dtype=np.float32)
         if xyz.ndim != 2 or xyz.shape[0] != n_neuron or xyz.shape[1] not in (2, 3):
-            raise DataError(f"cortical positions have shape {xyz.shape}", file=where,
-                            field="cortex_xyz", expected=f"({n_neuron}, 2 or 3)")
+            raise DataError(
+                f"cortical positions have shape {xyz.shape}",
+                file=where,
+                field="cortex_xyz",
+                expected=f"({n_neuron}, 2 or 3)",
+            )
         for k, axis in enumerate("xyz"[: xyz.shape[1]]):
             coords[f"cortex_{axis}"] = ("neuron", xyz[:, k])
 
     ds = xr.Dataset(
-        {"images": (("trial", "channel", "y", "x"), images.astype(np.float32, copy=False)),
-         "responses": (("trial", "neuron"), responses.astype(np.float32, copy=False))},
-        coords=coords, attrs={"name": name, "source": str(source or "")})
-    validate(ds, source=where, counts=counts, require_tiers=require_tiers,
-             require_repeats=require_repeats)
+        {
+            "images": (("trial", "channel", "y", "x"), images.astype(np.float32, copy=False)),
+            "responses": (("trial", "neuron"), responses.astype(np.float32, copy=False)),
+        },
+        coords=coords,
+        attrs={"name": name, "source": str(source or "")},
+    )
+    validate(
+        ds,
+        source=where,
+        counts=counts,
+        require_tiers=require_tiers,
+        require_repeats=require_repeats,
+    )
     return with_statistics(ds)
 
 
 def _trial_vector(values, n_trial: int, field: str, where: str) -> np.ndarray:
     values = np.asarray(values)
     if values.shape != (n_trial,):
-        raise DataError(f"has shape {values.shape}", file=where, field=field,
-                        expected=f"one value per trial, shape ({n_trial},)")
+        raise DataError(
+            f"has shape {values.shape}",
+            file=where,
+            field=field,
+            expected=f"one value per trial, shape ({n_trial},)",
+        )
     return values
 
 
-def validate(ds: xr.Dataset, *, source: str | None = None, counts: bool = False,
-             require_tiers: Sequence[str] = TIERS, require_repeats: bool = True) -> None:
+def validate(
+    ds: xr.Dataset,
+    *,
+    source: str | None = None,
+    counts: bool = False,
+    require_tiers: Sequence[str] = TIERS,
+    require_repeats: bool = True,
+) -> None:
     """Check a dataset's content; raise ``DataError`` naming the first problem found."""
     where = source or ds.attrs.get("source") or ds.attrs.get("name", "dataset")
     tiers = ds["tier"].values
     unknown = sorted(set(tiers) - set(TIERS))
     if unknown:
-        raise DataError(f"unknown tier values {unknown}", file=where, field="tier",
-                        expected=f"values in {list(TIERS)}")
+        raise DataError(
+            f"unknown tier values {unknown}",
+            file=where,
+            field="tier",
+            expected=f"values in {list(TIERS)}",
+        )
     for t in require_tiers:
         if not np.any(tiers == t):
-            raise DataError(f"no trials in tier '{t}'", file=where, field="tier",
-                            expected=f"at least one trial in each of {list(require_tiers)}")
+            raise DataError(
+                f"no trials in tier '{t}'",
+                file=where,
+                field="tier",
+                expected=f"at least one trial in each of {list(require_tiers)}",
+            )
     r = ds["responses"].values
     bad = ~np.isfinite(r)
     if bad.any():
         t, n = np.argwhere(bad)[0]
-        raise DataError(f"{int(bad.sum())} non-finite response values, first at trial {t} "
-                        f"(image_id {ds['image_id'].values[t]}), neuron {n} "
-                        f"(neuron_id {ds['neuron_id'].values[n]}): {r[t, n]}",
-                        file=where, field="responses", expected="finite numbers")
+        raise DataError(
+            f"{int(bad.sum())} non-finite response values, first at trial {t} "
+            f"(image_id {ds['image_id'].values[t]}), neuron {n} "
+            f"(neuron_id {ds['neuron_id'].values[n]}): {r[t, n]}",
+            file=where,
+            field="responses",
+            expected="finite numbers",
+        )
     if counts and (r < 0).any():
         t, n = np.argwhere(r < 0)[0]
-        raise DataError(f"negative spike count {r[t, n]} at trial {t}, neuron {n} "
-                        f"(neuron_id {ds['neuron_id'].values[n]})", file=where,
-                        field="responses", expected="non-negative counts")
+        raise DataError(
+            f"negative spike count {r[t, n]} at trial {t}, neuron {n} "
+            f"(neuron_id {ds['neuron_id'].values[n]})",
+            file=where,
+            field="responses",
+            expected="non-negative counts",
+        )
     im = ds["images"].values
     if not np.isfinite(im).all():
         t = int(np.argwhere(~np.isfinite(im))[0][0])
-        raise DataError(f"non-finite pixel values in trial {t}", file=where, field="images",
-                        expected="finite numbers")
+        raise DataError(
+            f"non-finite pixel values in trial {t}",
+            file=where,
+            field="images",
+            expected="finite numbers",
+        )
     if require_repeats and "test" in require_tiers:
         ids = ds["image_id"].values[tiers == "test"]
         _, n_rep = np.unique(ids, return_counts=True)
         if n_rep.max(initial=0) < 2:
-            raise DataError("no test image is shown more than once", file=where,
-                            field="image_id (tier 'test')",
-                            expected="repeated test images (needed for oracle correlation "
-                                     "and FEVE); pass require_repeats=False to skip")
+            raise DataError(
+                "no test image is shown more than once",
+                file=where,
+                field="image_id (tier 'test')",
+                expected="repeated test images (needed for oracle correlation "
+                "and FEVE); pass require_repeats=False to skip",
+            )
 
 
 def with_statistics(ds: xr.Dataset, tier: str = "train") -> xr.Dataset:
@@ -182,15 +257,17 @@ def global_image_stats(ds: xr.Dataset) -> tuple[float, float]:
     return float(mean), float(np.sqrt(v.mean() + ((m - mean) ** 2).mean()))
 
 
-def subset(ds: xr.Dataset, *, neurons=None, tiers: str | Sequence[str] | None = None
-           ) -> xr.Dataset:
+def subset(ds: xr.Dataset, *, neurons=None, tiers: str | Sequence[str] | None = None) -> xr.Dataset:
     """Select neurons (ids, or a boolean mask over neurons) and/or tiers."""
     if neurons is not None:
         neurons = np.asarray(neurons)
         if neurons.dtype == bool:
             if neurons.shape != (ds.sizes["neuron"],):
-                raise DataError(f"neuron mask has shape {neurons.shape}", field="neurons",
-                                expected=f"({ds.sizes['neuron']},)")
+                raise DataError(
+                    f"neuron mask has shape {neurons.shape}",
+                    field="neurons",
+                    expected=f"({ds.sizes['neuron']},)",
+                )
             idx = np.flatnonzero(neurons)
         else:
             ids = ds["neuron_id"].values
@@ -222,11 +299,15 @@ def repeats(ds: xr.Dataset, tier: str = "test") -> xr.DataArray:
     rank[order] = np.arange(len(ids)) - np.repeat(starts, n_rep)
     out = np.full((len(uniq), n_rep.max(), sel.sizes["neuron"]), np.nan, dtype=np.float32)
     out[inverse, rank] = sel["responses"].values
-    neuron_coords = {k: ("neuron", v.values) for k, v in sel.coords.items()
-                     if v.dims == ("neuron",)}
-    return xr.DataArray(out, dims=("image", "repeat", "neuron"),
-                        coords={"image_id": ("image", uniq), "n_repeats": ("image", n_rep),
-                                **neuron_coords}, name="responses")
+    neuron_coords = {
+        k: ("neuron", v.values) for k, v in sel.coords.items() if v.dims == ("neuron",)
+    }
+    return xr.DataArray(
+        out,
+        dims=("image", "repeat", "neuron"),
+        coords={"image_id": ("image", uniq), "n_repeats": ("image", n_rep), **neuron_coords},
+        name="responses",
+    )
 
 
 def unique_images(ds: xr.Dataset, tier: str = "test") -> xr.DataArray:
@@ -234,8 +315,13 @@ def unique_images(ds: xr.Dataset, tier: str = "test") -> xr.DataArray:
     sel = subset(ds, tiers=tier)
     ids = sel["image_id"].values
     uniq, first = np.unique(ids, return_index=True)
-    return sel["images"].isel(trial=first).rename(trial="image").assign_coords(
-        image_id=("image", uniq)).drop_vars("tier", errors="ignore")
+    return (
+        sel["images"]
+        .isel(trial=first)
+        .rename(trial="image")
+        .assign_coords(image_id=("image", uniq))
+        .drop_vars("tier", errors="ignore")
+    )
 
 
 def fingerprint(ds: xr.Dataset) -> str:

@@ -21,8 +21,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 def natural_key(name: str) -> list:
     """Sort key that orders embedded numbers numerically (``img2`` before ``img10``)."""
-    return [(0, int(tok), "") if tok.isdigit() else (1, 0, tok.lower())
-            for tok in re.split(r"(\d+)", name) if tok]
+    return [
+        (0, int(tok), "") if tok.isdigit() else (1, 0, tok.lower())
+        for tok in re.split(r"(\d+)", name)
+        if tok
+    ]
 
 
 def _check_size(size, where) -> tuple[int, int] | None:
@@ -31,11 +34,19 @@ def _check_size(size, where) -> tuple[int, int] | None:
     try:
         h, w = (int(s) for s in size)
     except (TypeError, ValueError):
-        raise DataError(f"image size {size!r} is not a pair of integers", file=where,
-                        field="size", expected="(height, width)") from None
+        raise DataError(
+            f"image size {size!r} is not a pair of integers",
+            file=where,
+            field="size",
+            expected="(height, width)",
+        ) from None
     if h < 1 or w < 1:
-        raise DataError(f"image size {size!r} is not positive", file=where, field="size",
-                        expected="(height, width) >= 1")
+        raise DataError(
+            f"image size {size!r} is not positive",
+            file=where,
+            field="size",
+            expected="(height, width) >= 1",
+        )
     return h, w
 
 
@@ -47,8 +58,7 @@ def resize_plane(plane: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(plane))
-    return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR),
-                      dtype=np.float32)
+    return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def read_image(file: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -77,11 +87,19 @@ def read_image(file: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     except FileNotFoundError:
         raise DataError("file not found", file=file, field="image") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"not a readable image ({err})", file=file, field="image",
-                        expected="a PNG, JPEG, TIFF or BMP file") from None
+        raise DataError(
+            f"not a readable image ({err})",
+            file=file,
+            field="image",
+            expected="a PNG, JPEG, TIFF or BMP file",
+        ) from None
     if arr.ndim != 2:
-        raise DataError(f"image has shape {arr.shape}", file=file, field="image",
-                        expected="a single-frame grayscale or colour image")
+        raise DataError(
+            f"image has shape {arr.shape}",
+            file=file,
+            field="image",
+            expected="a single-frame grayscale or colour image",
+        )
     return resize_plane(arr, size)
 
 
@@ -91,18 +109,27 @@ def list_image_files(path: str | Path) -> list[Path]:
     if not path.exists():
         raise DataError("image folder not found", file=path, field="images")
     if not path.is_dir():
-        raise DataError("not a folder", file=path, field="images",
-                        expected="a folder of PNG/JPEG/TIFF images")
-    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-             and p.suffix.lower() in IMAGE_EXTENSIONS]
+        raise DataError(
+            "not a folder", file=path, field="images", expected="a folder of PNG/JPEG/TIFF images"
+        )
+    files = [
+        p
+        for p in path.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
     if not files:
-        raise DataError("no image files", file=path, field="images",
-                        expected=f"files ending in {', '.join(IMAGE_EXTENSIONS)}")
+        raise DataError(
+            "no image files",
+            file=path,
+            field="images",
+            expected=f"files ending in {', '.join(IMAGE_EXTENSIONS)}",
+        )
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def load_image_folder(path: str | Path, size: Sequence[int] | None = (36, 64)
-                      ) -> tuple[np.ndarray, list[str]]:
+def load_image_folder(
+    path: str | Path, size: Sequence[int] | None = (36, 64)
+) -> tuple[np.ndarray, list[str]]:
     """Read every image in a folder as grayscale float32, resized.
 
     Files are ordered naturally by name (``2.png`` before ``10.png``); hidden files and
@@ -125,9 +152,12 @@ def load_image_folder(path: str | Path, size: Sequence[int] | None = (36, 64)
     for f in files:
         plane = read_image(f, size)
         if planes and plane.shape != planes[0].shape:
-            raise DataError(f"image has shape {plane.shape} but {files[0].name} has "
-                            f"{planes[0].shape}", file=f, field="image",
-                            expected="images of one size (or pass size=(h, w))")
+            raise DataError(
+                f"image has shape {plane.shape} but {files[0].name} has {planes[0].shape}",
+                file=f,
+                field="image",
+                expected="images of one size (or pass size=(h, w))",
+            )
         planes.append(plane)
     return np.stack(planes)[:, None], [f.name for f in files]
 
@@ -138,8 +168,12 @@ def _as_nchw(arr: np.ndarray, where) -> np.ndarray:
     elif arr.ndim == 3:
         arr = arr[:, None]
     elif arr.ndim != 4:
-        raise DataError(f"images have shape {arr.shape}", file=where, field="images",
-                        expected="(y, x), (n, y, x) or (n, channel, y, x)")
+        raise DataError(
+            f"images have shape {arr.shape}",
+            file=where,
+            field="images",
+            expected="(y, x), (n, y, x) or (n, channel, y, x)",
+        )
     return arr
 
 
@@ -181,22 +215,30 @@ def load_images(arrays_or_path, size: Sequence[int] | None = None) -> np.ndarray
                 elif len(keys) == 1:
                     arr = z[keys[0]]
                 else:
-                    raise DataError(f"no 'images' array among {keys}", file=path,
-                                    field="images")
+                    raise DataError(f"no 'images' array among {keys}", file=path, field="images")
         else:
-            raise DataError(f"unknown stimulus format '{suffix}'", file=path, field="images",
-                            expected="a folder, an image file, .npy or .npz")
+            raise DataError(
+                f"unknown stimulus format '{suffix}'",
+                file=path,
+                field="images",
+                expected="a folder, an image file, .npy or .npz",
+            )
     else:
         arr = arrays_or_path
     arr = np.asarray(arr)
     if arr.dtype.kind not in "biuf":
-        raise DataError(f"images have dtype {arr.dtype}", file=where, field="images",
-                        expected="numbers")
+        raise DataError(
+            f"images have dtype {arr.dtype}", file=where, field="images", expected="numbers"
+        )
     arr = _as_nchw(arr.astype(np.float32, copy=False), where)
     if not np.isfinite(arr).all():
         n = int(np.argwhere(~np.isfinite(arr))[0][0])
-        raise DataError(f"non-finite pixel values in image {n}", file=where, field="images",
-                        expected="finite numbers")
+        raise DataError(
+            f"non-finite pixel values in image {n}",
+            file=where,
+            field="images",
+            expected="finite numbers",
+        )
     if size is None or arr.shape[2:] == size:
         return np.ascontiguousarray(arr)
     out = np.empty(arr.shape[:2] + size, dtype=np.float32)

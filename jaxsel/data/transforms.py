@@ -41,8 +41,13 @@ class Standardizer:
         return r * self.response_scale
 
 
-def standardizer(ds: xr.Dataset, *, per_pixel: bool = False, scale_responses: bool = True,
-                 response_floor: float = 0.01) -> Standardizer:
+def standardizer(
+    ds: xr.Dataset,
+    *,
+    per_pixel: bool = False,
+    scale_responses: bool = True,
+    response_floor: float = 0.01,
+) -> Standardizer:
     """Build the standardizer from a dataset's train-tier statistics.
 
     Args:
@@ -72,5 +77,7 @@ def standardizer(ds: xr.Dataset, *, per_pixel: bool = False, scale_responses: bo
 
 def standardize(ds: xr.Dataset, st: Standardizer) -> xr.Dataset:
     """Apply a standardizer to a dataset's images and responses (statistics are kept raw)."""
-    return ds.assign(images=st.images(ds["images"]), responses=ds["responses"] / xr.DataArray(
-        st.response_scale, dims="neuron"))
+    return ds.assign(
+        images=st.images(ds["images"]),
+        responses=ds["responses"] / xr.DataArray(st.response_scale, dims="neuron"),
+    )

@@ -40,17 +40,28 @@ def _encode_values(a: np.ndarray, where, field) -> tuple[str, list]:
             a = a.astype(str)
         else:
             types = sorted({type(x).__name__ for x in a.ravel()})
-            raise DataError(f"object values of types {types}", file=where, field=field,
-                            expected="numbers, strings or datetimes")
+            raise DataError(
+                f"object values of types {types}",
+                file=where,
+                field=field,
+                expected="numbers, strings or datetimes",
+            )
     if a.dtype.kind == "f":
-        flat = [x if np.isfinite(x) else ("NaN" if np.isnan(x) else
-                                          ("Infinity" if x > 0 else "-Infinity"))
-                for x in a.ravel().tolist()]
+        flat = [
+            x
+            if np.isfinite(x)
+            else ("NaN" if np.isnan(x) else ("Infinity" if x > 0 else "-Infinity"))
+            for x in a.ravel().tolist()
+        ]
         return a.dtype.str, np.array(flat, dtype=object).reshape(a.shape).tolist()
     if a.dtype.kind in "biuUS":
         return a.dtype.str, (a.astype(str) if a.dtype.kind == "S" else a).tolist()
-    raise DataError(f"values of dtype {a.dtype}", file=where, field=field,
-                    expected="numbers, strings or datetimes")
+    raise DataError(
+        f"values of dtype {a.dtype}",
+        file=where,
+        field=field,
+        expected="numbers, strings or datetimes",
+    )
 
 
 def _decode_values(dtype: str, values) -> np.ndarray:
@@ -58,8 +69,10 @@ def _decode_values(dtype: str, values) -> np.ndarray:
     if dt.kind in "Mm":
         return np.asarray(values, dtype=np.int64).view(dt)
     if dt.kind == "f":
+
         def fix(x):
             return [fix(v) for v in x] if isinstance(x, list) else _NONFINITE.get(x, x)
+
         return np.asarray(fix(values), dtype=dt)
     return np.asarray(values, dtype=dt)
 
@@ -71,9 +84,12 @@ def _encode_attr(value, where, key):
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
-        raise DataError(f"attribute of type {type(value).__name__} is not JSON-serializable",
-                        file=where, field=f"attrs['{key}']",
-                        expected="JSON values or NumPy arrays") from None
+        raise DataError(
+            f"attribute of type {type(value).__name__} is not JSON-serializable",
+            file=where,
+            field=f"attrs['{key}']",
+            expected="JSON values or NumPy arrays",
+        ) from None
     return value
 
 
@@ -83,9 +99,13 @@ def _decode_attr(value):
     return value
 
 
-def save_zarr(array_or_dataarray, path: str | Path, *,
-              chunks: Sequence[int] | Mapping[str, int] | None = None,
-              overwrite: bool = False) -> Path:
+def save_zarr(
+    array_or_dataarray,
+    path: str | Path,
+    *,
+    chunks: Sequence[int] | Mapping[str, int] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write an array or ``xarray.DataArray`` as a zarr v3 store with tensorstore.
 
     Args:
@@ -107,8 +127,12 @@ def save_zarr(array_or_dataarray, path: str | Path, *,
     da = array_or_dataarray if isinstance(array_or_dataarray, xr.DataArray) else None
     data = np.asarray(da.values if da is not None else array_or_dataarray)
     if data.dtype.kind not in "biufc":
-        raise DataError(f"array of dtype {data.dtype}", file=path, field="data",
-                        expected="a numeric or boolean array")
+        raise DataError(
+            f"array of dtype {data.dtype}",
+            file=path,
+            field="data",
+            expected="a numeric or boolean array",
+        )
     metadata = {}
     if da is not None:
         coords = {}
@@ -116,25 +140,41 @@ def save_zarr(array_or_dataarray, path: str | Path, *,
             dtype, values = _encode_values(c.values, path, f"coords['{k}']")
             coords[str(k)] = {"dims": list(c.dims), "dtype": dtype, "values": values}
         metadata["dimension_names"] = [str(d) for d in da.dims]
-        metadata["attributes"] = {_KEY: {
-            "version": 1, "name": None if da.name is None else str(da.name), "coords": coords,
-            "attrs": {str(k): _encode_attr(v, path, k) for k, v in da.attrs.items()}}}
+        metadata["attributes"] = {
+            _KEY: {
+                "version": 1,
+                "name": None if da.name is None else str(da.name),
+                "coords": coords,
+                "attrs": {str(k): _encode_attr(v, path, k) for k, v in da.attrs.items()},
+            }
+        }
     layout = None
     if chunks is not None:
         if isinstance(chunks, Mapping):
             if da is None:
-                raise DataError("chunks by dimension name need a DataArray", file=path,
-                                field="chunks")
-            chunks = [int(chunks.get(d, n)) for d, n in zip(da.dims, data.shape)]
+                raise DataError(
+                    "chunks by dimension name need a DataArray", file=path, field="chunks"
+                )
+            chunks = [int(chunks.get(str(d), n)) for d, n in zip(da.dims, data.shape, strict=True)]
         chunks = [int(c) for c in chunks]
         if len(chunks) != data.ndim or any(c < 1 for c in chunks):
-            raise DataError(f"chunks {chunks} for shape {data.shape}", file=path,
-                            field="chunks", expected=f"{data.ndim} positive sizes")
-        layout = ts.ChunkLayout(chunk_shape=[min(c, max(n, 1)) for c, n
-                                             in zip(chunks, data.shape)])
+            raise DataError(
+                f"chunks {chunks} for shape {data.shape}",
+                file=path,
+                field="chunks",
+                expected=f"{data.ndim} positive sizes",
+            )
+        layout = ts.ChunkLayout(
+            chunk_shape=[min(c, max(n, 1)) for c, n in zip(chunks, data.shape, strict=True)]
+        )
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        store = ts.open(_spec(tmp, metadata), create=True, dtype=ts.dtype(data.dtype.name),
-                        shape=list(data.shape), chunk_layout=layout).result()
+        store = ts.open(
+            _spec(tmp, metadata),
+            create=True,
+            dtype=ts.dtype(data.dtype.name),
+            shape=list(data.shape),
+            chunk_layout=layout,
+        ).result()
         if data.size:
             store.write(data).result()
     return path
@@ -155,7 +195,8 @@ def _lazy(store, dims, coords, name, attrs) -> xr.DataArray:
 
         def __getitem__(self, key):
             return indexing.explicit_indexing_adapter(
-                key, self.shape, indexing.IndexingSupport.OUTER, self._outer)
+                key, self.shape, indexing.IndexingSupport.OUTER, self._outer
+            )
 
         def _outer(self, key: tuple):
             return np.asarray(self.store.oindex[key].read().result())
@@ -195,10 +236,17 @@ def load_zarr(path: str | Path, *, lazy: bool = False):
         return store if lazy else np.asarray(store.read().result())
     info = info or {}
     dims = dims or [f"dim_{i}" for i in range(store.rank)]
-    coords = {k: (tuple(c["dims"]), _decode_values(c["dtype"], c["values"]))
-              for k, c in info.get("coords", {}).items()}
+    coords = {
+        k: (tuple(c["dims"]), _decode_values(c["dtype"], c["values"]))
+        for k, c in info.get("coords", {}).items()
+    }
     attrs = {k: _decode_attr(v) for k, v in info.get("attrs", {}).items()}
     if lazy:
         return _lazy(store, dims, coords, info.get("name"), attrs)
-    return xr.DataArray(np.asarray(store.read().result()), dims=tuple(dims), coords=coords,
-                        name=info.get("name"), attrs=attrs)
+    return xr.DataArray(
+        np.asarray(store.read().result()),
+        dims=tuple(dims),
+        coords=coords,
+        name=info.get("name"),
+        attrs=attrs,
+    )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -57,7 +58,7 @@ def _pads(padding, kh: int, kw: int):
     return tuple(tuple(int(v) for v in p) for p in padding)
 
 
-def fft_conv(x, kernel, stride: int = 1, padding="SAME"):
+def fft_conv(x, kernel, stride: int = 1, padding: str | Sequence[tuple[int, int]] = "SAME"):
     """A convolution (cross-correlation, as ``lax.conv_general_dilated``) by FFT.
 
     The maps are zero-padded to a fast FFT length n >= H + max(pad_lo, pad_hi), so that the
@@ -74,14 +75,14 @@ def fft_conv(x, kernel, stride: int = 1, padding="SAME"):
       (B, H', W', Cout), equal to the direct convolution up to float32 FFT rounding
       (~1e-6 of the output's scale).
     """
-    kh, kw, cin, _ = kernel.shape
+    kh, kw = kernel.shape[:2]
     h, w = x.shape[1], x.shape[2]
     (ly, hy), (lx, hx) = _pads(padding, kh, kw)
     oh, ow = (h + ly + hy - kh) // stride + 1, (w + lx + hx - kw) // stride + 1
     nh, nw = fft_size(h + max(ly, hy)), fft_size(w + max(lx, hx))
     # full correlation index of output i: i * stride + k - 1 - lo
     geom = (nh, nw, kh - 1 - ly, kw - 1 - lx, stride, oh, ow)
-    kf = jnp.transpose(kernel[::-1, ::-1], (2, 3, 0, 1)).astype(x.dtype)     # (Cin, Cout, ..)
+    kf = jnp.transpose(kernel[::-1, ::-1], (2, 3, 0, 1)).astype(x.dtype)  # (Cin, Cout, ..)
     return _fft_conv_nhwc(x, kf, geom).astype(x.dtype)
 
 
@@ -94,11 +95,11 @@ def _to_nchw(x):
 
 def _fft_forward(x, kf, geom):
     nh, nw, sy, sx, stride, oh, ow = geom
-    xf = jnp.fft.rfft2(_to_nchw(x), s=(nh, nw))                             # (B, Cin, nh, .)
-    wf = jnp.fft.rfft2(kf, s=(nh, nw))                                      # (Cin, Cout, ...)
-    yf = sum(xf[:, c:c + 1] * wf[c][None] for c in range(kf.shape[0]))       # (B, Cout, ...)
+    xf = jnp.fft.rfft2(_to_nchw(x), s=(nh, nw))  # (B, Cin, nh, .)
+    wf = jnp.fft.rfft2(kf, s=(nh, nw))  # (Cin, Cout, ...)
+    yf = sum(xf[:, c : c + 1] * wf[c][None] for c in range(kf.shape[0]))  # (B, Cout, ...)
     y = jnp.fft.irfft2(yf, s=(nh, nw))
-    y = y[:, :, sy:sy + (oh - 1) * stride + 1:stride, sx:sx + (ow - 1) * stride + 1:stride]
+    y = y[:, :, sy : sy + (oh - 1) * stride + 1 : stride, sx : sx + (ow - 1) * stride + 1 : stride]
     return jnp.moveaxis(y, 1, -1), (xf, wf)
 
 
@@ -122,15 +123,22 @@ def _fft_conv_bwd(geom, res, gy):
     nh, nw, sy, sx, stride, oh, ow = geom
     (xf, wf), xshape, kshape = res
     span_y, span_x = (oh - 1) * stride + 1, (ow - 1) * stride + 1
-    g = lax.pad(_to_nchw(gy), jnp.zeros((), gy.dtype),
-                ((0, 0, 0), (0, 0, 0), (sy, nh - sy - span_y, stride - 1),
-                 (sx, nw - sx - span_x, stride - 1)))          # the adjoint of the crop
-    gf = jnp.fft.rfft2(g)                                                   # (B, Cout, ...)
+    g = lax.pad(
+        _to_nchw(gy),
+        jnp.zeros((), gy.dtype),
+        (
+            (0, 0, 0),
+            (0, 0, 0),
+            (sy, nh - sy - span_y, stride - 1),
+            (sx, nw - sx - span_x, stride - 1),
+        ),
+    )  # the adjoint of the crop
+    gf = jnp.fft.rfft2(g)  # (B, Cout, ...)
     cout = gf.shape[1]
-    dxf = sum(gf[:, o:o + 1] * jnp.conj(wf[:, o])[None] for o in range(cout))
-    dx = jnp.moveaxis(jnp.fft.irfft2(dxf, s=(nh, nw))[:, :, :xshape[1], :xshape[2]], 1, -1)
-    dwf = jnp.sum(jnp.conj(xf)[:, :, None] * gf[:, None], axis=0)          # (Cin, Cout, ...)
-    dk = jnp.fft.irfft2(dwf, s=(nh, nw))[:, :, :kshape[2], :kshape[3]]
+    dxf = sum(gf[:, o : o + 1] * jnp.conj(wf[:, o])[None] for o in range(cout))
+    dx = jnp.moveaxis(jnp.fft.irfft2(dxf, s=(nh, nw))[:, :, : xshape[1], : xshape[2]], 1, -1)
+    dwf = jnp.sum(jnp.conj(xf)[:, :, None] * gf[:, None], axis=0)  # (Cin, Cout, ...)
+    dk = jnp.fft.irfft2(dwf, s=(nh, nw))[:, :, : kshape[2], : kshape[3]]
     return dx.astype(gy.dtype), dk.astype(gy.dtype)
 
 
@@ -157,7 +165,7 @@ def shifted_conv(x, kernel, dilation: int = 1):
     out = None
     for dy in range(kh):
         for dx in range(kw):
-            sl = xp[:, dy * dilation:dy * dilation + h, dx * dilation:dx * dilation + w]
+            sl = xp[:, dy * dilation : dy * dilation + h, dx * dilation : dx * dilation + w]
             term = jnp.einsum("bhwc,co->bhwo", sl, kernel[dy, dx])
             out = term if out is None else out + term
     return out
@@ -177,7 +185,7 @@ def _accepts(option: str) -> bool:
     try:
         jax.jit(lambda v: v + 1, compiler_options={option: ""})(jnp.float32(0))
         return True
-    except Exception:  # noqa: BLE001 - an XLA without this option
+    except Exception:  # an XLA without this option
         return False
 
 
@@ -189,8 +197,7 @@ def compiler_options(impl: str) -> dict | None:
     of ``benchmarks/``, 37 vs 45 model-steps/s; neutral for the ``small`` config), if this
     XLA has the option. Else None (XLA's defaults).
     """
-    if impl in ("fft", "auto") and jax.default_backend() == "cpu" and _accepts(
-            next(iter(_NO_YNN))):
+    if impl in ("fft", "auto") and jax.default_backend() == "cpu" and _accepts(next(iter(_NO_YNN))):
         return dict(_NO_YNN)
     return None
 
@@ -206,8 +213,7 @@ def fft_is_faster_on_cpu(kernel_size: int, cin: int, cout: int, stride: int) -> 
     layers (the FFT's product over channel pairs grows as cin x cout, while XLA's direct
     convolution gets efficient as channels grow).
     """
-    return (stride == 1 and cout <= 8 and cin * cout <= 16
-            and kernel_size * kernel_size * cin >= 64)
+    return stride == 1 and cout <= 8 and cin * cout <= 16 and kernel_size * kernel_size * cin >= 64
 
 
 def _replacement(mod, x, impl: str):
@@ -215,8 +221,7 @@ def _replacement(mod, x, impl: str):
     kernel = mod.get_variable("params", "kernel")
     if impl == "auto":
         stride = mod.pool if isinstance(mod, ConvPool) else (1 if _ones(mod.strides) else 2)
-        if not fft_is_faster_on_cpu(kernel.shape[0], kernel.shape[2], kernel.shape[3],
-                                    stride):
+        if not fft_is_faster_on_cpu(kernel.shape[0], kernel.shape[2], kernel.shape[3], stride):
             return None
         impl = "fft"
     if isinstance(mod, ConvPool):
@@ -248,6 +253,7 @@ def _interceptor(impl: str, replace: dict | None = None):
         if mod.use_bias:
             y = y + mod.get_variable("params", "bias")
         return y
+
     return intercept
 
 
@@ -271,5 +277,12 @@ def conv_implementation(impl: str = "xla", *, replace: dict | None = None):
         yield
 
 
-__all__ = ["CONV_IMPLS", "compiler_options", "conv_implementation", "fft_conv",
-           "fft_is_faster_on_cpu", "fft_size", "shifted_conv"]
+__all__ = [
+    "CONV_IMPLS",
+    "compiler_options",
+    "conv_implementation",
+    "fft_conv",
+    "fft_is_faster_on_cpu",
+    "fft_size",
+    "shifted_conv",
+]

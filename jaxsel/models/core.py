@@ -32,7 +32,7 @@ def glorot_normal_flat(key, shape, dtype=jnp.float32):
 _conv_init = glorot_normal_flat
 
 
-def pooled_kernel(kernel, pool: int):
+def pooled_kernel(kernel, pool: int) -> jax.Array:
     """The (k+P-1, k+P-1, in, out) kernel of "k x k conv, then P x P average pooling" as one
     stride-P convolution: ``kernel`` convolved (full) with a P x P box / P^2."""
     if pool == 1:
@@ -40,8 +40,12 @@ def pooled_kernel(kernel, pool: int):
     k = kernel.shape[0]
     kp = jnp.pad(kernel, ((pool - 1, pool - 1), (pool - 1, pool - 1), (0, 0), (0, 0)))
     n = k + pool - 1
-    return sum(kp[pool - 1 - a:pool - 1 - a + n, pool - 1 - b:pool - 1 - b + n]
-               for a in range(pool) for b in range(pool)) / pool ** 2
+    total = sum(
+        kp[pool - 1 - a : pool - 1 - a + n, pool - 1 - b : pool - 1 - b + n]
+        for a in range(pool)
+        for b in range(pool)
+    )
+    return jnp.asarray(total) / pool**2
 
 
 def conv_padding(kernel_size: int, padding: str) -> tuple[int, int]:
@@ -71,8 +75,12 @@ class ConvPool(nn.Module):
         kernel = self.param("kernel", _conv_init, (k, k, x.shape[-1], self.features))
         lo, hi = conv_padding(k, self.padding)
         y = jax.lax.conv_general_dilated(
-            x, pooled_kernel(kernel, self.pool).astype(x.dtype), (self.pool, self.pool),
-            ((lo, hi), (lo, hi)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x,
+            pooled_kernel(kernel, self.pool).astype(x.dtype),
+            (self.pool, self.pool),
+            ((lo, hi), (lo, hi)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
@@ -88,13 +96,22 @@ class DepthSeparableConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Conv(self.features, (1, 1), use_bias=self.use_bias, kernel_init=_conv_init,
-                    name="in_depth")(x)
-        x = nn.Conv(self.features, (self.kernel, self.kernel), padding="SAME",
-                    kernel_dilation=self.dilation, feature_group_count=self.features,
-                    use_bias=self.use_bias, kernel_init=_conv_init, name="spatial")(x)
-        return nn.Conv(self.features, (1, 1), use_bias=self.use_bias, kernel_init=_conv_init,
-                       name="out_depth")(x)
+        x = nn.Conv(
+            self.features, (1, 1), use_bias=self.use_bias, kernel_init=_conv_init, name="in_depth"
+        )(x)
+        x = nn.Conv(
+            self.features,
+            (self.kernel, self.kernel),
+            padding="SAME",
+            kernel_dilation=self.dilation,
+            feature_group_count=self.features,
+            use_bias=self.use_bias,
+            kernel_init=_conv_init,
+            name="spatial",
+        )(x)
+        return nn.Conv(
+            self.features, (1, 1), use_bias=self.use_bias, kernel_init=_conv_init, name="out_depth"
+        )(x)
 
 
 class StackedCore(nn.Module):
@@ -112,15 +129,18 @@ class StackedCore(nn.Module):
             if layer == 0:
                 inp = x
             elif cfg.skip > 1:
-                inp = jnp.concatenate(outs[-min(cfg.skip, layer):], axis=-1)
+                inp = jnp.concatenate(outs[-min(cfg.skip, layer) :], axis=-1)
             else:
                 inp = outs[-1]
             pool = cfg.pooling if layer == 0 else cfg.hidden_pooling
             h = self._conv(layer, inp, pool)
             if cfg.batch_norm:
-                h = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum,
-                                 epsilon=1e-5, name=f"layer{layer}_bn")(
-                    h, mask=batchnorm_mask(mask, h) if train else None)
+                h = nn.BatchNorm(
+                    use_running_average=not train,
+                    momentum=cfg.bn_momentum,
+                    epsilon=1e-5,
+                    name=f"layer{layer}_bn",
+                )(h, mask=batchnorm_mask(mask, h) if train else None)
             last = layer == cfg.layers - 1
             if not cfg.linear and (not last or cfg.final_nonlinearity):
                 h = nn.elu(h)
@@ -134,17 +154,30 @@ class StackedCore(nn.Module):
         bias = not cfg.batch_norm
         name = f"layer{layer}_conv"
         if layer == 0:
-            return ConvPool(cfg.hidden_channels, cfg.input_kern, pool,
-                            "SAME" if cfg.pad_input else "VALID", bias, name=name)(x)
+            return ConvPool(
+                cfg.hidden_channels,
+                cfg.input_kern,
+                pool,
+                "SAME" if cfg.pad_input else "VALID",
+                bias,
+                name=name,
+            )(x)
         if cfg.depth_separable or cfg.hidden_dilation > 1:
             if cfg.depth_separable:
-                h = DepthSeparableConv(cfg.hidden_channels, cfg.hidden_kern,
-                                       cfg.hidden_dilation, bias, name=name)(x)
+                h = DepthSeparableConv(
+                    cfg.hidden_channels, cfg.hidden_kern, cfg.hidden_dilation, bias, name=name
+                )(x)
             else:
                 k = cfg.hidden_kern
-                h = nn.Conv(cfg.hidden_channels, (k, k), padding="SAME",
-                            kernel_dilation=cfg.hidden_dilation, use_bias=bias,
-                            kernel_init=_conv_init, name=name)(x)
+                h = nn.Conv(
+                    cfg.hidden_channels,
+                    (k, k),
+                    padding="SAME",
+                    kernel_dilation=cfg.hidden_dilation,
+                    use_bias=bias,
+                    kernel_init=_conv_init,
+                    name=name,
+                )(x)
             return nn.avg_pool(h, (pool, pool), strides=(pool, pool)) if pool > 1 else h
         return ConvPool(cfg.hidden_channels, cfg.hidden_kern, pool, "SAME", bias, name=name)(x)
 
@@ -187,5 +220,15 @@ def output_size(cfg: ModelConfig, height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
-__all__ = ["ConvPool", "DepthSeparableConv", "StackedCore", "batchnorm_mask", "conv_padding",
-           "pooled_kernel", "first_layer_kernel", "hidden_kernels", "output_channels", "output_size"]
+__all__ = [
+    "ConvPool",
+    "DepthSeparableConv",
+    "StackedCore",
+    "batchnorm_mask",
+    "conv_padding",
+    "first_layer_kernel",
+    "hidden_kernels",
+    "output_channels",
+    "output_size",
+    "pooled_kernel",
+]

@@ -17,8 +17,9 @@ import numpy as np
 from scipy import ndimage
 
 
-def energy_positions(images, responses, *, sigma: float = 1.5, max_trials: int = 4000,
-                     limit: float = 0.95) -> np.ndarray:
+def energy_positions(
+    images, responses, *, sigma: float = 1.5, max_trials: int = 4000, limit: float = 0.95
+) -> np.ndarray:
     """Per-neuron position of the strongest response-energy correlation.
 
     Args:
@@ -36,12 +37,14 @@ def energy_positions(images, responses, *, sigma: float = 1.5, max_trials: int =
     x = np.asarray(images, np.float32)
     r = np.asarray(responses, np.float32)
     if x.ndim != 4 or r.ndim != 2 or len(x) != len(r):
-        raise ValueError(f"images (trial, channel, y, x) and responses (trial, neuron) with "
-                         f"the same trials expected, got {x.shape} and {r.shape}")
+        raise ValueError(
+            f"images (trial, channel, y, x) and responses (trial, neuron) with "
+            f"the same trials expected, got {x.shape} and {r.shape}"
+        )
     step = max(1, len(x) // max_trials)
     x, r = x[::step], r[::step]
     c = x - x.mean(axis=(1, 2, 3), keepdims=True)
-    energy = ndimage.gaussian_filter(np.sum(c ** 2, axis=1), (0, sigma, sigma))
+    energy: np.ndarray = ndimage.gaussian_filter(np.sum(c**2, axis=1), (0, sigma, sigma))
     t, h, w = energy.shape
     e = energy.reshape(t, -1)
     e = (e - e.mean(0)) / (e.std(0) + 1e-8)

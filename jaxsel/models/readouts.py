@@ -28,8 +28,9 @@ from jaxsel.models.sampling import bilinear_sample, laplacian_pyramid
 
 
 def _uniform(lo: float, hi: float):
-    def init(key, shape, dtype=jnp.float32):      # flat draw: fast XLA compile on CPU
+    def init(key, shape, dtype=jnp.float32):  # flat draw: fast XLA compile on CPU
         return jax.random.uniform(key, (math.prod(shape),), dtype, lo, hi).reshape(shape)
+
     return init
 
 
@@ -90,10 +91,12 @@ class GaussianReadout(nn.Module):
         if gmp is None:
             mu = self.param("mu", _uniform(-cfg.init_mu_range, cfg.init_mu_range), (n, 2))
         else:
-            src = self.variable("consts", "source_grid",
-                                lambda: jnp.zeros((n, gmp.input_dimensions), jnp.float32))
-            mu = GridMeanPredictor(gmp.hidden_layers, gmp.hidden_features, gmp.final_tanh,
-                                   name="grid_mean_predictor")(src.value)
+            src = self.variable(
+                "consts", "source_grid", lambda: jnp.zeros((n, gmp.input_dimensions), jnp.float32)
+            )
+            mu = GridMeanPredictor(
+                gmp.hidden_layers, gmp.hidden_features, gmp.final_tanh, name="grid_mean_predictor"
+            )(src.value)
         return jnp.clip(mu, -1.0, 1.0)
 
     @nn.compact
@@ -108,14 +111,15 @@ class GaussianReadout(nn.Module):
         weights = self.param("features", nn.initializers.constant(1.0 / c), (n, c))
         bias = self.param("bias", nn.initializers.zeros, (n,))
         if train:
-            z = jax.random.normal(self.make_rng("sample"), (b * n * 2,),
-                                  features.dtype).reshape(b, n, 2)
+            z = jax.random.normal(self.make_rng("sample"), (b * n * 2,), features.dtype).reshape(
+                b, n, 2
+            )
             grid = sample_grid(mu, sigma, z, cfg.gauss_type)
         else:
             grid = mu
         if cfg.positive_features:
             weights = jnp.maximum(weights, 0.0)
-        v = bilinear_sample(features, grid)                               # (b, n, c)
+        v = bilinear_sample(features, grid)  # (b, n, c)
         return jnp.einsum("bnc,nc->bn", v, weights) + bias
 
 
@@ -144,5 +148,10 @@ class PyramidReadout(nn.Module):
         return jnp.einsum("bnc,nc->bn", v, weights) + bias
 
 
-__all__ = ["GaussianReadout", "GridMeanPredictor", "PyramidReadout", "normalize_source_grid",
-           "sample_grid"]
+__all__ = [
+    "GaussianReadout",
+    "GridMeanPredictor",
+    "PyramidReadout",
+    "normalize_source_grid",
+    "sample_grid",
+]

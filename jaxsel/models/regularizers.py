@@ -61,9 +61,11 @@ def group_sparsity(kernels) -> jnp.ndarray:
     """
     if not kernels:
         return jnp.float32(0.0)
-    total = sum(jnp.mean(jnp.sqrt(jnp.sum(k.astype(jnp.float32) ** 2, axis=(0, 1)) + 1e-12))
-                for k in kernels)
-    return total / len(kernels)
+    total = sum(
+        jnp.mean(jnp.sqrt(jnp.sum(k.astype(jnp.float32) ** 2, axis=(0, 1)) + 1e-12))
+        for k in kernels
+    )
+    return jnp.asarray(total) / len(kernels)
 
 
 def l1(x) -> jnp.ndarray:
@@ -71,5 +73,12 @@ def l1(x) -> jnp.ndarray:
     return jnp.sum(jnp.abs(x))
 
 
-__all__ = ["LAPLACE_3X3", "group_sparsity", "hwio_filters", "l1", "laplace", "laplace_l2",
-           "laplace_l2_norm"]
+__all__ = [
+    "LAPLACE_3X3",
+    "group_sparsity",
+    "hwio_filters",
+    "l1",
+    "laplace",
+    "laplace_l2",
+    "laplace_l2_norm",
+]

@@ -13,13 +13,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-GAUSS_5X5 = np.float32([
-    [0.003765, 0.015019, 0.023792, 0.015019, 0.003765],
-    [0.015019, 0.059912, 0.094907, 0.059912, 0.015019],
-    [0.023792, 0.094907, 0.150342, 0.094907, 0.023792],
-    [0.015019, 0.059912, 0.094907, 0.059912, 0.015019],
-    [0.003765, 0.015019, 0.023792, 0.015019, 0.003765]])
-GAUSS_3X3 = np.float32([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]])
+GAUSS_5X5 = np.array(
+    [
+        [0.003765, 0.015019, 0.023792, 0.015019, 0.003765],
+        [0.015019, 0.059912, 0.094907, 0.059912, 0.015019],
+        [0.023792, 0.094907, 0.150342, 0.094907, 0.023792],
+        [0.015019, 0.059912, 0.094907, 0.059912, 0.015019],
+        [0.003765, 0.015019, 0.023792, 0.015019, 0.003765],
+    ],
+    dtype=np.float32,
+)
+GAUSS_3X3 = np.array(
+    [[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]], dtype=np.float32
+)
 PYRAMID_FILTERS = {"gauss5x5": GAUSS_5X5, "gauss3x3": GAUSS_3X3}
 
 
@@ -51,15 +57,19 @@ def bilinear_sample(features, grid) -> jnp.ndarray:
     wy1 = y - y0
     x0 = x0.astype(jnp.int32)
     y0 = y0.astype(jnp.int32)
-    ys = jnp.stack([y0, y0, y0 + 1, y0 + 1], axis=-1)                       # (b, N, 4) taps
+    ys = jnp.stack([y0, y0, y0 + 1, y0 + 1], axis=-1)  # (b, N, 4) taps
     xs = jnp.stack([x0, x0 + 1, x0, x0 + 1], axis=-1)
-    weights = jnp.stack([(1 - wy1) * (1 - wx1), (1 - wy1) * wx1, wy1 * (1 - wx1), wy1 * wx1],
-                        axis=-1)
+    weights = jnp.stack(
+        [(1 - wy1) * (1 - wx1), (1 - wy1) * wx1, wy1 * (1 - wx1), wy1 * wx1], axis=-1
+    )
     valid = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     # one gather of whole channel rows from the flattened (b*h*w, c) map: its gradient is a
     # single row scatter-add, about twice as fast on CPU as per-tap batched gathers
-    rows = (jnp.clip(ys, 0, h - 1) * w + jnp.clip(xs, 0, w - 1)
-            + (jnp.arange(b, dtype=jnp.int32) * (h * w))[:, None, None])
+    rows = (
+        jnp.clip(ys, 0, h - 1) * w
+        + jnp.clip(xs, 0, w - 1)
+        + (jnp.arange(b, dtype=jnp.int32) * (h * w))[:, None, None]
+    )
     vals = features.reshape(b * h * w, c)[rows.reshape(-1)].reshape(b, -1, 4, c)
     return jnp.einsum("bnkc,bnk->bnc", vals, jnp.where(valid, weights, 0.0))
 
@@ -67,11 +77,18 @@ def bilinear_sample(features, grid) -> jnp.ndarray:
 def _depthwise(x, kernel2d, *, stride=1, lhs_dilation=1, padding):
     """Apply one 2-D filter to every channel of an NHWC map."""
     c = x.shape[-1]
-    k = jnp.broadcast_to(jnp.asarray(kernel2d, x.dtype)[:, :, None, None],
-                         kernel2d.shape + (1, c))                       # HWIO, groups=c
+    k = jnp.broadcast_to(
+        jnp.asarray(kernel2d, x.dtype)[:, :, None, None], kernel2d.shape + (1, c)
+    )  # HWIO, groups=c
     return lax.conv_general_dilated(
-        x, k, (stride, stride), padding, lhs_dilation=(lhs_dilation, lhs_dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+        x,
+        k,
+        (stride, stride),
+        padding,
+        lhs_dilation=(lhs_dilation, lhs_dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=c,
+    )
 
 
 def laplacian_pyramid(x, levels: int, filt: str = "gauss5x5") -> list[jnp.ndarray]:
@@ -101,13 +118,23 @@ def laplacian_pyramid(x, levels: int, filt: str = "gauss5x5") -> list[jnp.ndarra
         # transposed conv (stride 2, padding p, output_padding (h+1)%2): zero-insertion
         # upsampling then a correlation with the flipped (here symmetric) filter.
         oph, opw = (h + 1) % 2, (w + 1) % 2
-        lo2 = 4.0 * _depthwise(lo, g[::-1, ::-1], lhs_dilation=2,
-                               padding=((k - 1 - p, k - 1 - p + oph), (k - 1 - p, k - 1 - p + opw)))
+        lo2 = 4.0 * _depthwise(
+            lo,
+            g[::-1, ::-1],
+            lhs_dilation=2,
+            padding=((k - 1 - p, k - 1 - p + oph), (k - 1 - p, k - 1 - p + opw)),
+        )
         out.append(img - lo2)
         img = lo
     out.append(img)
     return out
 
 
-__all__ = ["GAUSS_3X3", "GAUSS_5X5", "PYRAMID_FILTERS", "bilinear_sample", "grid_to_pixels",
-           "laplacian_pyramid"]
+__all__ = [
+    "GAUSS_3X3",
+    "GAUSS_5X5",
+    "PYRAMID_FILTERS",
+    "bilinear_sample",
+    "grid_to_pixels",
+    "laplacian_pyramid",
+]
