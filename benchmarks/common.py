@@ -35,14 +35,17 @@ def time_calls(fn, repeats: int, warmup: int = 1, sync=lambda r: r) -> dict:
         t = time.perf_counter()
         sync(fn())
         ts.append(time.perf_counter() - t)
-    return {"median_s": float(np.median(ts)), "min_s": float(np.min(ts)),
-            "times_s": [round(t, 5) for t in ts]}
+    return {
+        "median_s": float(np.median(ts)),
+        "min_s": float(np.min(ts)),
+        "times_s": [round(t, 5) for t in ts],
+    }
 
 
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far (MiB)."""
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024.0 if sys.platform != "darwin" else kb / 2 ** 20
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 
 
 def cpu_model() -> str:
@@ -56,8 +59,13 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg": list(os.getloadavg())}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg": list(os.getloadavg()),
+    }
 
 
 def write_json(path, obj) -> None:
@@ -67,4 +75,5 @@ def write_json(path, obj) -> None:
 
 def load_workload(name: str, quick: bool) -> dict:
     import workloads
+
     return workloads.get(name, quick)

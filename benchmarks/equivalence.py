@@ -37,7 +37,7 @@ def unflatten(flat: dict, prefix: str) -> dict:
     for key, v in flat.items():
         if not key.startswith(prefix + "/"):
             continue
-        parts = key[len(prefix) + 1:].split("/")
+        parts = key[len(prefix) + 1 :].split("/")
         d = out
         for p in parts[:-1]:
             d = d.setdefault(p, {})
@@ -58,16 +58,24 @@ def compare(name: str, got, want, rtol: float = 2e-3, atol: float = 1e-4) -> dic
     err = float(np.max(np.abs(got - want))) if got.size else 0.0
     scale = float(np.max(np.abs(want))) if want.size else 0.0
     ok = bool(np.isfinite(err) and err <= atol + rtol * scale)
-    return {"name": name, "ok": ok, "max_abs_err": err, "max_abs_ref": scale,
-            "rel_err": err / scale if scale > 0 else err}
+    return {
+        "name": name,
+        "ok": ok,
+        "max_abs_err": err,
+        "max_abs_ref": scale,
+        "rel_err": err / scale if scale > 0 else err,
+    }
 
 
 def require(records: list[dict]) -> None:
     """Raise :class:`EquivalenceError` naming every failed record."""
     bad = [r for r in records if not r["ok"]]
     if bad:
-        lines = "; ".join(f"{r['name']}: {r.get('error') or r.get('max_abs_err')} "
-                          f"(ref scale {r.get('max_abs_ref')})" for r in bad)
+        lines = "; ".join(
+            f"{r['name']}: {r.get('error') or r.get('max_abs_err')} "
+            f"(ref scale {r.get('max_abs_ref')})"
+            for r in bad
+        )
         raise EquivalenceError(f"{len(bad)} of {len(records)} checks failed: {lines}")
 
 
@@ -120,18 +128,22 @@ def numpy_forward(params: dict, state: dict, cfg: dict, images) -> np.ndarray:
         if "bias" in conv:
             h = h + conv["bias"]
         pool = cfg.get("pooling", 1) if layer == 0 else cfg.get("hidden_pooling", 1)
-        if pool > 1:                                     # average pool, stride = size, floor
+        if pool > 1:  # average pool, stride = size, floor
             b_, hh, ww, c_ = h.shape
-            h = h[:, :hh // pool * pool, :ww // pool * pool].reshape(
-                b_, hh // pool, pool, ww // pool, pool, c_).mean(axis=(2, 4))
+            h = (
+                h[:, : hh // pool * pool, : ww // pool * pool]
+                .reshape(b_, hh // pool, pool, ww // pool, pool, c_)
+                .mean(axis=(2, 4))
+            )
         if cfg["batch_norm"]:
             bn, st = core[f"layer{layer}_bn"], bst[f"layer{layer}_bn"]
             h = (h - st["mean"]) / np.sqrt(st["var"] + 1e-5) * bn["scale"] + bn["bias"]
         if layer < cfg["layers"] - 1 or cfg["final_nonlinearity"]:
             h = elu(h)
         outs.append(h)
-    idx = range(cfg["layers"]) if cfg["stack"] is None else [s % cfg["layers"]
-                                                            for s in cfg["stack"]]
+    idx = (
+        range(cfg["layers"]) if cfg["stack"] is None else [s % cfg["layers"] for s in cfg["stack"]]
+    )
     f = np.concatenate([outs[i] for i in idx], axis=-1)
     ro = params["readout"]
     v = bilinear(f, np.clip(np.asarray(ro["mu"], np.float64), -1, 1))

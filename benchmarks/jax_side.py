@@ -15,18 +15,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import common
+import jax
+import jax.numpy as jnp
+import numpy as np
+import workloads as W
+from equivalence import flatten
 
-import common  # noqa: E402
-import workloads as W  # noqa: E402
-from equivalence import flatten  # noqa: E402
-from jaxsel.models.config import ModelConfig  # noqa: E402
-from jaxsel.models.model import build_model  # noqa: E402
-from jaxsel.train.config import Config, TrainConfig, named_config  # noqa: E402
-from jaxsel.train.step import (make_hparams, make_optimizer, make_predict,  # noqa: E402
-                               make_train_step, set_learning_rate)
+from jaxsel.models._config import ModelConfig
+from jaxsel.models._model import build_model
+from jaxsel.train._config import Config, TrainConfig, named_config
+from jaxsel.train._step import (
+    make_hparams,
+    make_optimizer,
+    make_predict,
+    make_train_step,
+    set_learning_rate,
+)
 
 
 def sync(r):
@@ -35,15 +40,20 @@ def sync(r):
 
 def device_info() -> dict:
     d = jax.devices()[0]
-    return {"jax": jax.__version__, "backend": jax.default_backend(), "device": str(d),
-            "device_kind": getattr(d, "device_kind", ""), "n_devices": jax.device_count()}
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": str(d),
+        "device_kind": getattr(d, "device_kind", ""),
+        "n_devices": jax.device_count(),
+    }
 
 
 def peak_device_mib():
     try:
         s = jax.devices()[0].memory_stats()
-        return s["peak_bytes_in_use"] / 2 ** 20 if s and "peak_bytes_in_use" in s else None
-    except Exception:  # noqa: BLE001 - CPU has no memory stats
+        return s["peak_bytes_in_use"] / 2**20 if s and "peak_bytes_in_use" in s else None
+    except Exception:
         return None
 
 
@@ -55,14 +65,26 @@ def get_config(name: str) -> Config:
 
 def cfg_dict(cfg: Config) -> dict:
     m = cfg.model
-    return {"layers": m.layers, "hidden_channels": m.hidden_channels,
-            "input_kern": m.input_kern, "hidden_kern": m.hidden_kern,
-            "batch_norm": m.batch_norm, "stack": None if m.stack is None else list(m.stack),
-            "final_nonlinearity": m.final_nonlinearity, "elu_offset": m.elu_offset,
-            "laplace_normalized": m.laplace_normalized, "gauss_type": m.gauss_type,
-            "depth_separable": m.depth_separable, "skip": m.skip, "pooling": m.pooling,
-            "hidden_pooling": m.hidden_pooling, "readout": m.readout, "lr": cfg.train.lr,
-            "eps": cfg.train.eps, "loss": cfg.train.loss}
+    return {
+        "layers": m.layers,
+        "hidden_channels": m.hidden_channels,
+        "input_kern": m.input_kern,
+        "hidden_kern": m.hidden_kern,
+        "batch_norm": m.batch_norm,
+        "stack": None if m.stack is None else list(m.stack),
+        "final_nonlinearity": m.final_nonlinearity,
+        "elu_offset": m.elu_offset,
+        "laplace_normalized": m.laplace_normalized,
+        "gauss_type": m.gauss_type,
+        "depth_separable": m.depth_separable,
+        "skip": m.skip,
+        "pooling": m.pooling,
+        "hidden_pooling": m.hidden_pooling,
+        "readout": m.readout,
+        "lr": cfg.train.lr,
+        "eps": cfg.train.eps,
+        "loss": cfg.train.loss,
+    }
 
 
 def data(key, b, h, w, n):
@@ -88,35 +110,48 @@ def equivalence_train(cfg, model, params, state, x, r, hp, path):
     if "batch_stats" in st:
         leaves, tdef = jax.tree.flatten(st["batch_stats"])
         ks = jax.random.split(key, len(leaves))
-        new = [(0.2 * jax.random.normal(k, a.shape) if i % 2 == 0
-                else 0.5 + jax.random.uniform(k, a.shape))
-               for i, (k, a) in enumerate(zip(ks, leaves))]
+        new = [
+            (
+                0.2 * jax.random.normal(k, a.shape)
+                if i % 2 == 0
+                else 0.5 + jax.random.uniform(k, a.shape)
+            )
+            for i, (k, a) in enumerate(zip(ks, leaves))
+        ]
         # flatten order is (mean, var) per BN layer: dict keys sorted
         st = {**st, "batch_stats": jax.tree.unflatten(tdef, new)}
     p_train = jax.tree.map(lambda a: a, params)
-    p_train["readout"] = {**p_train["readout"],
-                          "sigma": jnp.zeros_like(p_train["readout"]["sigma"])}
+    p_train["readout"] = {
+        **p_train["readout"],
+        "sigma": jnp.zeros_like(p_train["readout"]["sigma"]),
+    }
     # perturb readout positions/features so the check is not at a symmetric init point
     kk = jax.random.split(key, 3)
     for p in (params, p_train):
-        p["readout"] = {**p["readout"],
-                        "features": p["readout"]["features"]
-                        * (1 + 0.5 * jax.random.normal(kk[0], p["readout"]["features"].shape))}
+        p["readout"] = {
+            **p["readout"],
+            "features": p["readout"]["features"]
+            * (1 + 0.5 * jax.random.normal(kk[0], p["readout"]["features"].shape)),
+        }
     out = {}
     for mode, p, s in (("eval", params, st), ("train", p_train, state)):
+
         def objective(p, s, x, r, hp, train=mode == "train"):
             rates, _ = model.apply(p, s, x, train=train, rng=jax.random.PRNGKey(1))
             data = jnp.sum(rates - r * jnp.log(rates + cfg.train.eps))
             return hp["loss_scale"] * data + model.regularizer(p, hp), rates
-        (loss, rates), (gp, gx) = jax.jit(jax.value_and_grad(objective, argnums=(0, 2),
-                                                             has_aux=True))(p, s, x, r, hp)
+
+        (loss, rates), (gp, gx) = jax.jit(
+            jax.value_and_grad(objective, argnums=(0, 2), has_aux=True)
+        )(p, s, x, r, hp)
         out.update({f"{mode}/rates": rates, f"{mode}/loss": loss, f"{mode}/grad_x": gx})
         out.update({f"{mode}/grad/{k}": v for k, v in flatten(gp).items()})
         out.update({f"{mode}/params/{k}": v for k, v in flatten(p).items()})
         out.update({f"{mode}/state/{k}": v for k, v in flatten(s).items()})
     out.update({"x": x, "r": r, **{f"hp/{k}": v for k, v in hp.items()}})
-    np.savez(path, **{k: np.asarray(v) for k, v in out.items()},
-             cfg=np.array(json.dumps(cfg_dict(cfg))))
+    np.savez(
+        path, **{k: np.asarray(v) for k, v in out.items()}, cfg=np.array(json.dumps(cfg_dict(cfg)))
+    )
 
 
 def train_step_runner(model, cfg, params, state, x, r, n_train=4000):
@@ -127,8 +162,11 @@ def train_step_runner(model, cfg, params, state, x, r, n_train=4000):
     mask = jnp.ones(x.shape[0], bool)
     rng = jax.random.PRNGKey(3)
     t = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(
-        params, state, opt, x, r, mask, rng, hp).compile()
+    compiled = (
+        jax.jit(step, donate_argnums=(0, 1, 2))
+        .lower(params, state, opt, x, r, mask, rng, hp)
+        .compile()
+    )
     compile_s = time.perf_counter() - t
     carry = [jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, state), opt]
 
@@ -136,6 +174,7 @@ def train_step_runner(model, cfg, params, state, x, r, n_train=4000):
         p, s, o, m = compiled(carry[0], carry[1], carry[2], x, r, mask, rng, hp)
         carry[:] = [p, s, o]
         return m["loss"]
+
     return call, compile_s, hp
 
 
@@ -147,16 +186,24 @@ def run_train(w, ex):
     if ex is not None:
         equivalence_train(cfg, model, params, state, x, r, hp, ex)
     t = common.time_calls(call, w["repeats"], sync=sync)
-    res = {"compile_s": compile_s, **t, "items_per_s": w["batch"] / t["median_s"],
-           "unit": "images/s"}
+    res = {
+        "compile_s": compile_s,
+        **t,
+        "items_per_s": w["batch"] / t["median_s"],
+        "unit": "images/s",
+    }
     res["gflops"] = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], w["image"]) / 1e9
     return {"jit": res}
 
 
 def _flops_cfg(cfg):
     m = cfg.model
-    return {"layers": m.layers, "hidden_channels": m.hidden_channels,
-            "input_kern": m.input_kern, "hidden_kern": m.hidden_kern}
+    return {
+        "layers": m.layers,
+        "hidden_channels": m.hidden_channels,
+        "input_kern": m.input_kern,
+        "hidden_kern": m.hidden_kern,
+    }
 
 
 # ------------------------------------------------------------------ inference (6)
@@ -169,22 +216,36 @@ def run_inference(w, ex):
     compiled = jax.jit(pred).lower(params, state, x).compile()
     compile_s = time.perf_counter() - t0
     if ex is not None:
-        np.savez(ex, x=np.asarray(x), rates=np.asarray(compiled(params, state, x)),
-                 **{f"params/{k}": v for k, v in flatten(params).items()},
-                 **{f"state/{k}": v for k, v in flatten(state).items()},
-                 cfg=np.array(json.dumps(cfg_dict(cfg))))
+        np.savez(
+            ex,
+            x=np.asarray(x),
+            rates=np.asarray(compiled(params, state, x)),
+            **{f"params/{k}": v for k, v in flatten(params).items()},
+            **{f"state/{k}": v for k, v in flatten(state).items()},
+            cfg=np.array(json.dumps(cfg_dict(cfg))),
+        )
     t = common.time_calls(lambda: compiled(params, state, x), w["repeats"], sync=sync)
-    return {"jit": {"compile_s": compile_s, **t, "items_per_s": w["batch"] / t["median_s"],
-                    "unit": "images/s",
-                    "gflops": W.conv_flops(_flops_cfg(cfg), w["batch"], w["image"]) / 1e9}}
+    return {
+        "jit": {
+            "compile_s": compile_s,
+            **t,
+            "items_per_s": w["batch"] / t["median_s"],
+            "unit": "images/s",
+            "gflops": W.conv_flops(_flops_cfg(cfg), w["batch"], w["image"]) / 1e9,
+        }
+    }
 
 
 # ------------------------------------------------------------------ per-neuron CNNs (3)
 def per_neuron_config(w) -> Config:
     """The tiny per-neuron CNN: a jaxsel model (BN core + full Gaussian readout) with 1 neuron."""
-    return Config("per_neuron", ModelConfig(layers=2, hidden_channels=w["channels"],
-                                            input_kern=w["k1"], hidden_kern=w["k2"]),
-                  TrainConfig(batch_size=w["batch"], lr=w["lr"]))
+    return Config(
+        "per_neuron",
+        ModelConfig(
+            layers=2, hidden_channels=w["channels"], input_kern=w["k1"], hidden_kern=w["k2"]
+        ),
+        TrainConfig(batch_size=w["batch"], lr=w["lr"]),
+    )
 
 
 def per_neuron_setup(w, m):
@@ -209,13 +270,14 @@ def per_neuron_variants(w, m, S, which=None):
 
     ``vmap`` / ``loop``: the one-model step vmapped / called per model; ``*_fft``: the same
     with ``conv="auto"`` (FFT convolutions where they are faster on CPU, as ``fit_many``);
-    ``fused_*``: :func:`jaxsel.train.per_neuron.make_per_neuron_step` with ``conv=*``.
+    ``fused_*``: :func:`jaxsel.train._per_neuron.make_per_neuron_step` with ``conv=*``.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from jaxsel.models.conv_impl import compiler_options
-    from jaxsel.train.many_steps import loop_threads
-    from jaxsel.train.per_neuron import make_per_neuron_step
+    from jaxsel.models._conv_impl import compiler_options
+    from jaxsel.train._many_steps import loop_threads
+    from jaxsel.train._per_neuron import make_per_neuron_step
+
     model, cfg, tx = S["model"], S["cfg"], S["tx"]
     args = S["args"]
     which = which or W.PER_NEURON_JAX
@@ -230,11 +292,16 @@ def per_neuron_variants(w, m, S, which=None):
             if name in fused:
                 fn = make_per_neuron_step(model, cfg.train, tx, conv=fused[name])
             else:
-                fn = jax.vmap(make_train_step(model, cfg.train, tx, conv=conv),
-                              in_axes=(0, 0, 0, None, 0, None, 0, 0))
-            c = jax.jit(fn, donate_argnums=(0, 1, 2),
-                        compiler_options=compiler_options(conv)).lower(*args).compile()
-        except Exception as e:  # noqa: BLE001 - a formulation that fails is reported
+                fn = jax.vmap(
+                    make_train_step(model, cfg.train, tx, conv=conv),
+                    in_axes=(0, 0, 0, None, 0, None, 0, 0),
+                )
+            c = (
+                jax.jit(fn, donate_argnums=(0, 1, 2), compiler_options=compiler_options(conv))
+                .lower(*args)
+                .compile()
+            )
+        except Exception as e:
             out[name] = (None, f"{type(e).__name__}: {e}"[:300])
             continue
         cs = time.perf_counter() - t
@@ -244,16 +311,19 @@ def per_neuron_variants(w, m, S, which=None):
             p, s, o, met = c(*carry, *args[3:])
             carry[:] = [p, s, o]
             return met["loss"]
+
         out[name] = (call, cs)
     for name in [n for n in which if n.startswith("loop")]:
         Ps, Ss, Os, x, R, mask, rngs, HP = args
         sl = [jax.tree.map(lambda a: a[i], (Ps, Ss, Os, R, rngs, HP)) for i in range(m)]
-        single = make_train_step(model, cfg.train, tx,
-                                 conv="auto" if name == "loop_fft" else "xla")
+        single = make_train_step(model, cfg.train, tx, conv="auto" if name == "loop_fft" else "xla")
         t = time.perf_counter()
         opts = compiler_options("auto" if name == "loop_fft" else "xla")
-        c1 = jax.jit(single, compiler_options=opts).lower(
-            sl[0][0], sl[0][1], sl[0][2], x, sl[0][3], mask, sl[0][4], sl[0][5]).compile()
+        c1 = (
+            jax.jit(single, compiler_options=opts)
+            .lower(sl[0][0], sl[0][1], sl[0][2], x, sl[0][3], mask, sl[0][4], sl[0][5])
+            .compile()
+        )
         cs = time.perf_counter() - t
 
         # loop_fft runs as fit_many does on CPU: models dealt to loop_threads() threads
@@ -267,10 +337,12 @@ def per_neuron_variants(w, m, S, which=None):
                     p, s, o, met = c1(p, s, o, x, r, mask, g, hp)
                     sl[i] = (p, s, o, r, g, hp)
                 return jax.block_until_ready(met["loss"])
+
             if nthreads == 1:
                 return run(range(m))
             with ThreadPoolExecutor(nthreads) as pool:
                 return list(pool.map(run, [range(j, m, nthreads) for j in range(nthreads)]))[-1]
+
         out[name] = (loop, cs)
     return out
 
@@ -281,33 +353,54 @@ def run_per_neuron(w, ex):
     Ps, Ss, Os, x, R, mask, rngs, HP = S["args"]
     if ex is not None:
         from equivalence import compare, require
-        from jaxsel.train.per_neuron import make_per_neuron_step
+
+        from jaxsel.train._per_neuron import make_per_neuron_step
+
         # JAX-internal: the fused step with FFT convolutions (and the one-model step with
         # conv="auto", as fit_many on CPU) equal the vmapped single-model step
-        a4 = tuple(a if i in (3, 5) else jax.tree.map(lambda t: t[:4], a)
-                   for i, a in enumerate(S["args"]))        # 4 models: a cheap check
-        f = jax.jit(make_per_neuron_step(S["model"], S["cfg"].train, S["tx"],
-                                         conv="fft"))(*a4)
-        v = jax.jit(jax.vmap(make_train_step(S["model"], S["cfg"].train, S["tx"]),
-                             in_axes=(0, 0, 0, None, 0, None, 0, 0)))(*a4)
+        a4 = tuple(
+            a if i in (3, 5) else jax.tree.map(lambda t: t[:4], a) for i, a in enumerate(S["args"])
+        )  # 4 models: a cheap check
+        f = jax.jit(make_per_neuron_step(S["model"], S["cfg"].train, S["tx"], conv="fft"))(*a4)
+        v = jax.jit(
+            jax.vmap(
+                make_train_step(S["model"], S["cfg"].train, S["tx"]),
+                in_axes=(0, 0, 0, None, 0, None, 0, 0),
+            )
+        )(*a4)
         recs = [compare("fused_vs_vmap/loss", f[3]["loss"], v[3]["loss"])]
-        recs += [compare(f"fused_vs_vmap/params/{k}", a, flatten(v[0])[k], rtol=1e-3,
-                         atol=1e-5) for k, a in flatten(f[0]).items()]
+        recs += [
+            compare(f"fused_vs_vmap/params/{k}", a, flatten(v[0])[k], rtol=1e-3, atol=1e-5)
+            for k, a in flatten(f[0]).items()
+        ]
         one = jax.tree.map(lambda t: t[0], tuple(a4[i] for i in (0, 1, 2, 4, 6, 7)))
         fa = jax.jit(make_train_step(S["model"], S["cfg"].train, S["tx"], conv="auto"))(
-            *one[:3], x, one[3], mask, *one[4:])
-        recs += [compare(f"loop_fft_vs_loop/params/{k}", a,
-                         jax.tree.map(lambda t: t[0], flatten(v[0]))[k], rtol=1e-3, atol=1e-5)
-                 for k, a in flatten(fa[0]).items()]
+            *one[:3], x, one[3], mask, *one[4:]
+        )
+        recs += [
+            compare(
+                f"loop_fft_vs_loop/params/{k}",
+                a,
+                jax.tree.map(lambda t: t[0], flatten(v[0]))[k],
+                rtol=1e-3,
+                atol=1e-5,
+            )
+            for k, a in flatten(fa[0]).items()
+        ]
         require(recs)
         # torch mirror check on model 0 (same weights, same objective)
         p0, s0 = jax.tree.map(lambda a: a[0], (Ps, Ss))
         equivalence_train(S["cfg"], S["model"], p0, s0, x, R[0], S["hp1"], ex)
         with np.load(ex) as z:
             extra = {k: z[k] for k in z.files}
-        np.savez(ex, **extra, **{f"stack/params/{k}": v for k, v in flatten(Ps).items()},
-                 **{f"stack/state/{k}": v for k, v in flatten(Ss).items()},
-                 R=np.asarray(R), fused_vs_vmap=np.array(json.dumps(recs, default=float)))
+        np.savez(
+            ex,
+            **extra,
+            **{f"stack/params/{k}": v for k, v in flatten(Ps).items()},
+            **{f"stack/state/{k}": v for k, v in flatten(Ss).items()},
+            R=np.asarray(R),
+            fused_vs_vmap=np.array(json.dumps(recs, default=float)),
+        )
     res = {}
     gfl = 3 * W.per_neuron_flops(w, w["batch"] * m, w["image"]) / 1e9
     for name, (call, cs) in per_neuron_variants(w, m, S).items():
@@ -315,62 +408,89 @@ def run_per_neuron(w, ex):
             res[name] = {"error": cs}
             continue
         t = common.time_calls(call, w["repeats"], sync=sync)
-        res[name] = {"compile_s": cs, **t, "items_per_s": m / t["median_s"],
-                     "unit": "model-steps/s", "gflops": gfl}
+        res[name] = {
+            "compile_s": cs,
+            **t,
+            "items_per_s": m / t["median_s"],
+            "unit": "model-steps/s",
+            "gflops": gfl,
+        }
     return res
 
 
 # ------------------------------------------------------------------ MEIs (4)
 def mei_fn(p, raw):
-    from jaxsel.models.model import Encoder
-    return Encoder(p["cfg"], p["n"]).apply({"params": p["params"], **p["state"]},
-                                           (raw - 127.5) / 127.5, train=False)
+    from jaxsel.models._model import Encoder
+
+    return Encoder(p["cfg"], p["n"]).apply(
+        {"params": p["params"], **p["state"]}, (raw - 127.5) / 127.5, train=False
+    )
 
 
 def run_mei(w, ex):
-    from jaxsel.insilico.mei import MEIConfig, optimize_meis
+    from jaxsel.insilico._mei import MEIConfig, optimize_meis
+
     h, wd = w["image"]
     cfg, model, params, state = setup_model(w["config"], w["model_neurons"], h, wd)
     module = model.module
 
     def fn(p, raw):
-        return module.apply({"params": p["params"], **p["state"]}, (raw - 127.5) / 127.5,
-                            train=False)
+        return module.apply(
+            {"params": p["params"], **p["state"]}, (raw - 127.5) / 127.5, train=False
+        )
+
     P = {"params": params, "state": state}
-    mcfg = MEIConfig(steps=w["steps"], optimizer="adam", lr=w["lr"], start="noise",
-                     norm=w["norm"], patience=0)
+    mcfg = MEIConfig(
+        steps=w["steps"], optimizer="adam", lr=w["lr"], start="noise", norm=w["norm"], patience=0
+    )
     if ex is not None:
         n = min(8, w["model_neurons"])
         u = 0.1 * jax.random.normal(jax.random.PRNGKey(5), (n, 1, h, wd))
         tg = jnp.arange(n) * (w["model_neurons"] // n)
 
         def obj(u1, t):
-            from jaxsel.insilico.mei_parts import fix_norm
+            from jaxsel.insilico._mei_parts import fix_norm
+
             img = fix_norm(u1[None], w["norm"], True)
             return fn(P, 127.5 + 127.5 * img)[0, t]
+
         vals, gu = jax.vmap(jax.value_and_grad(obj))(u, tg)
-        np.savez(ex, u=np.asarray(u), targets=np.asarray(tg), act=np.asarray(vals),
-                 grad_u=np.asarray(gu), norm=w["norm"],
-                 **{f"params/{k}": v for k, v in flatten(params).items()},
-                 **{f"state/{k}": v for k, v in flatten(state).items()},
-                 cfg=np.array(json.dumps(cfg_dict(cfg))))
+        np.savez(
+            ex,
+            u=np.asarray(u),
+            targets=np.asarray(tg),
+            act=np.asarray(vals),
+            grad_u=np.asarray(gu),
+            norm=w["norm"],
+            **{f"params/{k}": v for k, v in flatten(params).items()},
+            **{f"state/{k}": v for k, v in flatten(state).items()},
+            cfg=np.array(json.dumps(cfg_dict(cfg))),
+        )
     res = {}
     flops_img = 3 * W.conv_flops(_flops_cfg(cfg), 1, w["image"]) / 1e9
     for n in w["neurons"]:
         chunk = min(w["chunk"], n)
         t0 = time.perf_counter()
-        optimize_meis(fn, P, np.arange(chunk), config=mcfg, image_shape=(1, h, wd),
-                      chunk_size=chunk)
+        optimize_meis(
+            fn, P, np.arange(chunk), config=mcfg, image_shape=(1, h, wd), chunk_size=chunk
+        )
         first = time.perf_counter() - t0
 
         def call():
-            return optimize_meis(fn, P, np.arange(n), config=mcfg, image_shape=(1, h, wd),
-                                 chunk_size=chunk)["activation"].values
+            return optimize_meis(
+                fn, P, np.arange(n), config=mcfg, image_shape=(1, h, wd), chunk_size=chunk
+            )["activation"].values
+
         t = common.time_calls(call, w["repeats"], warmup=0)
-        res[f"vmap_n{n}"] = {"first_call_s": first, **t,
-                             "items_per_s": n * w["steps"] / t["median_s"],
-                             "unit": "neuron-steps/s", "neurons": n, "chunk": chunk,
-                             "gflops": flops_img * n * w["steps"]}
+        res[f"vmap_n{n}"] = {
+            "first_call_s": first,
+            **t,
+            "items_per_s": n * w["steps"] / t["median_s"],
+            "unit": "neuron-steps/s",
+            "neurons": n,
+            "chunk": chunk,
+            "gflops": flops_img * n * w["steps"],
+        }
     return res
 
 
@@ -396,14 +516,13 @@ def run_sweep(w, ex):
     res = {}
     gfl = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"] * m, w["image"]) / 1e9
 
-    # jaxsel.train.per_neuron's fused step would apply (one batch for all models) but its
+    # jaxsel.train._per_neuron's fused step would apply (one batch for all models) but its
     # grouped-conv form is ~30x slower than the loop here and its shifted-matmul form needs
     # > 10 GiB for the backward pass at these sizes: the sweep runs as a loop of one
     # compiled single-model step (set PER_NEURON_JAX in workloads.py to try them).
     # loop over one jitted single-model step
     t0 = time.perf_counter()
-    c1 = jax.jit(step).lower(params, state, tx.init(params), x, r, mask, rngs[0],
-                             hp1).compile()
+    c1 = jax.jit(step).lower(params, state, tx.init(params), x, r, mask, rngs[0], hp1).compile()
     cs = time.perf_counter() - t0
     sl = [jax.tree.map(lambda a: a[i], (Ps, Ss, Os, HP)) for i in range(m)]
 
@@ -412,9 +531,15 @@ def run_sweep(w, ex):
         for i, (p, s, o, hp) in enumerate(sl):
             out = c1(p, s, o, x, r, mask, rngs[i], hp)
         return out[3]["loss"]
+
     t = common.time_calls(loop, w["repeats"], sync=sync)
-    res["loop"] = {"compile_s": cs, **t, "items_per_s": m / t["median_s"],
-                   "unit": "model-steps/s", "gflops": gfl}
+    res["loop"] = {
+        "compile_s": cs,
+        **t,
+        "items_per_s": m / t["median_s"],
+        "unit": "model-steps/s",
+        "gflops": gfl,
+    }
     if ex is not None:
         np.savez(ex, grid=np.asarray(grid), cfg=np.array(json.dumps(cfg_dict(cfg))))
     return res
@@ -426,24 +551,34 @@ def run_scale(w, ex):
     for pt in w["points"]:
         if w["of"] == "train" or w["of"] == "image":
             n = pt if w["of"] == "train" else w["n_neurons"]
-            h, wd = (w["image"] if w["of"] == "train" else pt)
+            h, wd = w["image"] if w["of"] == "train" else pt
             cfg, model, params, state = setup_model(w["config"], n, h, wd)
             x, r = data(jax.random.PRNGKey(1), w["batch"], h, wd, n)
             call, cs, _ = train_step_runner(model, cfg, params, state, x, r)
             t = common.time_calls(call, w["repeats"], sync=sync)
             key = f"n{pt}" if w["of"] == "train" else f"{pt[0]}x{pt[1]}"
-            res[key] = {"x": pt if w["of"] == "train" else pt[0] * pt[1], "compile_s": cs,
-                        **t, "items_per_s": w["batch"] / t["median_s"], "unit": "images/s",
-                        "gflops": 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], (h, wd)) / 1e9}
+            res[key] = {
+                "x": pt if w["of"] == "train" else pt[0] * pt[1],
+                "compile_s": cs,
+                **t,
+                "items_per_s": w["batch"] / t["median_s"],
+                "unit": "images/s",
+                "gflops": 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], (h, wd)) / 1e9,
+            }
         else:
             S = per_neuron_setup(w, pt)
             call, cs = per_neuron_variants(w, pt, S, which=(W.SCALE_MODELS_JAX,))[
-                W.SCALE_MODELS_JAX]
+                W.SCALE_MODELS_JAX
+            ]
             t = common.time_calls(call, w["repeats"], sync=sync)
-            res[f"m{pt}"] = {"x": pt, "compile_s": cs, **t, "items_per_s": pt / t["median_s"],
-                             "unit": "model-steps/s",
-                             "gflops": 3 * W.per_neuron_flops(w, w["batch"] * pt,
-                                                              w["image"]) / 1e9}
+            res[f"m{pt}"] = {
+                "x": pt,
+                "compile_s": cs,
+                **t,
+                "items_per_s": pt / t["median_s"],
+                "unit": "model-steps/s",
+                "gflops": 3 * W.per_neuron_flops(w, w["batch"] * pt, w["image"]) / 1e9,
+            }
     return res
 
 
@@ -451,22 +586,29 @@ def matmul_peak(n=2048, repeats=10):
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
     f = jax.jit(lambda a, b: a @ b)
     t = common.time_calls(lambda: f(a, a), repeats, warmup=2, sync=sync)
-    return 2 * n ** 3 / t["min_s"] / 1e9   # best case: the peak
+    return 2 * n**3 / t["min_s"] / 1e9  # best case: the peak
 
 
-RUNNERS = {"train": run_train, "per_neuron": run_per_neuron, "mei": run_mei,
-           "sweep": run_sweep, "inference": run_inference, "scale": run_scale}
+RUNNERS = {
+    "train": run_train,
+    "per_neuron": run_per_neuron,
+    "mei": run_mei,
+    "sweep": run_sweep,
+    "inference": run_inference,
+    "scale": run_scale,
+}
 
 
 def main():
     a = common.parse_args()
-    w = ({"name": "matmul"} if a.workload == "matmul"
-         else common.load_workload(a.workload, a.quick))
-    ex = (Path(a.exchange) / f"{a.workload}.npz"
-          if a.workload in W.WORKLOADS and not a.workload.startswith("scale") else None)
+    w = {"name": "matmul"} if a.workload == "matmul" else common.load_workload(a.workload, a.quick)
+    ex = (
+        Path(a.exchange) / f"{a.workload}.npz"
+        if a.workload in W.WORKLOADS and not a.workload.startswith("scale")
+        else None
+    )
     t0 = time.perf_counter()
-    out = {"side": "jax", "workload": w, "versions": device_info(),
-           "machine": common.machine()}
+    out = {"side": "jax", "workload": w, "versions": device_info(), "machine": common.machine()}
     if a.workload == "matmul":
         out["matmul_gflops"] = matmul_peak()
     else:

@@ -1,4 +1,4 @@
-"""Benchmark: K per-neuron CNNs (jaxsel.train.per_neuron.bench_config), training steps/s.
+"""Benchmark: K per-neuron CNNs (jaxsel.train._per_neuron.bench_config), training steps/s.
 
 One "step" = every model does one Adam step on one batch (64 images 1x36x64, shared).
 Compared: a Python loop over a jitted single-model step, with XLA's or FFT convolutions
@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsel.models.model import build_model
-from jaxsel.train.per_neuron import bench_config, make_per_neuron_step
-from jaxsel.train.step import make_hparams, make_optimizer, make_train_step
+from jaxsel.models._model import build_model
+from jaxsel.train._per_neuron import bench_config, make_per_neuron_step
+from jaxsel.train._step import make_hparams, make_optimizer, make_train_step
 
 
 def setup(k, batch=64, shape=(36, 64)):
@@ -41,7 +41,7 @@ def setup(k, batch=64, shape=(36, 64)):
 
 
 def timeit(fn, reps):
-    fn()                                   # compile + warm up
+    fn()  # compile + warm up
     t0 = time.perf_counter()
     for _ in range(reps):
         fn()
@@ -56,9 +56,14 @@ def main():
     a = ap.parse_args()
     k = a.models
     cfg, model, tx, params, state, opt, x, r, mask, rngs, hp = setup(k)
-    out = {"models": k, "backend": jax.default_backend(), "devices": jax.device_count(),
-           "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg()[0]}
-    take = lambda t, i: jax.tree.map(lambda v: v[i], t)            # noqa: E731
+    out = {
+        "models": k,
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": os.getloadavg()[0],
+    }
+    take = lambda t, i: jax.tree.map(lambda v: v[i], t)  # noqa: E731
     ps = [take((params, state, opt, r, rngs, hp), i) for i in range(k)]
 
     def looper(conv):
@@ -67,16 +72,19 @@ def main():
         def loop():
             res = [one(p, s, o, x, rr, mask, g, h) for p, s, o, rr, g, h in ps]
             jax.block_until_ready(res[-1])
+
         return loop
 
     fns = {"loop": looper("xla"), "loop_fft": looper("auto")}
-    vm = jax.jit(jax.vmap(make_train_step(model, cfg.train, tx),
-                          in_axes=(0, 0, 0, None, 0, None, 0, 0)))
+    vm = jax.jit(
+        jax.vmap(make_train_step(model, cfg.train, tx), in_axes=(0, 0, 0, None, 0, None, 0, 0))
+    )
     fns["vmap"] = lambda: jax.block_until_ready(vm(params, state, opt, x, r, mask, rngs, hp))
     for conv in ("xla", "shifted", "fft"):
         f = jax.jit(make_per_neuron_step(model, cfg.train, tx, conv=conv))
-        fns[f"fused_{conv}"] = (lambda f=f: jax.block_until_ready(
-            f(params, state, opt, x, r, mask, rngs, hp)))
+        fns[f"fused_{conv}"] = lambda f=f: jax.block_until_ready(
+            f(params, state, opt, x, r, mask, rngs, hp)
+        )
     for name in a.only.split(","):
         t0 = time.perf_counter()
         out[f"{name}_steps_per_s"] = timeit(fns[name], a.reps)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -39,8 +39,12 @@ TORCH_VERSION = "2.13.0"
 
 def _has_torch(py) -> bool:
     try:
-        return subprocess.run([str(py), "-c", "import torch, numpy"], capture_output=True,
-                              timeout=120).returncode == 0
+        return (
+            subprocess.run(
+                [str(py), "-c", "import torch, numpy"], capture_output=True, timeout=120
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -70,8 +74,16 @@ def torch_python() -> str:
 
 
 def run_side(py, script, workload, quick, exchange, out, env=None, timeout=1800) -> tuple:
-    cmd = [py, str(HERE / script), "--workload", workload, "--exchange", str(exchange),
-           "--out", str(out)] + (["--quick"] if quick else [])
+    cmd = [
+        py,
+        str(HERE / script),
+        "--workload",
+        workload,
+        "--exchange",
+        str(exchange),
+        "--out",
+        str(out),
+    ] + (["--quick"] if quick else [])
     t = time.perf_counter()
     p = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
     dt = time.perf_counter() - t
@@ -90,13 +102,17 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     names = [n for n in a.only.split(",") if n] or list(W.ORDER)
     for n in names:
-        W.get(n)                                       # unknown names fail early
+        W.get(n)  # unknown names fail early
     tpy = torch_python()
     print(f"[bench] torch interpreter: {tpy}", flush=True)
     res_dir = Path(a.results)
     tmp = Path(tempfile.mkdtemp(prefix="jaxsel-bench-"))
-    run = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "quick": a.quick, "workloads": {}, "machine": common.machine()}
+    run = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": a.quick,
+        "workloads": {},
+        "machine": common.machine(),
+    }
     run["machine"]["loadavg_start"] = list(os.getloadavg())
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -108,34 +124,52 @@ def main(argv=None) -> int:
     run["torch_env"] = {"OMP_WAIT_POLICY": tenv["OMP_WAIT_POLICY"]}
     # matmul peaks (for the roofline)
     mm = {}
-    for side, py, script, e in (("jax", sys.executable, "jax_side.py", env),
-                                ("torch", tpy, "torch_side.py", tenv)):
+    for side, py, script, e in (
+        ("jax", sys.executable, "jax_side.py", env),
+        ("torch", tpy, "torch_side.py", tenv),
+    ):
         rc, d, _ = run_side(py, script, "matmul", False, tmp, tmp / f"{side}_matmul.json", e)
         if rc == 0:
             mm[side] = d["matmul_gflops"]
             run.setdefault("versions", {}).update(
-                {"jax": d["versions"]["jax"], "jax_backend": d["versions"]["backend"],
-                 "jax_device": d["versions"]["device_kind"]} if side == "jax" else
-                {"torch": d["versions"]["torch"], "torch_device": d["versions"]["device"],
-                 "torch_device_name": d["versions"]["device_name"],
-                 "torch_threads": d["versions"]["threads"]})
+                {
+                    "jax": d["versions"]["jax"],
+                    "jax_backend": d["versions"]["backend"],
+                    "jax_device": d["versions"]["device_kind"],
+                }
+                if side == "jax"
+                else {
+                    "torch": d["versions"]["torch"],
+                    "torch_device": d["versions"]["device"],
+                    "torch_device_name": d["versions"]["device_name"],
+                    "torch_threads": d["versions"]["threads"],
+                }
+            )
     run["matmul_gflops"] = mm
     print(f"[bench] matmul GFLOP/s: {mm}", flush=True)
     for name in names:
         entry = {}
-        rc, d, dt = run_side(sys.executable, "jax_side.py", name, a.quick, tmp,
-                             tmp / f"jax_{name}.json", env)
+        rc, d, dt = run_side(
+            sys.executable, "jax_side.py", name, a.quick, tmp, tmp / f"jax_{name}.json", env
+        )
         if rc != 0:
-            print(f"[bench] {name}: JAX side failed (exit {rc}; -9 = killed, e.g. out of "
-                  "memory); skipping this workload", flush=True)
+            print(
+                f"[bench] {name}: JAX side failed (exit {rc}; -9 = killed, e.g. out of "
+                "memory); skipping this workload",
+                flush=True,
+            )
             run["workloads"][name] = {"error": f"JAX side exit {rc}"}
             continue
         entry["jax"] = d
-        rc, d, dt2 = run_side(tpy, "torch_side.py", name, a.quick, tmp,
-                              tmp / f"torch_{name}.json", tenv)
+        rc, d, dt2 = run_side(
+            tpy, "torch_side.py", name, a.quick, tmp, tmp / f"torch_{name}.json", tenv
+        )
         if rc == 3:
-            print(f"[bench] {name}: EQUIVALENCE CHECK FAILED, aborting: "
-                  f"{(d or {}).get('equivalence_error')}", flush=True)
+            print(
+                f"[bench] {name}: EQUIVALENCE CHECK FAILED, aborting: "
+                f"{(d or {}).get('equivalence_error')}",
+                flush=True,
+            )
             return 3
         if rc != 0:
             print(f"[bench] {name}: torch side failed (exit {rc}); skipping", flush=True)
@@ -144,20 +178,24 @@ def main(argv=None) -> int:
         entry["torch"] = d
         n_checks = len(d.get("equivalence", []))
         run["workloads"][name] = entry
-        res_dir.mkdir(parents=True, exist_ok=True)       # partial results after each one
+        res_dir.mkdir(parents=True, exist_ok=True)  # partial results after each one
         (res_dir / ("quick-partial.json" if a.quick else "partial.json")).write_text(
-            json.dumps(run, indent=1, default=float))
-        summary = {f"{side}:{k}": round(v["items_per_s"], 3) for side in ("jax", "torch")
-                   for k, v in entry[side]["results"].items() if "items_per_s" in v}
-        print(f"[bench] {name} ({dt:.0f}+{dt2:.0f} s, {n_checks} checks ok): {summary}",
-              flush=True)
+            json.dumps(run, indent=1, default=float)
+        )
+        summary = {
+            f"{side}:{k}": round(v["items_per_s"], 3)
+            for side in ("jax", "torch")
+            for k, v in entry[side]["results"].items()
+            if "items_per_s" in v
+        }
+        print(f"[bench] {name} ({dt:.0f}+{dt2:.0f} s, {n_checks} checks ok): {summary}", flush=True)
     run["machine"]["loadavg_end"] = list(os.getloadavg())
     res_dir.mkdir(parents=True, exist_ok=True)
     stem = "quick" if a.quick else "latest"
     # raw numbers first, so a reporting error never loses a run
     (res_dir / f"{stem}.json").write_text(json.dumps(run, indent=1, default=float))
     report.finish(run)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     (res_dir / f"{stem}.json").write_text(json.dumps(run, indent=1, default=float))
     if not a.quick:
         (res_dir / f"bench-{stamp}.json").write_text(json.dumps(run, indent=1, default=float))

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
-from equivalence import EquivalenceError, compare, require  # noqa: E402
+import common
+from equivalence import EquivalenceError, compare, require
 
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 LAP = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]]).view(1, 1, 3, 3)
@@ -46,48 +46,63 @@ def T(a, grad=False):
 
 def to_torch_layout(key, a):
     a = np.asarray(a)
-    if key.endswith("kernel") and a.ndim == 4:          # HWIO -> OIHW
+    if key.endswith("kernel") and a.ndim == 4:  # HWIO -> OIHW
         return a.transpose(3, 2, 0, 1)
     return a
 
 
 def to_jax_layout(key, a):
     a = np.asarray(a)
-    if key.endswith("kernel") and a.ndim == 4:          # OIHW -> HWIO
+    if key.endswith("kernel") and a.ndim == 4:  # OIHW -> HWIO
         return a.transpose(2, 3, 1, 0)
     return a
 
 
 def load_tree(z, prefix, grad=False):
-    return {k[len(prefix) + 1:]: T(to_torch_layout(k, z[k]), grad)
-            for k in z.files if k.startswith(prefix + "/")}
+    return {
+        k[len(prefix) + 1 :]: T(to_torch_layout(k, z[k]), grad)
+        for k in z.files
+        if k.startswith(prefix + "/")
+    }
 
 
 # ------------------------------------------------------------------ the Lurz-style model
 def forward(P, S, cfg, x, train, z=None):
     """Rates (b, n) for standardized NCHW images. S: BN running stats (updated if train)."""
-    if cfg.get("skip", 0) > 1 or cfg.get("depth_separable") or cfg.get("readout",
-                                                                          "gaussian") != "gaussian":
-        raise NotImplementedError("the PyTorch mirror covers plain stacked cores (optional "
-                                  "pooling) with a Gaussian readout; got " + json.dumps(cfg))
+    if (
+        cfg.get("skip", 0) > 1
+        or cfg.get("depth_separable")
+        or cfg.get("readout", "gaussian") != "gaussian"
+    ):
+        raise NotImplementedError(
+            "the PyTorch mirror covers plain stacked cores (optional "
+            "pooling) with a Gaussian readout; got " + json.dumps(cfg)
+        )
     outs = []
     for layer in range(cfg["layers"]):
         k = P[f"core/layer{layer}_conv/kernel"]
         inp = x if layer == 0 else outs[-1]
         h = F.conv2d(inp, k, P.get(f"core/layer{layer}_conv/bias"), padding=k.shape[-1] // 2)
         pool = cfg.get("pooling", 1) if layer == 0 else cfg.get("hidden_pooling", 1)
-        if pool > 1:                                     # floor, stride = size (as jaxsel)
+        if pool > 1:  # floor, stride = size (as jaxsel)
             h = F.avg_pool2d(h, pool)
         if cfg["batch_norm"]:
-            h = F.batch_norm(h, S and S[f"batch_stats/core/layer{layer}_bn/mean"],
-                             S and S[f"batch_stats/core/layer{layer}_bn/var"],
-                             P[f"core/layer{layer}_bn/scale"], P[f"core/layer{layer}_bn/bias"],
-                             training=train, momentum=0.1, eps=1e-5)
+            h = F.batch_norm(
+                h,
+                S and S[f"batch_stats/core/layer{layer}_bn/mean"],
+                S and S[f"batch_stats/core/layer{layer}_bn/var"],
+                P[f"core/layer{layer}_bn/scale"],
+                P[f"core/layer{layer}_bn/bias"],
+                training=train,
+                momentum=0.1,
+                eps=1e-5,
+            )
         if layer < cfg["layers"] - 1 or cfg["final_nonlinearity"]:
             h = F.elu(h)
         outs.append(h)
-    idx = (range(cfg["layers"]) if cfg["stack"] is None
-           else [s % cfg["layers"] for s in cfg["stack"]])
+    idx = (
+        range(cfg["layers"]) if cfg["stack"] is None else [s % cfg["layers"] for s in cfg["stack"]]
+    )
     f = torch.cat([outs[i] for i in idx], dim=1)
     mu = P["readout/mu"].clamp(-1.0, 1.0)
     b = x.shape[0]
@@ -95,8 +110,9 @@ def forward(P, S, cfg, x, train, z=None):
         grid = (mu[None] + torch.einsum("nij,bnj->bni", P["readout/sigma"], z)).clamp(-1, 1)
     else:
         grid = mu[None].expand(b, -1, -1)
-    v = F.grid_sample(f, grid[:, :, None, :], mode="bilinear", padding_mode="zeros",
-                      align_corners=True)[..., 0]                       # (b, c, n)
+    v = F.grid_sample(
+        f, grid[:, :, None, :], mode="bilinear", padding_mode="zeros", align_corners=True
+    )[..., 0]  # (b, c, n)
     y = torch.einsum("bcn,nc->bn", v, P["readout/features"]) + P["readout/bias"]
     return F.elu(y + cfg["elu_offset"]) + 1.0
 
@@ -106,14 +122,20 @@ def regularizer(P, cfg, hp):
     filt = k.reshape(-1, 1, k.shape[-2], k.shape[-1])
     lap = F.conv2d(filt, LAP.to(filt.device), padding=1)
     if cfg["laplace_normalized"]:
-        lp = (lap ** 2).sum() / ((filt ** 2).sum() + 1e-12)
+        lp = (lap**2).sum() / ((filt**2).sum() + 1e-12)
     else:
-        lp = (lap ** 2).sum() / 2.0
+        lp = (lap**2).sum() / 2.0
     hidden = [P[f"core/layer{i}_conv/kernel"] for i in range(1, cfg["layers"])]
-    gs = (sum(torch.sqrt((h ** 2).sum(dim=(2, 3)) + 1e-12).mean() for h in hidden)
-          / len(hidden)) if hidden else 0.0
-    return (hp["gamma_input"] * lp + hp["gamma_hidden"] * gs
-            + hp["gamma_readout"] * P["readout/features"].abs().sum())
+    gs = (
+        (sum(torch.sqrt((h**2).sum(dim=(2, 3)) + 1e-12).mean() for h in hidden) / len(hidden))
+        if hidden
+        else 0.0
+    )
+    return (
+        hp["gamma_input"] * lp
+        + hp["gamma_hidden"] * gs
+        + hp["gamma_readout"] * P["readout/features"].abs().sum()
+    )
 
 
 def objective(P, S, cfg, hp, x, r, train, z=None, mask=None):
@@ -145,8 +167,10 @@ class TrainStep:
         z = torch.randn(x.shape[0], n, 2, device=DEV)
         loss, _ = objective(self.P, self.S, self.cfg, self.hp, x, r, True, z, mask)
         loss.backward()
-        finite = torch.isfinite(loss) & torch.stack(
-            [torch.isfinite(p.grad).all() for p in self.params]).all()
+        finite = (
+            torch.isfinite(loss)
+            & torch.stack([torch.isfinite(p.grad).all() for p in self.params]).all()
+        )
         if bool(finite):
             self.opt.step()
             with torch.no_grad():
@@ -185,8 +209,10 @@ def check_train(z):
     recs = []
     for mode in ("eval", "train"):
         P = load_tree(z, f"{mode}/params", grad=True)
-        S = {k: T(z[f"{mode}/state/{k}"]) for k in
-             [f[len(mode) + 7:] for f in z.files if f.startswith(f"{mode}/state/")]}
+        S = {
+            k: T(z[f"{mode}/state/{k}"])
+            for k in [f[len(mode) + 7 :] for f in z.files if f.startswith(f"{mode}/state/")]
+        }
         x.grad = None
         b, n = z["r"].shape
         zz = torch.zeros(b, n, 2, device=DEV)
@@ -197,7 +223,7 @@ def check_train(z):
         recs.append(compare(f"{mode}/grad_x", x.grad.cpu(), z[f"{mode}/grad_x"]))
         for k, p in P.items():
             if mode == "train" and k == "readout/sigma":
-                continue        # its gradient depends on the (process-local) position noise
+                continue  # its gradient depends on the (process-local) position noise
             g = np.zeros(p.shape) if p.grad is None else p.grad.cpu().numpy()
             recs.append(compare(f"{mode}/grad/{k}", to_jax_layout(k, g), z[f"{mode}/grad/{k}"]))
     require(recs)
@@ -208,7 +234,7 @@ def run_train(w, z):
     cfg, hp, recs = check_train(z)
     P = load_tree(z, "train/params", grad=True)
     P["readout/sigma"] = T(z["eval/params/readout/sigma"], True)
-    S = {k[len("train/state/"):]: T(z[k]) for k in z.files if k.startswith("train/state/")}
+    S = {k[len("train/state/") :]: T(z[k]) for k in z.files if k.startswith("train/state/")}
     x, r = T(z["x"]), T(z["r"])
     mask = torch.ones(x.shape[0], device=DEV)
     step = TrainStep(P, S, cfg, hp, cfg["lr"])
@@ -219,7 +245,7 @@ def run_train(w, z):
 def run_inference(w, z):
     cfg = json.loads(str(z["cfg"]))
     P = load_tree(z, "params")
-    S = {k[len("state/"):]: T(z[k]) for k in z.files if k.startswith("state/")}
+    S = {k[len("state/") :]: T(z[k]) for k in z.files if k.startswith("state/")}
     x = T(z["x"])
     with torch.no_grad():
         recs = [compare("rates", forward(P, S, cfg, x, False).cpu(), z["rates"])]
@@ -228,17 +254,25 @@ def run_inference(w, z):
     def call():
         with torch.no_grad():
             return forward(P, S, cfg, x, False)
+
     t = common.time_calls(call, w["repeats"], sync=sync)
-    return {"no_grad": {**t, "items_per_s": w["batch"] / t["median_s"],
-                        "unit": "images/s"}}, recs
+    return {"no_grad": {**t, "items_per_s": w["batch"] / t["median_s"], "unit": "images/s"}}, recs
 
 
 # per-neuron CNNs ------------------------------------------------------------
 def per_neuron_cfg(w):
-    return {"layers": 2, "hidden_channels": w["channels"], "input_kern": w["k1"],
-            "hidden_kern": w["k2"], "batch_norm": True, "stack": [-1],
-            "final_nonlinearity": True, "elu_offset": 0.0, "laplace_normalized": False,
-            "eps": 1e-8}
+    return {
+        "layers": 2,
+        "hidden_channels": w["channels"],
+        "input_kern": w["k1"],
+        "hidden_kern": w["k2"],
+        "batch_norm": True,
+        "stack": [-1],
+        "final_nonlinearity": True,
+        "elu_offset": 0.0,
+        "laplace_normalized": False,
+        "eps": 1e-8,
+    }
 
 
 def stacked_tree(z, prefix):
@@ -246,9 +280,9 @@ def stacked_tree(z, prefix):
     for k in z.files:
         if k.startswith(prefix + "/"):
             a = z[k]
-            if k.endswith("kernel") and a.ndim == 5:     # (M, kh, kw, i, o) -> (M, o, i, kh, kw)
+            if k.endswith("kernel") and a.ndim == 5:  # (M, kh, kw, i, o) -> (M, o, i, kh, kw)
                 a = a.transpose(0, 4, 3, 1, 2)
-            out[k[len(prefix) + 1:]] = T(a)
+            out[k[len(prefix) + 1 :]] = T(a)
     return out
 
 
@@ -257,25 +291,33 @@ def per_neuron_runners(w, cfg, hp, P, S, x, R, which=("loop", "func_vmap")):
     mask = torch.ones(x.shape[0], device=DEV)
     out = {}
     if "loop" in which:
-        steps = [TrainStep({k: v[i].clone().requires_grad_(True) for k, v in P.items()},
-                           {k: v[i].clone() for k, v in S.items()}, cfg, hp, w["lr"])
-                 for i in range(m)]
+        steps = [
+            TrainStep(
+                {k: v[i].clone().requires_grad_(True) for k, v in P.items()},
+                {k: v[i].clone() for k, v in S.items()},
+                cfg,
+                hp,
+                w["lr"],
+            )
+            for i in range(m)
+        ]
 
         def loop():
             loss = None
             for i, st in enumerate(steps):
                 loss = st(x, R[i], mask)
             return loss
+
         out["loop"] = loop
     if "func_vmap" in which:
         PV = {k: v.clone() for k, v in P.items()}
         leaves = list(PV.values())
-        opt = torch.optim.Adam(leaves, lr=w["lr"])      # elementwise, so per-model Adam
+        opt = torch.optim.Adam(leaves, lr=w["lr"])  # elementwise, so per-model Adam
 
         def loss_one(p, r, zz):
             return objective(p, None, cfg, hp, x, r, True, zz, mask)[0]
-        gfn = torch.func.vmap(torch.func.grad(loss_one), in_dims=(0, 0, 0),
-                              randomness="different")
+
+        gfn = torch.func.vmap(torch.func.grad(loss_one), in_dims=(0, 0, 0), randomness="different")
 
         def fvmap():
             zz = torch.randn(m, x.shape[0], 1, 2, device=DEV)
@@ -288,13 +330,14 @@ def per_neuron_runners(w, cfg, hp, P, S, x, R, which=("loop", "func_vmap")):
                 with torch.no_grad():
                     PV["readout/mu"].clamp_(-1.0, 1.0)
             return g["readout/bias"]
+
         out["func_vmap"] = fvmap
     return out
 
 
 def run_per_neuron(w, z):
-    cfg, hp, recs = check_train(z)                       # model 0, same weights as JAX
-    recs = json.loads(str(z["fused_vs_vmap"])) + recs     # JAX fused == JAX vmap
+    cfg, hp, recs = check_train(z)  # model 0, same weights as JAX
+    recs = json.loads(str(z["fused_vs_vmap"])) + recs  # JAX fused == JAX vmap
     P = stacked_tree(z, "stack/params")
     S = stacked_tree(z, "stack/state")
     x, R = T(z["x"]), T(z["R"])
@@ -308,21 +351,23 @@ def run_per_neuron(w, z):
 # MEIs -------------------------------------------------------------------------
 def fix_norm(u, norm):
     u = u - u.mean(dim=(1, 2, 3), keepdim=True)
-    return norm * u / torch.sqrt((u ** 2).sum(dim=(1, 2, 3), keepdim=True) + 1e-16)
+    return norm * u / torch.sqrt((u**2).sum(dim=(1, 2, 3), keepdim=True) + 1e-16)
 
 
 def run_mei(w, z):
     cfg = json.loads(str(z["cfg"]))
     P = load_tree(z, "params")
-    S = {k[len("state/"):]: T(z[k]) for k in z.files if k.startswith("state/")}
+    S = {k[len("state/") :]: T(z[k]) for k in z.files if k.startswith("state/")}
     norm = float(z["norm"])
     u = T(z["u"], True)
     tg = torch.as_tensor(z["targets"], device=DEV)
     rates = forward(P, S, cfg, (127.5 + 127.5 * fix_norm(u, norm) - 127.5) / 127.5, False)
     act = rates[torch.arange(len(tg)), tg]
     act.sum().backward()
-    recs = [compare("activation", act.detach().cpu(), z["act"]),
-            compare("grad_u", u.grad.cpu(), z["grad_u"])]
+    recs = [
+        compare("activation", act.detach().cpu(), z["act"]),
+        compare("grad_u", u.grad.cpu(), z["grad_u"]),
+    ]
     require(recs)
     h, wd = w["image"]
     res = {}
@@ -332,7 +377,7 @@ def run_mei(w, z):
         for s in range(0, n, chunk):
             k = min(chunk, n - s)
             tgt = torch.arange(s, s + k, device=DEV)
-            u = (0.1 * torch.randn(k, 1, h, wd, device=DEV))
+            u = 0.1 * torch.randn(k, 1, h, wd, device=DEV)
             with torch.no_grad():
                 u = fix_norm(u, norm)
             u.requires_grad_(True)
@@ -349,14 +394,21 @@ def run_mei(w, z):
                     u.copy_(fix_norm(u, norm))
                 trace.append(a.detach())
             with torch.no_grad():
-                acts.append(forward(P, S, cfg, fix_norm(u, norm), False)[
-                    torch.arange(k, device=DEV), tgt])
+                acts.append(
+                    forward(P, S, cfg, fix_norm(u, norm), False)[torch.arange(k, device=DEV), tgt]
+                )
         return sync(torch.cat(acts))
+
     for n in w["neurons"]:
         chunk = min(w["chunk"], n)
         t = common.time_calls(lambda: run(n, chunk), w["repeats"], warmup=0, sync=sync)
-        res[f"batched_sum_n{n}"] = {**t, "items_per_s": n * w["steps"] / t["median_s"],
-                                    "unit": "neuron-steps/s", "neurons": n, "chunk": chunk}
+        res[f"batched_sum_n{n}"] = {
+            **t,
+            "items_per_s": n * w["steps"] / t["median_s"],
+            "unit": "neuron-steps/s",
+            "neurons": n,
+            "chunk": chunk,
+        }
     return res, recs
 
 
@@ -371,8 +423,12 @@ def run_sweep(w, z):
     steps = []
     for i, (lr, gr) in enumerate(grid):
         P, S = fresh_model(cfg, w["n_neurons"], h, wd, seed=i)
-        hp = {"gamma_input": gi, "gamma_hidden": gh, "gamma_readout": float(gr),
-              "loss_scale": float(np.sqrt(4000 / w["batch"]))}
+        hp = {
+            "gamma_input": gi,
+            "gamma_hidden": gh,
+            "gamma_readout": float(gr),
+            "loss_scale": float(np.sqrt(4000 / w["batch"])),
+        }
         steps.append(TrainStep(P, S, cfg, hp, float(lr)))
 
     def loop():
@@ -380,16 +436,29 @@ def run_sweep(w, z):
         for s in steps:
             loss = s(x, r, mask)
         return loss
+
     t = common.time_calls(loop, w["repeats"], sync=sync)
     m = len(grid)
     return {"loop": {**t, "items_per_s": m / t["median_s"], "unit": "model-steps/s"}}, [
-        {"name": "same model and step as small_train (checked there)", "ok": True}]
+        {"name": "same model and step as small_train (checked there)", "ok": True}
+    ]
 
 
 # scaling ------------------------------------------------------------------------
-SMALL = {"layers": 3, "hidden_channels": 16, "input_kern": 9, "hidden_kern": 5,
-         "pooling": 2, "hidden_pooling": 1, "batch_norm": True, "stack": None, "final_nonlinearity": True, "elu_offset": 0.0,
-         "laplace_normalized": False, "eps": 1e-8}
+SMALL = {
+    "layers": 3,
+    "hidden_channels": 16,
+    "input_kern": 9,
+    "hidden_kern": 5,
+    "pooling": 2,
+    "hidden_pooling": 1,
+    "batch_norm": True,
+    "stack": None,
+    "final_nonlinearity": True,
+    "elu_offset": 0.0,
+    "laplace_normalized": False,
+    "eps": 1e-8,
+}
 
 
 def run_scale(w, z):
@@ -405,8 +474,12 @@ def run_scale(w, z):
             mask = torch.ones(w["batch"], device=DEV)
             t = common.time_calls(lambda: step(x, r, mask), w["repeats"], sync=sync)
             key = f"n{pt}" if w["of"] == "train" else f"{pt[0]}x{pt[1]}"
-            res[key] = {"x": pt if w["of"] == "train" else pt[0] * pt[1], **t,
-                        "items_per_s": w["batch"] / t["median_s"], "unit": "images/s"}
+            res[key] = {
+                "x": pt if w["of"] == "train" else pt[0] * pt[1],
+                **t,
+                "items_per_s": w["batch"] / t["median_s"],
+                "unit": "images/s",
+            }
         else:
             h, wd = w["image"]
             cfg = per_neuron_cfg(w)
@@ -417,29 +490,46 @@ def run_scale(w, z):
             R = r.T[:, :, None].contiguous()
             runners = per_neuron_runners(w, cfg, hp, P, S, x, R, which=("loop",))
             t = common.time_calls(runners["loop"], w["repeats"], warmup=1, sync=sync)
-            res[f"m{pt}"] = {"x": pt, **t, "items_per_s": pt / t["median_s"],
-                             "unit": "model-steps/s"}
+            res[f"m{pt}"] = {
+                "x": pt,
+                **t,
+                "items_per_s": pt / t["median_s"],
+                "unit": "model-steps/s",
+            }
     return res, []
 
 
 def matmul_peak(n=2048, repeats=10):
     a = torch.randn(n, n, device=DEV)
     t = common.time_calls(lambda: a @ a, repeats, warmup=2, sync=sync)
-    return 2 * n ** 3 / t["min_s"] / 1e9   # best case: the peak
+    return 2 * n**3 / t["min_s"] / 1e9  # best case: the peak
 
 
-RUNNERS = {"train": run_train, "per_neuron": run_per_neuron, "mei": run_mei,
-           "sweep": run_sweep, "inference": run_inference, "scale": run_scale}
+RUNNERS = {
+    "train": run_train,
+    "per_neuron": run_per_neuron,
+    "mei": run_mei,
+    "sweep": run_sweep,
+    "inference": run_inference,
+    "scale": run_scale,
+}
 
 
 def main():
     a = common.parse_args()
     t0 = time.perf_counter()
-    out = {"side": "torch", "versions": {"torch": torch.__version__, "device": str(DEV),
-                                         "threads": torch.get_num_threads(),
-                                         "device_name": torch.cuda.get_device_name(0)
-                                         if DEV.type == "cuda" else common.cpu_model()},
-           "machine": common.machine()}
+    out = {
+        "side": "torch",
+        "versions": {
+            "torch": torch.__version__,
+            "device": str(DEV),
+            "threads": torch.get_num_threads(),
+            "device_name": torch.cuda.get_device_name(0)
+            if DEV.type == "cuda"
+            else common.cpu_model(),
+        },
+        "machine": common.machine(),
+    }
     if a.workload == "matmul":
         out["matmul_gflops"] = matmul_peak()
     else:
@@ -457,8 +547,9 @@ def main():
         out["results"] = res
         out["equivalence"] = recs
     out["peak_rss_mib"] = common.peak_rss_mib()
-    out["peak_device_mib"] = (torch.cuda.max_memory_allocated() / 2 ** 20
-                              if DEV.type == "cuda" else None)
+    out["peak_device_mib"] = (
+        torch.cuda.max_memory_allocated() / 2**20 if DEV.type == "cuda" else None
+    )
     out["wall_s"] = time.perf_counter() - t0
     common.write_json(a.out, out)
 

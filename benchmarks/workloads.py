@@ -23,7 +23,7 @@ import copy
 # The tiny per-neuron CNN (one jaxsel model per neuron): 2 layers (conv k9 1->C, BN, ELU;
 # conv k7 C->C, BN, ELU), full Gaussian readout of 1 neuron, ELU+1, Poisson loss, Adam.
 PER_NEURON_ARCH = {"channels": 4, "k1": 9, "k2": 7, "lr": 1e-3}
-# JAX formulations timed (jaxsel.train.per_neuron's fused step with shifted-matmul hidden
+# JAX formulations timed (jaxsel.train._per_neuron's fused step with shifted-matmul hidden
 # layers, vmap of the one-model step, a Python loop over it). The fused step with
 # conv="xla" (grouped convs) was 20-30x slower than the loop on this CPU in --quick runs
 # and is left out of full runs (add "fused_xla" here to time it).
@@ -32,38 +32,98 @@ PER_NEURON_ARCH = {"channels": 4, "k1": 9, "k2": 7, "lr": 1e-3}
 # "loop_fft" / "vmap_fft": the same with conv="auto" (FFT convolutions where faster on CPU),
 # which is what fit_many runs on CPU.
 PER_NEURON_JAX = ("vmap", "loop", "vmap_fft", "loop_fft")
-SCALE_MODELS_JAX = "loop_fft"            # the JAX formulation used for the models curve
+SCALE_MODELS_JAX = "loop_fft"  # the JAX formulation used for the models curve
 
 LURZ_MODEL = {"layers": 4, "hidden_channels": 64, "input_kern": 9, "hidden_kern": 7}
 
 WORKLOADS = {
-    "lurz_train": {"kind": "train", "config": "lurz", "n_neurons": 1000, "batch": 64,
-                   "image": [36, 64], "repeats": 4},
-    "small_train": {"kind": "train", "config": "small", "n_neurons": 300, "batch": 64,
-                    "image": [36, 64], "repeats": 10},
-    "per_neuron": {"kind": "per_neuron", "n_models": 100, "batch": 64, "image": [36, 64],
-                   "repeats": 3, **PER_NEURON_ARCH},
-    "mei": {"kind": "mei", "config": "small", "model_neurons": 1000, "image": [36, 64],
-            "neurons": [100, 1000], "steps": 10, "chunk": 250, "lr": 0.05, "norm": 20.0,
-            "repeats": 1},
-    "sweep": {"kind": "sweep", "config": "small", "n_models": 24, "n_neurons": 300,
-              "batch": 64, "image": [36, 64], "repeats": 3},
-    "inference": {"kind": "inference", "config": "lurz", "n_neurons": 1000, "batch": 256,
-                  "image": [36, 64], "repeats": 5},
-    "scale_neurons": {"kind": "scale", "of": "train", "config": "small", "batch": 64,
-                      "image": [36, 64], "points": [10, 100, 1000, 10000], "repeats": 2},
-    "scale_models": {"kind": "scale", "of": "per_neuron", "batch": 64, "image": [36, 64],
-                     "points": [1, 8, 64, 512], "repeats": 1, **PER_NEURON_ARCH},
-    "scale_image": {"kind": "scale", "of": "image", "config": "small", "n_neurons": 300,
-                    "batch": 64, "points": [[18, 32], [36, 64], [72, 128]], "repeats": 2},
+    "lurz_train": {
+        "kind": "train",
+        "config": "lurz",
+        "n_neurons": 1000,
+        "batch": 64,
+        "image": [36, 64],
+        "repeats": 4,
+    },
+    "small_train": {
+        "kind": "train",
+        "config": "small",
+        "n_neurons": 300,
+        "batch": 64,
+        "image": [36, 64],
+        "repeats": 10,
+    },
+    "per_neuron": {
+        "kind": "per_neuron",
+        "n_models": 100,
+        "batch": 64,
+        "image": [36, 64],
+        "repeats": 3,
+        **PER_NEURON_ARCH,
+    },
+    "mei": {
+        "kind": "mei",
+        "config": "small",
+        "model_neurons": 1000,
+        "image": [36, 64],
+        "neurons": [100, 1000],
+        "steps": 10,
+        "chunk": 250,
+        "lr": 0.05,
+        "norm": 20.0,
+        "repeats": 1,
+    },
+    "sweep": {
+        "kind": "sweep",
+        "config": "small",
+        "n_models": 24,
+        "n_neurons": 300,
+        "batch": 64,
+        "image": [36, 64],
+        "repeats": 3,
+    },
+    "inference": {
+        "kind": "inference",
+        "config": "lurz",
+        "n_neurons": 1000,
+        "batch": 256,
+        "image": [36, 64],
+        "repeats": 5,
+    },
+    "scale_neurons": {
+        "kind": "scale",
+        "of": "train",
+        "config": "small",
+        "batch": 64,
+        "image": [36, 64],
+        "points": [10, 100, 1000, 10000],
+        "repeats": 2,
+    },
+    "scale_models": {
+        "kind": "scale",
+        "of": "per_neuron",
+        "batch": 64,
+        "image": [36, 64],
+        "points": [1, 8, 64, 512],
+        "repeats": 1,
+        **PER_NEURON_ARCH,
+    },
+    "scale_image": {
+        "kind": "scale",
+        "of": "image",
+        "config": "small",
+        "n_neurons": 300,
+        "batch": 64,
+        "points": [[18, 32], [36, 64], [72, 128]],
+        "repeats": 2,
+    },
 }
 
 QUICK = {
     "lurz_train": {"n_neurons": 50, "batch": 8, "image": [18, 32], "repeats": 2},
     "small_train": {"n_neurons": 30, "batch": 8, "image": [18, 32], "repeats": 2},
     "per_neuron": {"n_models": 6, "batch": 8, "image": [18, 32], "repeats": 2},
-    "mei": {"model_neurons": 40, "image": [18, 32], "neurons": [4, 40], "steps": 3,
-            "chunk": 16},
+    "mei": {"model_neurons": 40, "image": [18, 32], "neurons": [4, 40], "steps": 3, "chunk": 16},
     "sweep": {"n_models": 3, "n_neurons": 30, "batch": 8, "image": [18, 32], "repeats": 2},
     "inference": {"n_neurons": 50, "batch": 16, "image": [18, 32], "repeats": 2},
     "scale_neurons": {"batch": 8, "image": [18, 32], "points": [10, 100], "repeats": 1},
@@ -71,8 +131,17 @@ QUICK = {
     "scale_image": {"n_neurons": 30, "batch": 8, "points": [[18, 32], [24, 48]], "repeats": 1},
 }
 
-ORDER = ["lurz_train", "small_train", "per_neuron", "mei", "sweep", "inference",
-         "scale_neurons", "scale_models", "scale_image"]
+ORDER = [
+    "lurz_train",
+    "small_train",
+    "per_neuron",
+    "mei",
+    "sweep",
+    "inference",
+    "scale_neurons",
+    "scale_models",
+    "scale_image",
+]
 
 # The sweep grid: 24 points = 4 learning rates x 6 readout L1 strengths.
 SWEEP_LRS = [1e-3, 3e-3, 5e-3, 1e-2]

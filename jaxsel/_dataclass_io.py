@@ -2,7 +2,7 @@
 
 Model, training, MEI and run configs are frozen dataclasses; they are read from plain data
 (parsed TOML or JSON) with :func:`from_dict` and written back with :func:`to_dict`. Reading
-is strict: an unknown key is a :class:`~jaxsel.errors.ConfigError` naming the closest valid
+is strict: an unknown key is a :class:`~jaxsel._errors.ConfigError` naming the closest valid
 key, and every value is checked against the field's annotation (nested dataclasses, tuples,
 unions, typed dicts), with the dotted key path in the message.
 
@@ -28,7 +28,7 @@ import types
 import typing
 from typing import Any
 
-from jaxsel.errors import ConfigError
+from jaxsel._errors import ConfigError
 
 STYLES = ("python", "toml")
 
@@ -58,14 +58,26 @@ def type_name(tp) -> str:
         return f"table of {' -> '.join(type_name(a) for a in typing.get_args(tp))}"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(type_name(a) for a in typing.get_args(tp))
-    return {int: "integer", float: "float", str: "string", bool: "boolean", dict: "table",
-            type(None): "nothing"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {
+        int: "integer",
+        float: "float",
+        str: "string",
+        bool: "boolean",
+        dict: "table",
+        type(None): "nothing",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def describe(value) -> str:
     """``'float 1.5'``: the kind and (shortened) repr of a value, for messages."""
-    kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
     text = repr(value)
     return f"{kind} {text if len(text) < 40 else text[:37] + '...'}"
 
@@ -121,19 +133,22 @@ def convert(value, tp, key: str, *, style: str = "toml"):
         if not isinstance(value, (list, tuple)):
             raise _bad_type(value, tp, key, style)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(convert(v, args[0], f"{key}[{i}]", style=style)
-                         for i, v in enumerate(value))
+            return tuple(
+                convert(v, args[0], f"{key}[{i}]", style=style) for i, v in enumerate(value)
+            )
         if len(value) != len(args):
-            raise ConfigError(f"key '{key}' must be {type_name(tp)}, got an array of "
-                              f"{len(value)}")
-        return tuple(convert(v, a, f"{key}[{i}]", style=style)
-                     for i, (v, a) in enumerate(zip(value, args)))
+            raise ConfigError(f"key '{key}' must be {type_name(tp)}, got an array of {len(value)}")
+        return tuple(
+            convert(v, a, f"{key}[{i}]", style=style) for i, (v, a) in enumerate(zip(value, args))
+        )
     if origin in (collections.abc.Mapping, dict) and args:
         if not isinstance(value, dict):
             raise _bad_type(value, tp, key, style)
         kt, vt = args
-        return {convert(k, kt, key, style=style): convert(v, vt, f"{key}.{k}", style=style)
-                for k, v in value.items()}
+        return {
+            convert(k, kt, key, style=style): convert(v, vt, f"{key}.{k}", style=style)
+            for k, v in value.items()
+        }
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise _bad_type(value, tp, key, style)
@@ -177,8 +192,10 @@ def _unknown_key(cls, key: str, names, where: str, style: str) -> ConfigError:
         prefix = f"{where}." if where else ""
         close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
         hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-        return ConfigError(f"unknown config key '{dotted}' for {cls.__name__}{hint} "
-                           f"(valid keys: {', '.join(names)})")
+        return ConfigError(
+            f"unknown config key '{dotted}' for {cls.__name__}{hint} "
+            f"(valid keys: {', '.join(names)})"
+        )
     table = f" in [{where}]" if where else ""
     return ConfigError(f"unknown key '{dotted}'{table}{close_key(str(key), names)}")
 
@@ -206,8 +223,7 @@ def from_dict(cls, data, *, where: str = "", style: str = "python"):
     if isinstance(data, cls):
         return data
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__} must be a mapping (got "
-                          f"{type(data).__name__})")
+        raise ConfigError(f"{where or cls.__name__} must be a mapping (got {type(data).__name__})")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     kwargs = {}
@@ -269,6 +285,7 @@ def check_keys(classes, data: dict, where: str, *, style: str = "toml") -> None:
 # arithmetic: it travels into the program as an array argument, so changing it reuses the
 # compiled program.
 
+
 def traced(default, **kwargs):
     """A dataclass field whose value is a traced hyperparameter (not part of the program).
 
@@ -289,5 +306,15 @@ def traced_fields(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("traced"))
 
 
-__all__ = ["check_keys", "close_key", "convert", "describe", "from_dict", "plain", "to_dict",
-           "traced", "traced_fields", "type_name"]
+__all__ = [
+    "check_keys",
+    "close_key",
+    "convert",
+    "describe",
+    "from_dict",
+    "plain",
+    "to_dict",
+    "traced",
+    "traced_fields",
+    "type_name",
+]

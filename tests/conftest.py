@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from jaxsel.data.twin_simulate import simulate
+from jaxsel.data._twin_simulate import simulate
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from jaxsel.data.twin import Twin
+    from jaxsel.data._twin import Twin
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from jaxsel.data.allen_nwb import count_spikes, load_allen_nwb
-from jaxsel.data.arrays import split_tiers
-from jaxsel.errors import DataError
+from jaxsel._errors import DataError
+from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb
+from jaxsel.data._arrays import split_tiers
 
 N_SCENES, N_REPEATS, N_UNITS = 10, 4, 7
 UNIT_IDS = np.arange(N_UNITS) + 950_000
@@ -42,8 +42,9 @@ def make_session(seed=0, frames=None):
     return start, stop, frames, spikes
 
 
-def write_nwb(path: Path, session, *, area_mode="column", qc_columns=QC, presentations=True,
-              shuffle_unit=None):
+def write_nwb(
+    path: Path, session, *, area_mode="column", qc_columns=QC, presentations=True, shuffle_unit=None
+):
     start, stop, frames, spikes = session
     with h5py.File(path, "w") as f:
         f.attrs["neurodata_type"] = "NWBFile"
@@ -59,13 +60,13 @@ def write_nwb(path: Path, session, *, area_mode="column", qc_columns=QC, present
         u.create_dataset("quality", data=QUALITY.astype(object), dtype=h5py.string_dtype())
         el_loc = np.array(["VISp", "CA1", "VISam", "LP"])
         if area_mode == "column":
-            u.create_dataset("ecephys_structure_acronym", data=AREAS.astype(object),
-                             dtype=h5py.string_dtype())
+            u.create_dataset(
+                "ecephys_structure_acronym", data=AREAS.astype(object), dtype=h5py.string_dtype()
+            )
         elif area_mode != "none":
             e = f.create_group("general/extracellular_ephys/electrodes")
             e["id"] = np.array([850, 851, 852, 853])
-            e.create_dataset("location", data=el_loc.astype(object),
-                             dtype=h5py.string_dtype())
+            e.create_dataset("location", data=el_loc.astype(object), dtype=h5py.string_dtype())
             rows = np.array([int(np.flatnonzero(el_loc == a)[0]) for a in AREAS])
             if area_mode == "electrodes":
                 u["electrodes"] = rows
@@ -111,8 +112,11 @@ def test_counts_match_double_loop(tmp_path, area_mode):
     np.testing.assert_array_equal(tiers, split_tiers(frames[keep], (0.7, 0.1, 0.2), 0))
     for f in range(N_SCENES):  # all repeats of a scene share one tier
         assert len(set(tiers[frames[keep] == f])) == 1
-    assert [len(set(frames[keep][tiers == t])) for t in ("train", "validation", "test")] \
-        == [7, 1, 2]
+    assert [len(set(frames[keep][tiers == t])) for t in ("train", "validation", "test")] == [
+        7,
+        1,
+        2,
+    ]
 
 
 def test_all_units_custom_qc_and_window(tmp_path):
@@ -121,11 +125,17 @@ def test_all_units_custom_qc_and_window(tmp_path):
     path = write_nwb(tmp_path / "s.nwb", session)
     ds = load_allen_nwb(path, SCENES, area=None, qc={}, image_size=None)
     keep = frames >= 0
-    np.testing.assert_array_equal(ds["responses"].values,
-                                  reference_counts(start[keep], spikes, 0.05, 0.25,
-                                                   range(N_UNITS)))
-    ds = load_allen_nwb(path, SCENES, area=["VISam", "VISp"], window=None, image_size=(4, 6),
-                        qc={"snr": (">", 1.2), "quality": ("==", "good")})
+    np.testing.assert_array_equal(
+        ds["responses"].values, reference_counts(start[keep], spikes, 0.05, 0.25, range(N_UNITS))
+    )
+    ds = load_allen_nwb(
+        path,
+        SCENES,
+        area=["VISam", "VISp"],
+        window=None,
+        image_size=(4, 6),
+        qc={"snr": (">", 1.2), "quality": ("==", "good")},
+    )
     assert ds["images"].shape[2:] == (4, 6)
     units = [0, 1, 3, 5, 6]
     ref = reference_counts(start[keep], spikes, 0.0, 0.25, units)  # stop = start + 0.25
@@ -157,8 +167,7 @@ def test_missing_file_and_not_hdf5(tmp_path):
 
 def test_no_natural_scenes_presentations(tmp_path):
     path = write_nwb(tmp_path / "s.nwb", make_session(), presentations=False)
-    with pytest.raises(DataError,
-                       match=r"s\.nwb.*field 'intervals/natural_scenes_presentations'"):
+    with pytest.raises(DataError, match=r"s\.nwb.*field 'intervals/natural_scenes_presentations'"):
         load_allen_nwb(path, SCENES)
 
 
@@ -167,8 +176,12 @@ def test_qc_column_missing(tmp_path):
     path = write_nwb(tmp_path / "s.nwb", make_session(), qc_columns=qc)
     with pytest.raises(DataError, match=r"s\.nwb.*field 'units/presence_ratio'.*missing"):
         load_allen_nwb(path, SCENES)
-    ds = load_allen_nwb(path, SCENES, image_size=None,
-                        qc={"isi_violations": ("<=", 0.5), "amplitude_cutoff": ("<=", 0.1)})
+    ds = load_allen_nwb(
+        path,
+        SCENES,
+        image_size=None,
+        qc={"isi_violations": ("<=", 0.5), "amplitude_cutoff": ("<=", 0.1)},
+    )
     np.testing.assert_array_equal(ds["neuron_id"].values, UNIT_IDS[[0, 5, 6]])
     with pytest.raises(DataError, match=r"field 'qc'"):
         load_allen_nwb(path, SCENES, qc={"snr": ("~", 1)})
@@ -227,5 +240,6 @@ def test_images_from_folder(tmp_path):
         Image.fromarray(im).save(tmp_path / "scenes" / f"{i}.png")
     path = write_nwb(tmp_path / "s.nwb", make_session())
     ds = load_allen_nwb(path, tmp_path / "scenes", image_size=None)
-    np.testing.assert_array_equal(ds["images"].values[:, 0],
-                                  scenes[ds["image_id"].values].astype(np.float32))
+    np.testing.assert_array_equal(
+        ds["images"].values[:, 0], scenes[ds["image_id"].values].astype(np.float32)
+    )

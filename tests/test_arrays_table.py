@@ -10,20 +10,24 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from jaxsel.data.arrays import load_arrays, load_table, save_arrays, split_tiers
-from jaxsel.data.dataset import make_dataset
-from jaxsel.data.image_folder import load_image_folder, load_images, read_image
-from jaxsel.errors import DataError
+from jaxsel._errors import DataError
+from jaxsel.data._arrays import load_arrays, load_table, save_arrays, split_tiers
+from jaxsel.data._dataset import make_dataset
+from jaxsel.data._image_folder import load_image_folder, load_images, read_image
 
 
 def arrays(seed=0, n_neuron=4) -> dict:
     rng = np.random.default_rng(seed)
     image_id = np.concatenate([np.arange(14), np.repeat([50, 51], 3)])
     tier = np.array(["train"] * 10 + ["validation"] * 4 + ["test"] * 6)
-    return {"images": rng.normal(size=(20, 8, 12)).astype(np.float32),
-            "responses": rng.poisson(3.0, size=(20, n_neuron)).astype(np.float32),
-            "image_id": image_id, "tier": tier, "neuron_id": np.arange(n_neuron) * 3,
-            "area": np.array(["VISp", "VISam", "VISp", "VISl"])[:n_neuron]}
+    return {
+        "images": rng.normal(size=(20, 8, 12)).astype(np.float32),
+        "responses": rng.poisson(3.0, size=(20, n_neuron)).astype(np.float32),
+        "image_id": image_id,
+        "tier": tier,
+        "neuron_id": np.arange(n_neuron) * 3,
+        "area": np.array(["VISp", "VISam", "VISp", "VISl"])[:n_neuron],
+    }
 
 
 def same_content(a: xr.Dataset, b: xr.Dataset) -> None:
@@ -32,11 +36,18 @@ def same_content(a: xr.Dataset, b: xr.Dataset) -> None:
 
 # ------------------------------------------------------------------ arrays
 
+
 def test_npz_round_trip(tmp_path):
     a = arrays()
-    ds = make_dataset(a["images"], a["responses"], image_id=a["image_id"], tier=a["tier"],
-                      neuron_id=a["neuron_id"], area=a["area"],
-                      cortex_xyz=np.arange(8.0).reshape(4, 2))
+    ds = make_dataset(
+        a["images"],
+        a["responses"],
+        image_id=a["image_id"],
+        tier=a["tier"],
+        neuron_id=a["neuron_id"],
+        area=a["area"],
+        cortex_xyz=np.arange(8.0).reshape(4, 2),
+    )
     path = save_arrays(ds, tmp_path / "d")
     assert path.name == "d.npz"
     same_content(ds, load_arrays(path))
@@ -142,6 +153,7 @@ def test_split_tiers_deterministic_and_grouped():
 
 # ------------------------------------------------------------------ image folders
 
+
 def write_pngs(folder: Path, images: np.ndarray, names) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for im, name in zip(images, names):
@@ -179,8 +191,11 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"empty.*field 'images'.*no image files"):
         load_image_folder(tmp_path / "empty")
-    write_pngs(tmp_path / "mixed", [np.zeros((8, 12), np.uint8), np.zeros((9, 12), np.uint8)],
-               ["0.png", "1.png"])
+    write_pngs(
+        tmp_path / "mixed",
+        [np.zeros((8, 12), np.uint8), np.zeros((9, 12), np.uint8)],
+        ["0.png", "1.png"],
+    )
     with pytest.raises(DataError, match=r"1\.png.*field 'image'.*one size"):
         load_image_folder(tmp_path / "mixed", size=None)
     assert load_image_folder(tmp_path / "mixed")[0].shape == (2, 1, 36, 64)
@@ -212,22 +227,30 @@ def test_load_images_arrays_and_files(tmp_path):
 
 # ------------------------------------------------------------------ table form
 
+
 def write_table(tmp_path: Path, n_img=20, n_neuron=4, blank=True, presentation=True):
     rng = np.random.default_rng(1)
     ims = rng.integers(0, 256, size=(n_img, 8, 12), dtype=np.uint8)
     write_pngs(tmp_path / "scenes", ims, [f"scene_{i:03d}.png" for i in range(n_img)])
     resp = np.round(rng.uniform(0, 9, size=(n_img, n_neuron)), 2)
     ids = [951092050 + 25 * j for j in range(n_neuron)]
-    header = ["frame"] + (["stimulus_presentation_id"] if presentation else []) + \
-        [str(i) for i in ids]
+    header = (
+        ["frame"] + (["stimulus_presentation_id"] if presentation else []) + [str(i) for i in ids]
+    )
     lines = [",".join(header)]
     if blank:
-        lines.append(",".join(["-1.0"] + (["60469.3"] if presentation else []) +
-                              ["1.0"] * n_neuron))
+        lines.append(
+            ",".join(["-1.0"] + (["60469.3"] if presentation else []) + ["1.0"] * n_neuron)
+        )
     order = rng.permutation(n_img)
     for i in order:
-        lines.append(",".join([f"{i}.0"] + (["58409.4"] if presentation else []) +
-                              [repr(float(x)) for x in resp[i]]))
+        lines.append(
+            ",".join(
+                [f"{i}.0"]
+                + (["58409.4"] if presentation else [])
+                + [repr(float(x)) for x in resp[i]]
+            )
+        )
     csv = tmp_path / "table.csv"
     csv.write_text("\n".join(lines) + "\n")
     return csv, ims, resp, np.array(ids), order
@@ -242,8 +265,11 @@ def test_table_round_trip(tmp_path):
     np.testing.assert_array_equal(ds["responses"].values, resp[order].astype(np.float32))
     np.testing.assert_array_equal(ds["images"].values[:, 0], ims[order].astype(np.float32))
     np.testing.assert_array_equal(ds["tier"].values, split_tiers(order, (0.6, 0.2, 0.2), 4))
-    assert {t: (ds["tier"].values == t).sum() for t in ("train", "validation", "test")} == \
-        {"train": 12, "validation": 4, "test": 4}
+    assert {t: (ds["tier"].values == t).sum() for t in ("train", "validation", "test")} == {
+        "train": 12,
+        "validation": 4,
+        "test": 4,
+    }
     again = load_table(csv, tmp_path / "scenes", image_size=None, tiers=(0.6, 0.2, 0.2), seed=4)
     same_content(ds, again)
     assert load_table(csv, tmp_path / "scenes").sizes["y"] == 36

@@ -18,9 +18,9 @@ sys.path.insert(0, str(BENCH))
 
 import equivalence as E  # noqa: E402
 
-from jaxsel.models.config import ModelConfig  # noqa: E402
-from jaxsel.models.model import build_model  # noqa: E402
-from jaxsel.train.config import Config, TrainConfig  # noqa: E402
+from jaxsel.models._config import ModelConfig  # noqa: E402
+from jaxsel.models._model import build_model  # noqa: E402
+from jaxsel.train._config import Config, TrainConfig  # noqa: E402
 
 CFG = ModelConfig(layers=2, hidden_channels=3, input_kern=5, hidden_kern=3, stack=None)
 
@@ -31,23 +31,38 @@ def _model(n=5, h=8, w=10, cfg=CFG):
     # non-trivial BN running statistics and readout positions
     bs = state["batch_stats"]["core"]
     for i, name in enumerate(sorted(bs)):
-        bs[name] = {"mean": jnp.full_like(bs[name]["mean"], 0.1 * (i + 1)),
-                    "var": jnp.full_like(bs[name]["var"], 1.5)}
+        bs[name] = {
+            "mean": jnp.full_like(bs[name]["mean"], 0.1 * (i + 1)),
+            "var": jnp.full_like(bs[name]["var"], 1.5),
+        }
     return model, params, state
 
 
 @pytest.mark.parametrize("pooling,hidden_pooling", [(1, 1), (2, 1), (3, 2)])
 def test_numpy_reference_matches_jaxsel_forward(pooling, hidden_pooling):
     import dataclasses
-    mcfg = dataclasses.replace(CFG, pooling=pooling, hidden_pooling=hidden_pooling,
-                               stack=None if hidden_pooling == 1 else [-1])
+
+    mcfg = dataclasses.replace(
+        CFG,
+        pooling=pooling,
+        hidden_pooling=hidden_pooling,
+        stack=None if hidden_pooling == 1 else [-1],
+    )
     model, params, state = _model(h=13, w=17, cfg=mcfg)
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 1, 13, 17))
     got = np.asarray(model.apply(params, state, x, train=False)[0])
-    cfg = {"layers": 2, "batch_norm": True, "stack": mcfg.stack, "elu_offset": 0.0,
-           "final_nonlinearity": True, "pooling": pooling, "hidden_pooling": hidden_pooling}
-    want = E.numpy_forward(jax.tree.map(np.asarray, params),
-                           jax.tree.map(np.asarray, state), cfg, np.asarray(x))
+    cfg = {
+        "layers": 2,
+        "batch_norm": True,
+        "stack": mcfg.stack,
+        "elu_offset": 0.0,
+        "final_nonlinearity": True,
+        "pooling": pooling,
+        "hidden_pooling": hidden_pooling,
+    }
+    want = E.numpy_forward(
+        jax.tree.map(np.asarray, params), jax.tree.map(np.asarray, state), cfg, np.asarray(x)
+    )
     rec = E.compare("rates", got, want, rtol=1e-4, atol=1e-5)
     assert rec["ok"], rec
     # the check is sensitive: a perturbed kernel fails it
@@ -61,8 +76,9 @@ def test_compare_require_and_flatten_roundtrip():
     tree = {"a": {"b": np.ones(2), "c": {"d": np.zeros(3)}}, "e": np.arange(2.0)}
     flat = E.flatten(tree)
     assert set(flat) == {"a/b", "a/c/d", "e"}
-    assert np.array_equal(E.unflatten({f"p/{k}": v for k, v in flat.items()}, "p")["a"]["c"]
-                          ["d"], np.zeros(3))
+    assert np.array_equal(
+        E.unflatten({f"p/{k}": v for k, v in flat.items()}, "p")["a"]["c"]["d"], np.zeros(3)
+    )
     assert not E.compare("s", np.ones(2), np.ones(3))["ok"]
     assert not E.compare("nan", np.array([np.nan]), np.array([1.0]))["ok"]
     with pytest.raises(E.EquivalenceError, match="x"):
@@ -72,14 +88,20 @@ def test_compare_require_and_flatten_roundtrip():
 
 def test_readme_block_is_the_only_edit(tmp_path):
     import report
+
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nkeep me\n")
-    run = {"date": "d", "quick": True, "workloads": {}, "matmul_gflops": {"jax": 100.0},
-           "machine": {"cpu": "c", "cores": 2, "loadavg_start": [1.0], "loadavg_end": [2.0]},
-           "versions": {"jax": "j", "torch": "t"}}
+    run = {
+        "date": "d",
+        "quick": True,
+        "workloads": {},
+        "matmul_gflops": {"jax": 100.0},
+        "machine": {"cpu": "c", "cores": 2, "loadavg_start": [1.0], "loadavg_end": [2.0]},
+        "versions": {"jax": "j", "torch": "t"},
+    }
     report.finish(run)
     report.write_readme(run, readme)
-    report.write_readme(run, readme)                       # idempotent
+    report.write_readme(run, readme)  # idempotent
     text = readme.read_text()
     assert text.startswith("# x\n\nkeep me\n") and text.count(report.START) == 1
     assert "## Benchmarks" in text
@@ -89,10 +111,12 @@ def test_torch_mirror_matches_jax(tmp_path):
     pytest.importorskip("torch")
     import jax_side as J
     import torch_side as T
+
     cfg = Config("t", CFG, TrainConfig(batch_size=4))
     model, params, state = _model()
     x, r = J.data(jax.random.PRNGKey(1), 4, 8, 10, 5)
-    from jaxsel.train.step import make_hparams
+    from jaxsel.train._step import make_hparams
+
     hp = make_hparams(cfg, 100)
     J.equivalence_train(cfg, model, params, state, x, r, hp, tmp_path / "t.npz")
     z = np.load(tmp_path / "t.npz")

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxsel.cli.main import build_parser, main
-from jaxsel.data.static_folder import load_static
-from jaxsel.data.twin import load_twin
-from jaxsel.data.twin_simulate import simulate
+from jaxsel.cli._main import build_parser, main
+from jaxsel.data._static_folder import load_static
+from jaxsel.data._twin import load_twin
+from jaxsel.data._twin_simulate import simulate
 
 
 def test_help_lists_commands(capsys):
@@ -39,8 +39,23 @@ def test_simulate_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "x"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    rc = main(["simulate", "--out", str(out), "--neurons", "5", "--train", "20",
-               "--validation", "5", "--test", "3", "--repeats", "2"])
+    rc = main(
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--neurons",
+            "5",
+            "--train",
+            "20",
+            "--validation",
+            "5",
+            "--test",
+            "3",
+            "--repeats",
+            "2",
+        ]
+    )
     assert rc == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -50,12 +65,18 @@ def test_sweep_writes_one_summary_row_per_value_and_seed(tmp_path):
     import pandas as pd
 
     config = Path(__file__).resolve().parents[1] / "experiments" / "sweep_lr.toml"
-    tiny = ["data.twin.n_neurons=10", "data.twin.n_train=100", "data.twin.n_validation=20",
-            "data.twin.n_test=6", "data.twin.test_repeats=2", "sweep.max_epochs=1",
-            "sweep.values=[0.001, 0.01]", "sweep.seeds=2"]
+    tiny = [
+        "data.twin.n_neurons=10",
+        "data.twin.n_train=100",
+        "data.twin.n_validation=20",
+        "data.twin.n_test=6",
+        "data.twin.test_repeats=2",
+        "sweep.max_epochs=1",
+        "sweep.values=[0.001, 0.01]",
+        "sweep.seeds=2",
+    ]
     args = ["sweep", str(config), "--out", str(tmp_path / "run"), "--no-progress"]
     assert main(args + [a for kv in tiny for a in ("--set", kv)]) == 0
     table = pd.read_csv(tmp_path / "run" / "sweep" / "summary.csv")
-    assert sorted(zip(table["lr"], table["seed"])) == [(0.001, 0), (0.001, 1), (0.01, 0),
-                                                       (0.01, 1)]
+    assert sorted(zip(table["lr"], table["seed"])) == [(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
     assert np.isfinite(table["best_val_corr"]).all()

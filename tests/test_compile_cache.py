@@ -2,13 +2,12 @@
 
 import jax
 import pytest
+from _many_helpers import tiny_config, tiny_twin
 
 from jaxsel._compile_cache import cache_size, cached, clear_caches
+from jaxsel.train._fit import fit
 from jaxsel.train._fit_parts import compiled_step
-from jaxsel.train.fit import fit
-from jaxsel.train.many import fit_many
-
-from _many_helpers import tiny_config, tiny_twin
+from jaxsel.train._many import fit_many
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def test_clear_caches_empties_the_cache():
     clear_caches()
     assert cache_size() == 0
     cached("test_double", 1, lambda: builds.append(1) or jax.jit(lambda x: 2 * x))
-    assert builds == [1, 1]                                   # built again after clearing
+    assert builds == [1, 1]  # built again after clearing
 
 
 def test_second_fit_of_a_config_compiles_once(ds):
@@ -33,7 +32,7 @@ def test_second_fit_of_a_config_compiles_once(ds):
     first = fit(cfg, ds, seed=0)
     step, predict, _ = compiled_step(first.model, cfg.train)
     n = cache_size()
-    assert n >= 2                                     # the step (and the model init) are held
+    assert n >= 2  # the step (and the model init) are held
     assert step._cache_size() == 1 and predict._cache_size() == 1
     # another seed and other schedule-only fields: the same compiled step, no new entry
     fit(cfg.replace(patience=3), ds, seed=1, max_epochs=1)

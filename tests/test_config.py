@@ -5,11 +5,20 @@ from pathlib import Path
 
 import pytest
 
-from jaxsel.cli.main import main
-from jaxsel.errors import ConfigError
-from jaxsel.pipeline import (Config, check_data_paths, config_from_dict, defaults_toml,
-                             demo_config, demo_toml, load_config, parse_override, run_pipeline,
-                             to_toml)
+from jaxsel._errors import ConfigError
+from jaxsel.cli._main import main
+from jaxsel.pipeline import (
+    Config,
+    check_data_paths,
+    config_from_dict,
+    defaults_toml,
+    demo_config,
+    demo_toml,
+    load_config,
+    parse_override,
+    run_pipeline,
+    to_toml,
+)
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -17,10 +26,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 def test_defaults_round_trip_through_toml():
     cfg = Config()
     assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
-    text = defaults_toml()                    # documented: every key carries a comment
+    text = defaults_toml()  # documented: every key carries a comment
     assert "n_neurons = 300  # neurons in the population" in text
     assert "[data.twin]" in text and "[select]" in text
-    assert config_from_dict({}) == Config()   # an empty file is a valid config
+    assert config_from_dict({}) == Config()  # an empty file is a valid config
 
 
 def test_demo_file_is_the_embedded_demo_config():
@@ -28,8 +37,9 @@ def test_demo_file_is_the_embedded_demo_config():
     assert load_config(EXPERIMENTS / "demo_twin.toml") == demo_config()
 
 
-@pytest.mark.parametrize("name", ["demo_twin", "lurz2020", "allen_visam",
-                                  "per_neuron_pyramid", "sweep_lr"])
+@pytest.mark.parametrize(
+    "name", ["demo_twin", "lurz2020", "allen_visam", "per_neuron_pyramid", "sweep_lr"]
+)
 def test_every_experiment_config_validates(name):
     cfg = load_config(EXPERIMENTS / f"{name}.toml")
     assert cfg.run.name
@@ -81,20 +91,29 @@ def test_file_errors_name_the_file(tmp_path):
 
 
 def test_missing_data_path_is_a_clear_error(tmp_path, capsys):
-    cfg = load_config(EXPERIMENTS / "lurz2020.toml",
-                      overrides={"data.path": str(tmp_path / "nowhere"),
-                                 "run.out": str(tmp_path / "run")})
+    cfg = load_config(
+        EXPERIMENTS / "lurz2020.toml",
+        overrides={"data.path": str(tmp_path / "nowhere"), "run.out": str(tmp_path / "run")},
+    )
     with pytest.raises(ConfigError) as e:
         check_data_paths(cfg)
     msg = str(e.value)
     assert "data.path" in msg and "nowhere" in msg and "does not exist" in msg
-    assert "where to get it" in msg                     # the config's hint is shown
+    assert "where to get it" in msg  # the config's hint is shown
     with pytest.raises(ConfigError, match="data.path"):
         run_pipeline(cfg, echo=False)
-    assert not (tmp_path / "run").exists()              # nothing written
+    assert not (tmp_path / "run").exists()  # nothing written
     # the CLI reports it and exits with 2
-    rc = main(["run", str(EXPERIMENTS / "allen_visam.toml"), "--out", str(tmp_path / "r2"),
-               "--set", f"data.path='{tmp_path / 'x.nwb'}'"])
+    rc = main(
+        [
+            "run",
+            str(EXPERIMENTS / "allen_visam.toml"),
+            "--out",
+            str(tmp_path / "r2"),
+            "--set",
+            f"data.path='{tmp_path / 'x.nwb'}'",
+        ]
+    )
     assert rc == 2
     assert "data.path" in capsys.readouterr().err
     cfg = config_from_dict({"data": {"source": "allen", "path": str(tmp_path)}})

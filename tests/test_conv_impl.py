@@ -6,20 +6,36 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxsel.models.config import ModelConfig
-from jaxsel.models.conv_impl import (compiler_options, conv_implementation, fft_conv,
-                                     fft_is_faster_on_cpu, fft_size, shifted_conv)
-from jaxsel.models.model import build_model
+from jaxsel.models._config import ModelConfig
+from jaxsel.models._conv_impl import (
+    compiler_options,
+    conv_implementation,
+    fft_conv,
+    fft_is_faster_on_cpu,
+    fft_size,
+    shifted_conv,
+)
+from jaxsel.models._model import build_model
 
 
 def _direct(x, w, stride, padding):
-    return lax.conv_general_dilated(x, w, (stride, stride), padding,
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(
+        x, w, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
-@pytest.mark.parametrize("k,stride,padding", [
-    (3, 1, "SAME"), (4, 1, "SAME"), (7, 1, "SAME"), (5, 1, "VALID"), (4, 2, ((1, 2), (1, 2))),
-    (6, 3, ((0, 0), (2, 1))), (9, 1, ((4, 4), (4, 4)))])
+@pytest.mark.parametrize(
+    "k,stride,padding",
+    [
+        (3, 1, "SAME"),
+        (4, 1, "SAME"),
+        (7, 1, "SAME"),
+        (5, 1, "VALID"),
+        (4, 2, ((1, 2), (1, 2))),
+        (6, 3, ((0, 0), (2, 1))),
+        (9, 1, ((4, 4), (4, 4))),
+    ],
+)
 def test_fft_conv_equals_direct(k, stride, padding):
     rng = np.random.default_rng(k)
     x = rng.normal(size=(2, 11, 17, 3)).astype(np.float32)
@@ -30,21 +46,26 @@ def test_fft_conv_equals_direct(k, stride, padding):
     np.testing.assert_allclose(out, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
 
 
-@pytest.mark.parametrize("k,stride,padding", [(5, 1, "SAME"), (4, 2, ((1, 2), (1, 2))),
-                                               (3, 1, "VALID")])
+@pytest.mark.parametrize(
+    "k,stride,padding", [(5, 1, "SAME"), (4, 2, ((1, 2), (1, 2))), (3, 1, "VALID")]
+)
 def test_fft_conv_gradients_equal_direct(k, stride, padding):
     """The hand-written VJP (circular correlations) against autodiff of XLA's conv."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 10, 13, 2)).astype(np.float32)
     w = rng.normal(size=(k, k, 2, 4)).astype(np.float32)
     g = rng.normal(size=_direct(x, w, stride, padding).shape).astype(np.float32)
-    grads = [jax.grad(lambda x, w: jnp.sum(f(x, w, stride, padding) * g), argnums=(0, 1))(x, w)
-             for f in (_direct, fft_conv)]
+    grads = [
+        jax.grad(lambda x, w: jnp.sum(f(x, w, stride, padding) * g), argnums=(0, 1))(x, w)
+        for f in (_direct, fft_conv)
+    ]
     for a, b in zip(*grads):
         np.testing.assert_allclose(b, a, atol=1e-4 * float(jnp.max(jnp.abs(a))))
     # and under vmap (a model axis), as fit_many uses it
-    vg = jax.vmap(jax.grad(lambda x, w: jnp.sum(fft_conv(x, w, stride, padding) * g),
-                           argnums=1), in_axes=(None, 0))(x, np.stack([w, 2 * w]))
+    vg = jax.vmap(
+        jax.grad(lambda x, w: jnp.sum(fft_conv(x, w, stride, padding) * g), argnums=1),
+        in_axes=(None, 0),
+    )(x, np.stack([w, 2 * w]))
     np.testing.assert_allclose(vg[0], grads[0][1], atol=1e-4 * float(jnp.max(jnp.abs(vg[0]))))
 
 
@@ -53,8 +74,9 @@ def test_shifted_conv_equals_direct(k, dil):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
     w = rng.normal(size=(k, k, 3, 4)).astype(np.float32)
-    ref = lax.conv_general_dilated(x, w, (1, 1), "SAME", rhs_dilation=(dil, dil),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ref = lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", rhs_dilation=(dil, dil), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     np.testing.assert_allclose(shifted_conv(x, w, dil), ref, atol=1e-4)
 
 
@@ -63,10 +85,14 @@ def test_fft_size_has_small_factors():
 
 
 @pytest.mark.parametrize("impl", ["fft", "shifted", "auto"])
-@pytest.mark.parametrize("arch", [
-    dict(pooling=2, pad_input=False, input_kern=5, hidden_kern=3),     # strided first layer
-    dict(input_kern=9, hidden_kern=7, hidden_channels=4),              # 'auto' takes FFT
-    dict(hidden_dilation=2, hidden_kern=3, input_kern=5)])             # dilated nn.Conv
+@pytest.mark.parametrize(
+    "arch",
+    [
+        dict(pooling=2, pad_input=False, input_kern=5, hidden_kern=3),  # strided first layer
+        dict(input_kern=9, hidden_kern=7, hidden_channels=4),  # 'auto' takes FFT
+        dict(hidden_dilation=2, hidden_kern=3, input_kern=5),
+    ],
+)  # dilated nn.Conv
 @pytest.mark.slow
 def test_model_under_other_conv_impl_equals_xla(impl, arch):
     cfg = ModelConfig(layers=2, **{"hidden_channels": 3, **arch})
@@ -76,7 +102,7 @@ def test_model_under_other_conv_impl_equals_xla(impl, arch):
 
     def loss(p):
         rates, _ = model.apply(p, state, x, train=True, rng=jax.random.key(2))
-        return jnp.sum(rates ** 2), rates
+        return jnp.sum(rates**2), rates
 
     (_, ref), gref = jax.value_and_grad(loss, has_aux=True)(params)
     with conv_implementation(impl):
@@ -87,23 +113,31 @@ def test_model_under_other_conv_impl_equals_xla(impl, arch):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(a))))
     # the replacement really ran where it applies (and only there)
     uses_fft = "fft[" in jaxpr or "fft_type" in jaxpr
-    expect_fft = impl == "fft" or (impl == "auto" and arch.get("input_kern") == 9
-                                   and jax.default_backend() == "cpu")
+    expect_fft = impl == "fft" or (
+        impl == "auto" and arch.get("input_kern") == 9 and jax.default_backend() == "cpu"
+    )
     assert uses_fft == expect_fft
 
 
 def test_auto_rule_matches_measured_cases():
     faster = [(9, 1, 4, 1), (7, 4, 4, 1), (5, 4, 4, 1)]
-    slower = [(10, 1, 8, 2), (3, 4, 4, 1), (5, 1, 4, 1), (7, 8, 8, 1), (5, 8, 8, 1),
-              (7, 16, 16, 1), (9, 1, 16, 1), (5, 16, 16, 1)]
+    slower = [
+        (10, 1, 8, 2),
+        (3, 4, 4, 1),
+        (5, 1, 4, 1),
+        (7, 8, 8, 1),
+        (5, 8, 8, 1),
+        (7, 16, 16, 1),
+        (9, 1, 16, 1),
+        (5, 16, 16, 1),
+    ]
     assert all(fft_is_faster_on_cpu(*c) for c in faster)
     assert not any(fft_is_faster_on_cpu(*c) for c in slower)
 
 
 def test_unknown_impl_is_an_error():
-    with pytest.raises(ValueError, match="fft"):
-        with conv_implementation("winograd"):
-            pass
+    with pytest.raises(ValueError, match="fft"), conv_implementation("winograd"):
+        pass
 
 
 def test_compiler_options_only_for_fft_on_cpu():
@@ -111,10 +145,10 @@ def test_compiler_options_only_for_fft_on_cpu():
     opts = compiler_options("auto")
     if jax.default_backend() == "cpu" and opts is not None:
         # accepted by this XLA, and a step compiled with it computes the same numbers
-        f = jax.jit(lambda v: jnp.sum(fft_conv(v, jnp.ones((3, 3, 2, 2)))),
-                    compiler_options=opts)
+        f = jax.jit(lambda v: jnp.sum(fft_conv(v, jnp.ones((3, 3, 2, 2)))), compiler_options=opts)
         v = jnp.ones((1, 5, 6, 2))
-        np.testing.assert_allclose(f(v), jnp.sum(_direct(v, jnp.ones((3, 3, 2, 2)), 1,
-                                                          "SAME")), rtol=1e-5)
+        np.testing.assert_allclose(
+            f(v), jnp.sum(_direct(v, jnp.ones((3, 3, 2, 2)), 1, "SAME")), rtol=1e-5
+        )
     else:
         assert opts is None

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import xarray as xr
-
-from jaxsel.errors import DataError
-from jaxsel.insilico.custom_stimuli import ensemble_responses
-from jaxsel.measures.clustering import cluster_members, kmeans, pca
-from jaxsel.train.many import fit_many
-
 from _many_helpers import tiny_config, tiny_twin
+
+from jaxsel._errors import DataError
+from jaxsel.insilico._custom_stimuli import ensemble_responses
+from jaxsel.measures._clustering import cluster_members, kmeans, pca
+from jaxsel.train._many import fit_many
 
 
 def test_pca_matches_numpy():
@@ -53,8 +52,10 @@ def test_ensemble_responses_cache_and_clusters(tmp_path):
     assert movie.dims == ("model", "stimulus", "time", "neuron")
     np.testing.assert_allclose(movie.values[:, :, 1], r.values, rtol=1e-5, atol=1e-6)
     # clusters: two copies of two distinct response patterns -> two clusters
-    fake = xr.DataArray(np.concatenate([r.values[:1]] * 3 + [r.values[1:2] * 3] * 3),
-                        dims=("model", "stimulus", "neuron"))
+    fake = xr.DataArray(
+        np.concatenate([r.values[:1]] * 3 + [r.values[1:2] * 3] * 3),
+        dims=("model", "stimulus", "neuron"),
+    )
     c = cluster_members(fake, 2, n_components=2)
     assert list(c["label"].values) == [0, 0, 0, 1, 1, 1]
     with pytest.raises(DataError):

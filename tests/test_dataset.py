@@ -3,9 +3,18 @@
 import numpy as np
 import pytest
 
-from jaxsel.data import (batches, fingerprint, global_image_stats, make_dataset, repeats,
-                         standardize, standardizer, subset, unique_images)
-from jaxsel.errors import DataError
+from jaxsel._errors import DataError
+from jaxsel.data import (
+    batches,
+    fingerprint,
+    global_image_stats,
+    make_dataset,
+    repeats,
+    standardize,
+    standardizer,
+    subset,
+    unique_images,
+)
 
 
 def arrays(n_neuron=4, seed=0):
@@ -24,9 +33,15 @@ def build():
 
 def test_layout_and_train_statistics():
     images, responses, image_id, tier = arrays()
-    ds = make_dataset(images, responses, image_id=image_id, tier=tier,
-                      neuron_id=[10, 11, 12, 13], area=["V1"] * 4,
-                      cortex_xyz=np.zeros((4, 3)))
+    ds = make_dataset(
+        images,
+        responses,
+        image_id=image_id,
+        tier=tier,
+        neuron_id=[10, 11, 12, 13],
+        area=["V1"] * 4,
+        cortex_xyz=np.zeros((4, 3)),
+    )
     assert ds["images"].dims == ("trial", "channel", "y", "x")
     assert ds["images"].dtype == np.float32
     train = tier == "train"
@@ -43,8 +58,7 @@ def test_subset_keeps_train_statistics():
     test = subset(ds, neurons=[2, 0], tiers="test")
     assert list(test["neuron_id"].values) == [2, 0]
     assert set(test["tier"].values) == {"test"}
-    np.testing.assert_array_equal(test["response_mean"].values,
-                                  ds["response_mean"].values[[2, 0]])
+    np.testing.assert_array_equal(test["response_mean"].values, ds["response_mean"].values[[2, 0]])
     with pytest.raises(DataError, match="unknown neuron ids"):
         subset(ds, neurons=[99])
 
@@ -59,7 +73,7 @@ def test_repeats_ragged_against_loop():
     for k, i in enumerate(rep["image_id"].values):
         trials = np.flatnonzero((ids == i) & (ds["tier"].values == "test"))
         np.testing.assert_array_equal(rep.values[k, : len(trials)], r[trials])
-        assert np.isnan(rep.values[k, len(trials):]).all()
+        assert np.isnan(rep.values[k, len(trials) :]).all()
     ui = unique_images(ds)
     assert ui.sizes["image"] == 4 and list(ui["image_id"].values) == [100, 101, 102, 103]
 
@@ -74,8 +88,9 @@ def test_batches_fixed_shape_and_cover_every_trial_once():
     again = [b.trial.tolist() for b in batches(ds, "train", 8, shuffle=True, seed=1, epoch=2)]
     other = [b.trial.tolist() for b in batches(ds, "train", 8, shuffle=True, seed=1, epoch=3)]
     assert again != other
-    assert again == [b.trial.tolist() for b in batches(ds, "train", 8, shuffle=True, seed=1,
-                                                        epoch=2)]
+    assert again == [
+        b.trial.tolist() for b in batches(ds, "train", 8, shuffle=True, seed=1, epoch=2)
+    ]
 
 
 def test_standardizer_is_invertible_and_zscores_train():
@@ -99,8 +114,7 @@ def test_standardizer_floor_protects_silent_neurons():
     ds = make_dataset(images, responses, image_id=image_id, tier=tier)
     st = standardizer(ds)
     assert np.isfinite(st.responses(ds["responses"].values)).all()
-    assert st.response_scale[1] == pytest.approx(0.01 * ds["response_std"].values.mean(),
-                                                 rel=1e-5)
+    assert st.response_scale[1] == pytest.approx(0.01 * ds["response_std"].values.mean(), rel=1e-5)
 
 
 def test_fingerprint_changes_with_content():
@@ -113,6 +127,7 @@ def test_fingerprint_changes_with_content():
 
 
 # ---- bad input: every error names the source, the field and what was expected -------------
+
 
 def test_trial_count_mismatch():
     images, responses, image_id, tier = arrays()
@@ -130,7 +145,7 @@ def test_nan_response_named_by_trial_and_neuron():
 def test_negative_counts_rejected_when_counts():
     images, responses, image_id, tier = arrays()
     responses[3, 1] = -1
-    make_dataset(images, responses, image_id=image_id, tier=tier)      # fine for dF/F
+    make_dataset(images, responses, image_id=image_id, tier=tier)  # fine for dF/F
     with pytest.raises(DataError, match="negative spike count"):
         make_dataset(images, responses, image_id=image_id, tier=tier, counts=True)
 

@@ -5,33 +5,46 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsel.data.stimuli import gabor, grating
-from jaxsel.data.twin import optimal_stimuli, to_raw
-from jaxsel.data.twin_simulate import simulate
-from jaxsel.errors import ConfigError
-from jaxsel.insilico.gabor_search import gabor_images
-from jaxsel.insilico.image_metrics import (axial_average, best_natural_images, circular_mask,
-                                           dominant_orientation_sf, image_metrics,
-                                           masked_contrast, masked_luminance, metrics_table,
-                                           power_spectrum, spectrum_frequencies,
-                                           stimulus_comparison, symmetry_index)
-from jaxsel.insilico.recovery import orientation_error_deg, twin_model
-from jaxsel.viz.insilico_figures import power_spectra_figure
+from jaxsel._errors import ConfigError
+from jaxsel.data._stimuli import gabor, grating
+from jaxsel.data._twin import optimal_stimuli, to_raw
+from jaxsel.data._twin_simulate import simulate
+from jaxsel.insilico._gabor_search import gabor_images
+from jaxsel.insilico._image_metrics import (
+    axial_average,
+    best_natural_images,
+    circular_mask,
+    dominant_orientation_sf,
+    image_metrics,
+    masked_contrast,
+    masked_luminance,
+    metrics_table,
+    power_spectrum,
+    spectrum_frequencies,
+    stimulus_comparison,
+    symmetry_index,
+)
+from jaxsel.insilico._recovery import orientation_error_deg, twin_model
+from jaxsel.viz._insilico_figures import power_spectra_figure
 
 SHAPE = (36, 64)
 
 
 def _np_mask(shape, radius, cx, cy):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius ** 2
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
 
 
 def test_mask_luminance_contrast_match_numpy():
     rng = np.random.default_rng(0)
     img = rng.uniform(0, 1, SHAPE).astype(np.float32)
     for radius, cx, cy in [(12, None, None), (7.5, 40.0, 10.0), (3, 2.0, 30.0)]:
-        ref = _np_mask(SHAPE, radius, (SHAPE[1] - 1) / 2 if cx is None else cx,
-                       (SHAPE[0] - 1) / 2 if cy is None else cy)
+        ref = _np_mask(
+            SHAPE,
+            radius,
+            (SHAPE[1] - 1) / 2 if cx is None else cx,
+            (SHAPE[0] - 1) / 2 if cy is None else cy,
+        )
         m = np.asarray(circular_mask(SHAPE, radius, cx, cy))
         np.testing.assert_array_equal(m, ref)
         assert float(masked_luminance(img, m)) == pytest.approx(img[ref].mean(), rel=1e-5)
@@ -65,7 +78,7 @@ def test_symmetry_index_closed_forms():
     flat = jnp.ones(16)
     assert float(symmetry_index(flat, theta, 1)) == pytest.approx(0.0, abs=1e-6)
     assert float(symmetry_index(flat, theta, 2)) == pytest.approx(0.0, abs=1e-6)
-    cross = jnp.zeros(16).at[2].set(1.0).at[10].set(1.0)        # two orientations 90 deg apart
+    cross = jnp.zeros(16).at[2].set(1.0).at[10].set(1.0)  # two orientations 90 deg apart
     assert float(symmetry_index(cross, theta, 1)) == pytest.approx(0.0, abs=1e-6)
     assert float(symmetry_index(cross, theta, 2)) == pytest.approx(1.0)
 
@@ -100,8 +113,15 @@ def test_gabor_dominant_orientation_and_frequency():
 
 def test_isotropic_noise_has_small_symmetry_index():
     rng = np.random.default_rng(4)
-    si = np.array([[float(_metrics(rng.standard_normal(SHAPE).astype(np.float32))[k])
-                    for k in ("si_1", "si_2")] for _ in range(6)])
+    si = np.array(
+        [
+            [
+                float(_metrics(rng.standard_normal(SHAPE).astype(np.float32))[k])
+                for k in ("si_1", "si_2")
+            ]
+            for _ in range(6)
+        ]
+    )
     assert si.mean() < 0.12
     assert si.max() < 0.25
 
@@ -110,28 +130,40 @@ def test_power_spectrum_parseval_and_dc():
     img = np.random.default_rng(5).standard_normal((12, 16)).astype(np.float32)
     p = np.asarray(power_spectrum(img, window=False, subtract_mean=False))
     assert p.sum() / p.size == pytest.approx((img.astype(np.float64) ** 2).sum(), rel=1e-4)
-    assert p[6, 8] == pytest.approx(img.sum() ** 2, rel=1e-4)          # DC at the centre
+    assert p[6, 8] == pytest.approx(img.sum() ** 2, rel=1e-4)  # DC at the centre
     p0 = np.asarray(power_spectrum(img, window=False))
     assert p0[6, 8] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_comparison_table_on_the_twin(tmp_path):
-    ds, twin = simulate(seed=6, n_neurons=12, n_train=200, n_validation=20, n_test=30,
-                        test_repeats=2)
+    ds, twin = simulate(
+        seed=6, n_neurons=12, n_train=200, n_validation=20, n_test=30, test_repeats=2
+    )
     fn, p = twin_model(twin)
     idx = np.flatnonzero(twin.kinds == "simple")
     norm = twin.meta["norm_budget"]
     opt = to_raw(optimal_stimuli(twin, norm))[idx][:, None]
     pr = twin.params
-    gab = np.asarray(gabor_images({k: pr[k][idx] for k in ("x0", "y0", "sigma", "theta", "sf")}
-                                  | {"phase": pr["phase"][idx] + np.pi / 2}, SHAPE, norm=norm))
+    gab = np.asarray(
+        gabor_images(
+            {k: pr[k][idx] for k in ("x0", "y0", "sigma", "theta", "sf")}
+            | {"phase": pr["phase"][idx] + np.pi / 2},
+            SHAPE,
+            norm=norm,
+        )
+    )
     nat_images = ds["images"].values[ds["tier"].values == "test"]
     nat = best_natural_images(fn, p, nat_images, neurons=idx)
     rates = twin.rates(nat_images[:, 0])[:, idx]
     np.testing.assert_allclose(nat["response"].values, rates.max(0), rtol=1e-5)
-    comp = stimulus_comparison(fn, p, {"mei": opt, "gabor": gab, "natural": nat["image"].values},
-                               neurons=idx, radius=8.0,
-                               centers=np.stack([pr["x0"][idx], pr["y0"][idx]], 1))
+    comp = stimulus_comparison(
+        fn,
+        p,
+        {"mei": opt, "gabor": gab, "natural": nat["image"].values},
+        neurons=idx,
+        radius=8.0,
+        centers=np.stack([pr["x0"][idx], pr["y0"][idx]], 1),
+    )
     assert comp["activation"].dims == ("neuron", "stimulus")
     act = comp["activation"]
     # the true optimum beats the quadrature-phase Gabor (same budget) for simple cells
@@ -139,10 +171,12 @@ def test_comparison_table_on_the_twin(tmp_path):
     err = orientation_error_deg(comp["orientation"].sel(stimulus="mei").values, pr["theta"][idx])
     assert np.median(err) < 10.0
     t = metrics_table(opt, radius=8.0)
-    np.testing.assert_allclose(t["luminance"].values,
-                               comp["luminance"].sel(stimulus="mei").values, atol=5.0)
-    fig = power_spectra_figure({"optimum": opt[0, 0], "natural": nat["image"].values[0, 0]},
-                               path=tmp_path / "ps.png")
+    np.testing.assert_allclose(
+        t["luminance"].values, comp["luminance"].sel(stimulus="mei").values, atol=5.0
+    )
+    fig = power_spectra_figure(
+        {"optimum": opt[0, 0], "natural": nat["image"].values[0, 0]}, path=tmp_path / "ps.png"
+    )
     assert (tmp_path / "ps.png").stat().st_size > 1000 and fig.axes
     with pytest.raises(ConfigError, match="images"):
         stimulus_comparison(fn, p, {"mei": opt[:1]}, neurons=idx, radius=8.0)

@@ -6,11 +6,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from jaxsel.errors import DataError
-from jaxsel.measures.information import (SWEEP_COLUMNS, informative_count, poisson_information,
-                                         ranked_information, repeat_information,
-                                         save_sweep_csv, sweep_table)
-from jaxsel.viz.measure_figures import informative_counts_figure, ranked_information_figure
+from jaxsel._errors import DataError
+from jaxsel.measures._information import (
+    SWEEP_COLUMNS,
+    informative_count,
+    poisson_information,
+    ranked_information,
+    repeat_information,
+    save_sweep_csv,
+    sweep_table,
+)
+from jaxsel.viz._measure_figures import informative_counts_figure, ranked_information_figure
 
 
 def png_ok(path):
@@ -37,20 +43,22 @@ def reference_sum(l0, l1, p1=0.5):
     def H(x):
         x = x[x > 0]
         return -np.sum(x * np.log2(x))
+
     return H(m) - (1 - p1) * H(a) - p1 * H(b)
 
 
 def test_poisson_information_equals_closed_form_for_two_rates():
     lams = np.array([0.05, 0.5, 1.0, 2.0, 4.0, 10.0])
-    rates = np.stack([np.zeros_like(lams), lams])               # image 0: rate 0, image 1: lam
+    rates = np.stack([np.zeros_like(lams), lams])  # image 0: rate 0, image 1: lam
     got = poisson_information(rates, np.array([0, 1])).values
     ref = np.array([closed_form_zero_vs(x) for x in lams])
     np.testing.assert_allclose(got, ref, atol=1e-4)
     assert np.abs(got - ref).max() < 1e-5
 
 
-@pytest.mark.parametrize("l0,l1,p1", [(1, 3, 0.5), (2, 8, 0.5), (5, 6, 0.5), (20, 40, 0.5),
-                                      (3, 9, 0.25), (80, 120, 0.5)])
+@pytest.mark.parametrize(
+    "l0,l1,p1", [(1, 3, 0.5), (2, 8, 0.5), (5, 6, 0.5), (20, 40, 0.5), (3, 9, 0.25), (80, 120, 0.5)]
+)
 def test_poisson_information_equals_float64_reference(l0, l1, p1):
     n1 = int(p1 * 8)
     rates = np.r_[np.full(8 - n1, l0), np.full(n1, l1)][:, None]
@@ -67,9 +75,11 @@ def test_poisson_information_limits_and_priors():
     # explicit uniform prior = empirical prior for balanced classes
     r = np.array([[1.0, 2.0], [4.0, 2.5], [2.0, 1.0], [5.0, 9.0]])
     lab = np.array([0, 1, 0, 1])
-    np.testing.assert_allclose(poisson_information(r, lab).values,
-                               poisson_information(r, lab, prior=[0.5, 0.5]).values,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        poisson_information(r, lab).values,
+        poisson_information(r, lab, prior=[0.5, 0.5]).values,
+        atol=1e-6,
+    )
     # three classes: bounded by log2(3)
     r3 = np.array([[0.0], [30.0], [90.0]])
     assert poisson_information(r3, [0, 1, 2]).item() == pytest.approx(np.log2(3), abs=1e-3)
@@ -89,7 +99,7 @@ def test_repeat_estimate_within_005_bit_at_50_repeats():
     rng = np.random.default_rng(0)
     lam0 = np.array([1.0, 2.0, 5.0, 0.5, 3.0, 10.0, 0.2, 4.0])
     lam1 = np.array([3.0, 8.0, 6.0, 4.0, 3.0, 20.0, 2.0, 12.0])
-    n_img = 20                                                # per class
+    n_img = 20  # per class
     rates = np.concatenate([np.tile(lam0, (n_img, 1)), np.tile(lam1, (n_img, 1))])
     labels = np.r_[np.zeros(n_img, int), np.ones(n_img, int)]
     counts = rng.poisson(rates[:, None, :], (2 * n_img, 50, len(lam0))).astype(float)
@@ -102,7 +112,7 @@ def test_repeat_estimate_within_005_bit_at_50_repeats():
 
 def test_bias_correction_reduces_bias_on_average():
     rng = np.random.default_rng(1)
-    n_neu = 200                                               # same rates, many replicates
+    n_neu = 200  # same rates, many replicates
     rates = np.r_[np.full(10, 2.0), np.full(10, 3.5)][:, None] * np.ones((1, n_neu))
     labels = np.r_[np.zeros(10, int), np.ones(10, int)]
     counts = rng.poisson(rates[:, None, :], (20, 10, n_neu)).astype(float)
@@ -116,7 +126,7 @@ def test_bias_correction_reduces_bias_on_average():
 def test_repeat_information_ragged_binned_and_bad_inputs():
     rng = np.random.default_rng(2)
     x = rng.normal(0, 1, (10, 30, 3))
-    x[:5] += 3.0                                              # class 1 responds more
+    x[:5] += 3.0  # class 1 responds more
     x[0, 20:] = np.nan
     labels = np.r_[np.ones(5, int), np.zeros(5, int)]
     est = repeat_information(x, labels, bins=4, clip=True)
@@ -145,8 +155,10 @@ def test_ranked_counts_and_sweep_table(tmp_path):
     assert cnt["mean"] == pytest.approx(4 / 3)
     assert cnt["sem"] == pytest.approx(np.std([2, 2, 0], ddof=1) / np.sqrt(3))
     rng = np.random.default_rng(0)
-    results = {"lrate": {0.01: info, 0.1: rng.uniform(0, 1, (3, 4))},
-               "delay": {5: rng.uniform(0, 1, (2, 4)), 1: rng.uniform(0, 1, (4, 4))}}
+    results = {
+        "lrate": {0.01: info, 0.1: rng.uniform(0, 1, (3, 4))},
+        "delay": {5: rng.uniform(0, 1, (2, 4)), 1: rng.uniform(0, 1, (4, 4))},
+    }
     t = sweep_table(results, n_neurons=4)
     assert list(t.columns) == list(SWEEP_COLUMNS)
     assert list(t["value"]) == [0.01, 0.1, 1, 5]
@@ -161,7 +173,8 @@ def test_ranked_counts_and_sweep_table(tmp_path):
     back = pd.read_csv(path)
     np.testing.assert_allclose(back["informative_count_mean"], t["informative_count_mean"])
 
-    ranked_information_figure({str(v): results["lrate"][v] for v in results["lrate"]},
-                              path=tmp_path / "ranked.png")
+    ranked_information_figure(
+        {str(v): results["lrate"][v] for v in results["lrate"]}, path=tmp_path / "ranked.png"
+    )
     informative_counts_figure(t, path=tmp_path / "counts.png")
     assert png_ok(tmp_path / "ranked.png") and png_ok(tmp_path / "counts.png")

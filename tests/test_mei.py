@@ -6,18 +6,24 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jaxsel.data.twin import optimal_stimuli
-from jaxsel.data.twin_simulate import simulate
-from jaxsel.errors import ConfigError
-from jaxsel.insilico import mei_parts as parts
+from jaxsel._errors import ConfigError
+from jaxsel.data._twin import optimal_stimuli
+from jaxsel.insilico import _mei_parts as parts
 from jaxsel.insilico import recipes
-from jaxsel.insilico.mei import (MEIConfig, best_seed, compiled_programs, discriminative_meis,
-                                 diverse_meis, most_inhibitory_inputs, optimize_meis)
-from jaxsel.insilico.recovery import mei_recovery, pearson_rows, phase_match, twin_model
+from jaxsel.insilico._mei import (
+    MEIConfig,
+    best_seed,
+    compiled_programs,
+    discriminative_meis,
+    diverse_meis,
+    most_inhibitory_inputs,
+    optimize_meis,
+)
+from jaxsel.insilico._recovery import mei_recovery, pearson_rows, phase_match, twin_model
 
 SHAPE = (36, 64)
-STEPS = 150          # one step count and chunk size for the twin tests: numbers are traced,
-CHUNK = 8            # so they share compiled programs (start, objective, lr, budget differ)
+STEPS = 150  # one step count and chunk size for the twin tests: numbers are traced,
+CHUNK = 8  # so they share compiled programs (start, objective, lr, budget differ)
 
 
 LIN_SHAPE = (8, 10)
@@ -37,8 +43,9 @@ def linear():
 
 @pytest.fixture(scope="module")
 def sim(twin_factory):
-    return twin_factory(seed=3, n_neurons=30, n_train=300, n_validation=30, n_test=20,
-                        test_repeats=2)
+    return twin_factory(
+        seed=3, n_neurons=30, n_train=300, n_validation=30, n_test=20, test_repeats=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +100,7 @@ def test_fft_preconditioned_recipe_full_range_and_recovery(sim):
     ds, twin = sim
     fn, p = twin_model(twin)
     idx = np.flatnonzero(np.isin(twin.kinds, ["simple", "complex"]))[:8]
-    cfg = recipes.fft_preconditioned(recipes.mean_image_std(ds["images"].values[:50]),
-                                     steps=200)
+    cfg = recipes.fft_preconditioned(recipes.mean_image_std(ds["images"].values[:50]), steps=200)
     r = optimize_meis(fn, p, idx, config=cfg, image_shape=SHAPE)
     x = r["mei"].values[:, 0, 0]
     np.testing.assert_allclose(x.min(axis=(1, 2)), 0.0, atol=1e-3)
@@ -109,15 +115,20 @@ def test_thousand_neurons_one_compiled_program(linear):
     w, params = linear
     before = compiled_programs()
     r = optimize_meis(linear_fn, params, config=LIN_CFG, image_shape=LIN_SHAPE, chunk_size=200)
-    assert compiled_programs() - before == 1          # 5 chunks, one compilation
+    assert compiled_programs() - before == 1  # 5 chunks, one compilation
     assert r.sizes["neuron"] == 1000
     assert np.median(pearson_rows(r["mei"].values[:, 0, 0], w)) > 0.99
     # the same jobs in another chunking give the same MEIs (keys depend on neuron and seed)
-    r2 = optimize_meis(linear_fn, params, np.arange(700, 900), config=LIN_CFG,
-                       image_shape=LIN_SHAPE, chunk_size=200)
+    r2 = optimize_meis(
+        linear_fn,
+        params,
+        np.arange(700, 900),
+        config=LIN_CFG,
+        image_shape=LIN_SHAPE,
+        chunk_size=200,
+    )
     assert compiled_programs() - before == 1
-    np.testing.assert_allclose(r2["mei"].values, r["mei"].values[700:900], rtol=1e-5,
-                               atol=1e-4)
+    np.testing.assert_allclose(r2["mei"].values, r["mei"].values[700:900], rtol=1e-5, atol=1e-4)
 
 
 def test_plateau_stop_on_flat_objective(sim):
@@ -136,8 +147,14 @@ def test_most_inhibitory_inputs(sim):
     ds, twin = sim
     fn, p = twin_model(twin)
     simple = np.flatnonzero(twin.kinds == "simple")[:4]
-    r = most_inhibitory_inputs(fn, p, simple, config=recipes.norm(
-        twin.meta["norm_budget"], steps=STEPS, lr=0.05), image_shape=SHAPE, chunk_size=CHUNK)
+    r = most_inhibitory_inputs(
+        fn,
+        p,
+        simple,
+        config=recipes.norm(twin.meta["norm_budget"], steps=STEPS, lr=0.05),
+        image_shape=SHAPE,
+        chunk_size=CHUNK,
+    )
     x = r["mei"].values[:, 0, 0]
     # a rectifying cell is silenced by any input that drives its filter negative enough
     assert np.all(pearson_rows(x, twin.params["w_even"][simple]) < -0.2)
@@ -150,11 +167,13 @@ def test_most_inhibitory_inputs(sim):
 
 def test_linear_neurons_mei_is_the_filter_and_inhibitory_input_its_negative(linear):
     w, params = linear
-    r = optimize_meis(linear_fn, params, [0, 1, 2], config=LIN_CFG, image_shape=LIN_SHAPE,
-                      chunk_size=CHUNK)
+    r = optimize_meis(
+        linear_fn, params, [0, 1, 2], config=LIN_CFG, image_shape=LIN_SHAPE, chunk_size=CHUNK
+    )
     assert np.all(pearson_rows(r["mei"].values[:, 0, 0], w[:3]) > 0.99)
-    r = most_inhibitory_inputs(linear_fn, params, [0, 1, 2], config=LIN_CFG,
-                               image_shape=LIN_SHAPE, chunk_size=CHUNK)
+    r = most_inhibitory_inputs(
+        linear_fn, params, [0, 1, 2], config=LIN_CFG, image_shape=LIN_SHAPE, chunk_size=CHUNK
+    )
     assert np.all(pearson_rows(r["mei"].values[:, 0, 0], w[:3]) < -0.98)
 
 
@@ -166,11 +185,19 @@ def test_discriminative_objective_beats_plain_mei_on_its_objective(sim):
     scale = np.maximum(ds["response_mean"].values, 0.1)
     cfg = recipes.norm(twin.meta["norm_budget"], steps=STEPS)
     plain = optimize_meis(fn, p, targets, config=cfg, image_shape=SHAPE, chunk_size=CHUNK)
-    disc = discriminative_meis(fn, p, targets, group=group, config=cfg, rate_scale=scale,
-                               image_shape=SHAPE, chunk_size=CHUNK)
+    disc = discriminative_meis(
+        fn,
+        p,
+        targets,
+        group=group,
+        config=cfg,
+        rate_scale=scale,
+        image_shape=SHAPE,
+        chunk_size=CHUNK,
+    )
 
     def objective(meis):
-        rates = twin.rates(meis["mei"].values[:, 0]) / scale          # (mei, neuron)
+        rates = twin.rates(meis["mei"].values[:, 0]) / scale  # (mei, neuron)
         out = []
         for k, i in enumerate(targets):
             others = group[group != i]
@@ -185,30 +212,46 @@ def test_diverse_meis_of_complex_cells_differ_but_all_stay_optimal(sim):
     fn, p = twin_model(twin)
     cx = np.flatnonzero(twin.kinds == "complex")[:3]
     cfg = recipes.norm(twin.meta["norm_budget"], steps=STEPS)
-    r = diverse_meis(fn, p, cx, config=cfg, n_variants=3, diversity_weight=5.0,
-                     image_shape=SHAPE, chunk_size=CHUNK)
+    r = diverse_meis(
+        fn,
+        p,
+        cx,
+        config=cfg,
+        n_variants=3,
+        diversity_weight=5.0,
+        image_shape=SHAPE,
+        chunk_size=CHUNK,
+    )
     assert r["mei"].dims == ("neuron", "seed", "variant", "channel", "y", "x")
-    x = r["mei"].values[:, 0, :, 0]                                     # (neuron, variant, y, x)
+    x = r["mei"].values[:, 0, :, 0]  # (neuron, variant, y, x)
     for i, n in enumerate(cx):
         v = x[i].reshape(3, -1) - x[i].reshape(3, -1).mean(1, keepdims=True)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        assert (v @ v.T)[np.triu_indices(3, 1)].mean() < -0.2          # different phases
-        pm = phase_match(x[i], np.repeat(twin.params["w_even"][n:n + 1], 3, 0),
-                         np.repeat(twin.params["w_odd"][n:n + 1], 3, 0))
-        assert np.all(pm > 0.95)                                        # each still optimal
+        assert (v @ v.T)[np.triu_indices(3, 1)].mean() < -0.2  # different phases
+        pm = phase_match(
+            x[i],
+            np.repeat(twin.params["w_even"][n : n + 1], 3, 0),
+            np.repeat(twin.params["w_odd"][n : n + 1], 3, 0),
+        )
+        assert np.all(pm > 0.95)  # each still optimal
 
 
 def test_starts_natural_black_gray(linear):
     w, params = linear
     nat = np.random.default_rng(1).uniform(0, 255, (2,) + LIN_SHAPE).astype(np.float32)
     for start in ("natural", "black", "gray"):
-        cfg = MEIConfig(steps=40, lr=1e-9, start=start, offset=100.0, scale=40.0,
-                        clip=(-5.0, 5.0))                           # (does not bind)
-        r = optimize_meis(linear_fn, params, [0], config=cfg, image_shape=LIN_SHAPE, seeds=2,
-                          start_images=nat)
+        cfg = MEIConfig(
+            steps=40, lr=1e-9, start=start, offset=100.0, scale=40.0, clip=(-5.0, 5.0)
+        )  # (does not bind)
+        r = optimize_meis(
+            linear_fn, params, [0], config=cfg, image_shape=LIN_SHAPE, seeds=2, start_images=nat
+        )
         x = r["mei"].values[0, :, 0]
-        ref = {"natural": nat, "black": np.zeros((2,) + LIN_SHAPE),
-               "gray": np.full((2,) + LIN_SHAPE, 100.0)}[start]
+        ref = {
+            "natural": nat,
+            "black": np.zeros((2,) + LIN_SHAPE),
+            "gray": np.full((2,) + LIN_SHAPE, 100.0),
+        }[start]
         np.testing.assert_allclose(x, ref, atol=0.5)
 
 
@@ -227,8 +270,12 @@ def test_constraints_are_exact():
 
     @jax.jit
     def apply(u):
-        return (parts.fix_mean_std(u, 0.5, 0.2), parts.fix_norm(u, 4.0),
-                parts.rescale_range(u, 0.0, 1.0), parts.clip_range(u, -1.0, 1.0))
+        return (
+            parts.fix_mean_std(u, 0.5, 0.2),
+            parts.fix_norm(u, 4.0),
+            parts.rescale_range(u, 0.0, 1.0),
+            parts.clip_range(u, -1.0, 1.0),
+        )
 
     m, n, r, c = (np.asarray(a) for a in apply(u))
     np.testing.assert_allclose(m.mean(axis=(1, 2, 3)), 0.5, atol=1e-5)
@@ -252,17 +299,18 @@ def test_fft_preconditioner():
     k = np.hypot(ky, kx)
     ratio = f[1, 3] / f[0, 1]
     assert ratio == pytest.approx((k[1, 3] / k[0, 1]) ** -0.25, rel=1e-5)
-    assert f[3, 0] == pytest.approx(f[5, 0])            # negative frequencies treated alike
+    assert f[3, 0] == pytest.approx(f[5, 0])  # negative frequencies treated alike
     out = np.asarray(parts.precondition(jnp.asarray(g), 0.25))
     np.testing.assert_allclose(np.fft.rfft2(out), np.fft.rfft2(g) * f, rtol=1e-3, atol=1e-3)
 
 
 def test_gaussian_blur_matches_scipy_reflect():
     img = np.random.default_rng(1).standard_normal((18, 24)).astype(np.float32)
-    for sigma in (1.5, 4.0):          # (below ~1 px a sampled kernel aliases; ours does not)
+    for sigma in (1.5, 4.0):  # (below ~1 px a sampled kernel aliases; ours does not)
         ours = np.asarray(parts.gaussian_blur(jnp.asarray(img), sigma))
-        ref = scipy.ndimage.gaussian_filter(img.astype(np.float64), sigma, mode="reflect",
-                                            truncate=8.0)
+        ref = scipy.ndimage.gaussian_filter(
+            img.astype(np.float64), sigma, mode="reflect", truncate=8.0
+        )
         np.testing.assert_allclose(ours, ref, atol=1e-5)
     np.testing.assert_allclose(parts.gaussian_blur(jnp.asarray(img), 0.0), img, atol=1e-5)
 
@@ -286,8 +334,10 @@ def test_former_recipe_and_schedule_names_are_aliases():
     assert set(recipes.RECIPE_NAMES) <= set(recipes.RECIPES)
     assert MEIConfig(blur_schedule="seed002") == MEIConfig(blur_schedule="accelerating")
     steps = jnp.arange(50)
-    np.testing.assert_array_equal(parts.blur_sigma(steps, 50, 7.0, 0.1, "seed002"),
-                                  parts.blur_sigma(steps, 50, 7.0, 0.1, "accelerating"))
+    np.testing.assert_array_equal(
+        parts.blur_sigma(steps, 50, 7.0, 0.1, "seed002"),
+        parts.blur_sigma(steps, 50, 7.0, 0.1, "accelerating"),
+    )
 
 
 def test_jitter_is_a_translation():
@@ -296,11 +346,15 @@ def test_jitter_is_a_translation():
     jit = jax.jit(parts.jitter, static_argnums=2)
     for code in range(40):
         v = jit(u, code, 2)
-        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                 if np.array_equal(np.roll(u, (dy, dx), axis=(-2, -1)), v)]
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(np.roll(u, (dy, dx), axis=(-2, -1)), v)
+        ]
         assert len(found) == 1
         shifts.add(found[0])
-    assert len(shifts) > 12                      # the hash spreads over the 25 shifts
+    assert len(shifts) > 12  # the hash spreads over the 25 shifts
 
 
 def test_bad_configs_and_inputs(sim):
@@ -322,8 +376,7 @@ def test_bad_configs_and_inputs(sim):
     with pytest.raises(ConfigError, match="start_images"):
         optimize_meis(fn, p, [0], config=cfg.replace(start="natural"), image_shape=SHAPE)
     with pytest.raises(ConfigError, match="group"):
-        optimize_meis(fn, p, [0], config=cfg.replace(objective="discriminative"),
-                      image_shape=SHAPE)
+        optimize_meis(fn, p, [0], config=cfg.replace(objective="discriminative"), image_shape=SHAPE)
     with pytest.raises(ConfigError, match="image_shape"):
         optimize_meis(fn, p, [0], config=cfg, image_shape=(2, 3, 4, 5))
     with pytest.raises(ConfigError, match="MEIConfig"):

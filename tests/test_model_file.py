@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxsel.cli.main import main
-from jaxsel.data.twin_simulate import simulate
-from jaxsel.errors import DataError
+from jaxsel._errors import DataError
+from jaxsel.cli._main import main
+from jaxsel.data._twin_simulate import simulate
 from jaxsel.models import ResponseModel, predict
-from jaxsel.models.config import ModelConfig
+from jaxsel.models._config import ModelConfig
 from jaxsel.train import (
     Config,
     FitResult,
@@ -29,26 +29,38 @@ from jaxsel.train import (
     predict_responses,
     save_model,
 )
-from jaxsel.train.many import fit_many
+from jaxsel.train._many import fit_many
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
-TINY_CNN = Config("tiny", ModelConfig(layers=2, hidden_channels=4, input_kern=5, hidden_kern=3,
-                                      gamma_input=0.1, gamma_readout=0.05),
-                  TrainConfig(batch_size=32, max_epochs=2, lr=0.01, progress=False))
+TINY_CNN = Config(
+    "tiny",
+    ModelConfig(
+        layers=2,
+        hidden_channels=4,
+        input_kern=5,
+        hidden_kern=3,
+        gamma_input=0.1,
+        gamma_readout=0.05,
+    ),
+    TrainConfig(batch_size=32, max_epochs=2, lr=0.01, progress=False),
+)
 
 
 @pytest.fixture(scope="module")
 def twin():
-    ds, _ = simulate(seed=2, n_neurons=6, shape=(18, 32), n_train=64, n_validation=16,
-                     n_test=8, test_repeats=2)
+    ds, _ = simulate(
+        seed=2, n_neurons=6, shape=(18, 32), n_train=64, n_validation=16, n_test=8, test_repeats=2
+    )
     return ds
 
 
 @pytest.fixture(scope="module")
 def fits(twin):
-    return {"ln": fit("ln", twin, seed=0, max_epochs=2, progress=False),
-            "cnn": fit(TINY_CNN, twin, seed=0, max_epochs=2)}
+    return {
+        "ln": fit("ln", twin, seed=0, max_epochs=2, progress=False),
+        "cnn": fit(TINY_CNN, twin, seed=0, max_epochs=2),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +75,7 @@ def images_of(ds, n=10):
 
 # --------------------------------------------------------------------------- round trip
 
+
 @pytest.mark.parametrize("kind", ["ln", "cnn"])
 def test_save_load_round_trip(kind, fits, saved, twin):
     res = fits[kind]
@@ -71,7 +84,7 @@ def test_save_load_round_trip(kind, fits, saved, twin):
     x = images_of(twin)
     np.testing.assert_allclose(predict(m, x), res.predict(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(m.predict(x[:, 0]), res.predict(x), rtol=1e-5, atol=1e-6)
-    fn, params = m                                          # unpacks as the in-silico pair
+    fn, params = m  # unpacks as the in-silico pair
     np.testing.assert_allclose(np.asarray(fn(params, x)), res.predict(x), rtol=1e-5, atol=1e-6)
     assert m.image_shape == (1, 18, 32)
     np.testing.assert_array_equal(m.neuron_id, twin["neuron_id"].values)
@@ -94,16 +107,21 @@ def test_fresh_process_without_dataset_reproduces_predictions(fits, saved, twin,
         import numpy as np
         from jaxsel.train import load_model
         from jaxsel.models import predict
-        m = load_model({str(saved['cnn'])!r})
-        got = predict(m, np.load({str(tmp_path / 'x.npy')!r}), batch_size=3)
-        np.testing.assert_allclose(got, np.load({str(tmp_path / 'want.npy')!r}),
+        m = load_model({str(saved["cnn"])!r})
+        got = predict(m, np.load({str(tmp_path / "x.npy")!r}), batch_size=3)
+        np.testing.assert_allclose(got, np.load({str(tmp_path / "want.npy")!r}),
                                    rtol=1e-5, atol=1e-6)
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
-                              "JAX_PLATFORMS": "cpu"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
 
@@ -111,14 +129,16 @@ def test_fresh_process_without_dataset_reproduces_predictions(fits, saved, twin,
 def test_committed_format_1_model_still_loads():
     m = load_model(DATA / "saved_model_v1")
     x = np.load(DATA / "saved_model_v1_images.npy")
-    np.testing.assert_allclose(predict(m, x), np.load(DATA / "saved_model_v1_rates.npy"),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict(m, x), np.load(DATA / "saved_model_v1_rates.npy"), rtol=1e-5, atol=1e-6
+    )
     assert m.meta["format_version"] == 1 and m.image_shape == x.shape[1:]
     size = sum(f.stat().st_size for f in (DATA / "saved_model_v1").rglob("*") if f.is_file())
     assert size < 500_000
 
 
 # --------------------------------------------------------------------------- CLI
+
 
 def test_cli_predict_writes_responses(fits, saved, twin, tmp_path):
     x = images_of(twin, 9)
@@ -134,31 +154,53 @@ def test_cli_predict_writes_responses(fits, saved, twin, tmp_path):
     # again through a real process and the console entry point module; (n, y, x) images
     np.save(tmp_path / "x3.npy", x[:, 0])
     out2 = tmp_path / "r2.nc"
-    run = subprocess.run([sys.executable, "-m", "jaxsel.cli.main", "predict", str(saved["cnn"]),
-                          str(tmp_path / "x3.npy"), "--out", str(out2)],
-                         check=False, capture_output=True, text=True, timeout=300,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
-                              "JAX_PLATFORMS": "cpu"})
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxsel.cli._main",
+            "predict",
+            str(saved["cnn"]),
+            str(tmp_path / "x3.npy"),
+            "--out",
+            str(out2),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     with xr.open_dataset(out2, engine="h5netcdf") as f:
-        np.testing.assert_allclose(f["responses"].values, fits["cnn"].predict(x), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            f["responses"].values, fits["cnn"].predict(x), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_cli_predict_errors_are_one_line(saved, tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((2, 1, 5, 5), np.float32))
-    rc = main(["predict", str(saved["ln"]), str(tmp_path / "bad.npy"), "--out",
-               str(tmp_path / "r.nc")])
+    rc = main(
+        ["predict", str(saved["ln"]), str(tmp_path / "bad.npy"), "--out", str(tmp_path / "r.nc")]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "(1, 5, 5)" in err and "(1, 18, 32)" in err
     assert not (tmp_path / "r.nc").exists()
-    rc = main(["predict", str(tmp_path / "nope"), str(tmp_path / "bad.npy"), "--out",
-               str(tmp_path / "r.nc")])
+    rc = main(
+        [
+            "predict",
+            str(tmp_path / "nope"),
+            str(tmp_path / "bad.npy"),
+            "--out",
+            str(tmp_path / "r.nc"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "nope" in err and "\n" not in err
 
 
 # --------------------------------------------------------------------------- bad inputs
+
 
 def test_missing_and_corrupt_folders(saved, tmp_path):
     with pytest.raises(DataError, match="nope.*no such model folder"):
@@ -198,7 +240,7 @@ def test_wrong_image_shape_names_images_and_both_shapes(saved):
 
 def test_save_is_atomic_and_refuses_what_it_cannot_save(fits, saved, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="not empty"):
-        save_model(fits["ln"], saved["ln"])                  # existing folder kept
+        save_model(fits["ln"], saved["ln"])  # existing folder kept
     assert load_model(saved["ln"]).n_neurons == 6
     fn, params = fits["ln"].response_fn()
     with pytest.raises(DataError, match="no architecture config"):
@@ -216,19 +258,19 @@ def test_save_is_atomic_and_refuses_what_it_cannot_save(fits, saved, tmp_path, m
 
 # --------------------------------------------------------------------------- protocol
 
+
 def test_as_response_model_accepts_each_model_type(fits, saved, twin):
     x = images_of(twin, 5)
     want = fits["ln"].predict(x)
     fn, params = fits["ln"].response_fn()
-    cases = [fits["ln"], fits["ln"].response_model(), (fn, params), saved["ln"],
-             str(saved["ln"])]
+    cases = [fits["ln"], fits["ln"].response_model(), (fn, params), saved["ln"], str(saved["ln"])]
     for case in cases:
         m = as_response_model(case)
         assert isinstance(m, ResponseModel)
         np.testing.assert_allclose(predict(m, x), want, rtol=1e-5, atol=1e-6)
     m = fits["ln"].response_model()
     assert as_response_model(m) is m and m.image_shape == (1, 18, 32)
-    assert fits["ln"].response_fn()[0] is m.fn                 # one function: one compile
+    assert fits["ln"].response_fn()[0] is m.fn  # one function: one compile
     with pytest.raises(DataError, match="got a int"):
         as_response_model(3)
 
@@ -267,9 +309,10 @@ def test_predict_responses_is_labelled(saved, twin):
 
 
 def test_evaluate_takes_a_loaded_model(fits, saved, twin):
-    from jaxsel.measures.evaluation import evaluate
+    from jaxsel.measures._evaluation import evaluate
 
     a = evaluate(load_model(saved["ln"]), twin)
     b = evaluate(fits["ln"], twin)
-    np.testing.assert_allclose(a["test_correlation"].values, b["test_correlation"].values,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        a["test_correlation"].values, b["test_correlation"].values, rtol=1e-5
+    )

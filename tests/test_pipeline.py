@@ -9,19 +9,25 @@ import shutil
 import pytest
 import xarray as xr
 
-from jaxsel.cli.main import main
+from jaxsel.cli._main import main
 from jaxsel.pipeline import STAGES, demo_config, run_pipeline
 
 TINY = {
-    "data.twin.n_neurons": 20, "data.twin.n_train": 200, "data.twin.n_validation": 40,
-    "data.twin.n_test": 12, "data.twin.test_repeats": 4,
+    "data.twin.n_neurons": 20,
+    "data.twin.n_train": 200,
+    "data.twin.n_validation": 40,
+    "data.twin.n_test": 12,
+    "data.twin.test_repeats": 4,
     "train.overrides": {"max_epochs": 2, "progress": False},
     "train.per_model": {"small": {"hidden_channels": 4, "layers": 2}},
-    "mei.overrides": {"steps": 20}, "mei.n_neurons": 0,     # all 8 selected: every kind
-    "gabor.steps": 5, "gabor.truth": False,
-    "gabor.bank": {"n_x": 3, "n_y": 2, "n_theta": 4, "n_phase": 2, "sigmas": [3.0],
-                   "sfs": [0.1]},
-    "report.pdf": False, "report.n_examples": 4, "run.progress": False,
+    "mei.overrides": {"steps": 20},
+    "mei.n_neurons": 0,  # all 8 selected: every kind
+    "gabor.steps": 5,
+    "gabor.truth": False,
+    "gabor.bank": {"n_x": 3, "n_y": 2, "n_theta": 4, "n_phase": 2, "sigmas": [3.0], "sfs": [0.1]},
+    "report.pdf": False,
+    "report.n_examples": 4,
+    "run.progress": False,
 }
 pytestmark = pytest.mark.slow  # the module fixture runs every stage (~30 s)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -37,9 +43,16 @@ def tiny_run(tmp_path_factory):
 
 def test_every_stage_runs_and_writes_its_outputs(tiny_run):
     _, out, res = tiny_run
-    assert res["status"] == {s: "done" for s in STAGES}      # no stage skipped or not applicable
-    for f in ("config.toml", "run.log", "metrics.json", "selection.nc", "data/summary.json",
-              "report.html", "figures/index.json"):
+    assert res["status"] == dict.fromkeys(STAGES, "done")  # no stage skipped or not applicable
+    for f in (
+        "config.toml",
+        "run.log",
+        "metrics.json",
+        "selection.nc",
+        "data/summary.json",
+        "report.html",
+        "figures/index.json",
+    ):
         assert (out / f).exists(), f
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_neurons"] == 20 and 0 < m["n_selected"] <= 20
@@ -52,9 +65,15 @@ def test_every_stage_runs_and_writes_its_outputs(tiny_run):
     assert sel.sizes["neuron"] == 20 and "oracle" in sel
     sel.close()
     assert (out / "models" / "small").is_dir()
-    for k in ("ln_corr_to_truth_median", "cnn_corr_to_truth_median", "cnn_test_corr_median",
-              "mei_truth_r_simple_median", "mei_truth_r_complex_median",
-              "truemei_truth_r_complex_median", "gabor_orientation_error_deg_median"):
+    for k in (
+        "ln_corr_to_truth_median",
+        "cnn_corr_to_truth_median",
+        "cnn_test_corr_median",
+        "mei_truth_r_simple_median",
+        "mei_truth_r_complex_median",
+        "truemei_truth_r_complex_median",
+        "gabor_orientation_error_deg_median",
+    ):
         assert k in m, k
     assert (out / "arrays" / "mei_truth.zarr").exists()
     assert m["truemei_truth_r_simple_median"] > 0.8
@@ -78,18 +97,32 @@ def test_report_images_all_resolve_and_are_pngs(tiny_run):
 def test_rerun_skips_finished_stages_and_force_recomputes(tiny_run, capsys):
     cfg, out, first = tiny_run
     again = run_pipeline(cfg, echo=False)
-    done_before = [s for s, v in first["status"].items() if v == "done"
-                   and s not in ("figures", "report")]
+    done_before = [
+        s for s, v in first["status"].items() if v == "done" and s not in ("figures", "report")
+    ]
     assert done_before and all(again["status"][s] == "skipped" for s in done_before)
     # a changed section invalidates that stage and those after it, not those before
-    cfg2 = demo_config(overrides={**TINY, "run.out": str(out),
-                                  "select.percentiles": {"oracle": 50.0, "variance": 50.0},
-                                  "run.stages": ["data", "select"]})
+    cfg2 = demo_config(
+        overrides={
+            **TINY,
+            "run.out": str(out),
+            "select.percentiles": {"oracle": 50.0, "variance": 50.0},
+            "run.stages": ["data", "select"],
+        }
+    )
     res = run_pipeline(cfg2, echo=False)
     assert res["status"] == {"data": "skipped", "select": "done"}
     runs_before = (out / "run.log").read_text().count("[data] running")
-    rc = main(["run", str(out / "config.toml"), "--force", "--no-progress",
-               "--set", "run.stages=['data']"])
+    rc = main(
+        [
+            "run",
+            str(out / "config.toml"),
+            "--force",
+            "--no-progress",
+            "--set",
+            "run.stages=['data']",
+        ]
+    )
     assert rc == 0
     assert (out / "run.log").read_text().count("[data] running") == runs_before + 1
     marker = json.loads((out / "stages" / "data.json").read_text())

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsel.models.config import GridMeanPredictorConfig, ModelConfig
-from jaxsel.models.model import build_model
-from jaxsel.models.readouts import normalize_source_grid, sample_grid
-from jaxsel.models.sampling import GAUSS_5X5, bilinear_sample, laplacian_pyramid
+from jaxsel.models._config import GridMeanPredictorConfig, ModelConfig
+from jaxsel.models._model import build_model
+from jaxsel.models._readouts import normalize_source_grid, sample_grid
+from jaxsel.models._sampling import GAUSS_5X5, bilinear_sample, laplacian_pyramid
 
 
 def grid_sample_ref(feat, grid):
@@ -33,11 +33,11 @@ def test_bilinear_sample_matches_grid_sample_reference():
     rng = np.random.default_rng(0)
     feat = rng.normal(size=(2, 3, 5, 7)).astype(np.float32)
     grid = rng.uniform(-1, 1, size=(2, 11, 2)).astype(np.float32)
-    grid[0, 0] = [-1, -1]                          # corners and edges are pixel centres
+    grid[0, 0] = [-1, -1]  # corners and edges are pixel centres
     grid[0, 1] = [1, 1]
     grid[0, 2] = [1, -1]
     grid[1, 0] = [0.0, 1.0]
-    grid[1, 1] = [1.2, 0.3]                        # outside: partly zero-padded taps
+    grid[1, 1] = [1.2, 0.3]  # outside: partly zero-padded taps
     got = bilinear_sample(jnp.asarray(feat.transpose(0, 2, 3, 1)), jnp.asarray(grid))
     ref = grid_sample_ref(feat, grid).transpose(0, 2, 1)
     np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5)
@@ -55,7 +55,7 @@ def test_bilinear_sample_shared_grid_and_gradient():
     b = bilinear_sample(feat, jnp.broadcast_to(grid[None], (3, 5, 2)))
     np.testing.assert_allclose(np.asarray(a), np.asarray(b))
     # position gradient equals the finite difference (bilinear is smooth inside a cell)
-    f = lambda g: jnp.sum(bilinear_sample(feat, g))          # noqa: E731
+    f = lambda g: jnp.sum(bilinear_sample(feat, g))  # noqa: E731
     g = jax.grad(f)(grid)
     h = 1e-3
     fd = (f(grid.at[0, 0].add(h)) - f(grid.at[0, 0].add(-h))) / (2 * h)
@@ -70,13 +70,14 @@ def test_sample_grid_full_and_isotropic():
     z = rng.normal(size=(3, 4, 2)).astype(np.float32)
     ref_full = np.clip(mu[None] + np.einsum("nij,bnj->bni", s_full, z), -1, 1)
     ref_iso = np.clip(mu[None] + s_iso[None] * z, -1, 1)
-    np.testing.assert_allclose(np.asarray(sample_grid(mu, s_full, z, "full")), ref_full,
-                               atol=1e-6)
-    np.testing.assert_allclose(np.asarray(sample_grid(mu, s_iso, z, "isotropic")), ref_iso,
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(sample_grid(mu, s_full, z, "full")), ref_full, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(sample_grid(mu, s_iso, z, "isotropic")), ref_iso, atol=1e-6
+    )
     zero = np.zeros_like(z)
-    np.testing.assert_allclose(np.asarray(sample_grid(mu, s_full, zero)),
-                               np.broadcast_to(mu, (3, 4, 2)), atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(sample_grid(mu, s_full, zero)), np.broadcast_to(mu, (3, 4, 2)), atol=1e-7
+    )
     # the covariance of the samples is S S^T
     zz = np.asarray(jax.random.normal(jax.random.key(0), (20000, 4, 2)))
     g = np.asarray(sample_grid(np.zeros_like(mu), s_full * 0.5, zz, "full"))
@@ -89,11 +90,11 @@ def _conv_same_ref(img, k):
     p = k.shape[0] // 2
     c, h, w = img.shape
     pad = np.zeros((c, h + 2 * p, w + 2 * p))
-    pad[:, p:p + h, p:p + w] = img
+    pad[:, p : p + h, p : p + w] = img
     out = np.zeros((c, h, w))
     for a in range(k.shape[0]):
         for b in range(k.shape[1]):
-            out += k[a, b] * pad[:, a:a + h, b:b + w]
+            out += k[a, b] * pad[:, a : a + h, b : b + w]
     return out
 
 
@@ -104,9 +105,10 @@ def _conv_transpose_ref(lo, k, out_hw):
     full = np.zeros((c, 2 * (h - 1) + k.shape[0] + 1, 2 * (w - 1) + k.shape[1] + 1))
     for i in range(h):
         for j in range(w):
-            full[:, 2 * i:2 * i + k.shape[0], 2 * j:2 * j + k.shape[1]] += \
+            full[:, 2 * i : 2 * i + k.shape[0], 2 * j : 2 * j + k.shape[1]] += (
                 lo[:, i, j, None, None] * k[None]
-    return full[:, p:p + out_hw[0], p:p + out_hw[1]]
+            )
+    return full[:, p : p + out_hw[0], p : p + out_hw[1]]
 
 
 def pyramid_ref(img, levels, k=GAUSS_5X5):
@@ -124,7 +126,7 @@ def pyramid_ref(img, levels, k=GAUSS_5X5):
 @pytest.mark.parametrize("shape", [(9, 16), (18, 32), (7, 11)])
 def test_laplacian_pyramid_matches_reference(shape):
     rng = np.random.default_rng(3)
-    img = rng.normal(size=(2, *shape)).astype(np.float32)           # (C, H, W)
+    img = rng.normal(size=(2, *shape)).astype(np.float32)  # (C, H, W)
     got = laplacian_pyramid(jnp.asarray(img.transpose(1, 2, 0))[None], 3)
     ref = pyramid_ref(img.astype(np.float64), 3)
     assert len(got) == 4
@@ -150,10 +152,13 @@ def test_gaussian_readout_eval_reads_the_mean_position():
     params, state = m.init(jax.random.key(0), mean_response=np.full(5, 2.0))
     x = jax.random.normal(jax.random.key(1), (2, 1, 8, 10))
     # the core's output, computed by a core-only module with the same parameters
-    from jaxsel.models.core import StackedCore
-    f = StackedCore(m.config).apply({"params": params["core"],
-                                     "batch_stats": state["batch_stats"]["core"]},
-                                    jnp.moveaxis(x, 1, -1), False)
+    from jaxsel.models._core import StackedCore
+
+    f = StackedCore(m.config).apply(
+        {"params": params["core"], "batch_stats": state["batch_stats"]["core"]},
+        jnp.moveaxis(x, 1, -1),
+        False,
+    )
     ro = params["readout"]
     v = np.asarray(bilinear_sample(f, jnp.clip(ro["mu"], -1, 1)))
     drive = np.einsum("bnc,nc->bn", v, np.asarray(ro["features"])) + np.asarray(ro["bias"])
@@ -184,16 +189,23 @@ def test_grid_mean_predictor_positions_are_affine_in_cortex_coords():
 
 
 def test_pyramid_readout_and_positive_constraint():
-    cfg = ModelConfig(layers=2, hidden_channels=4, input_kern=3, hidden_kern=3, pooling=2,
-                      readout="pyramid", pyramid_levels=2, positive_features=True,
-                      stack=None)
+    cfg = ModelConfig(
+        layers=2,
+        hidden_channels=4,
+        input_kern=3,
+        hidden_kern=3,
+        pooling=2,
+        readout="pyramid",
+        pyramid_levels=2,
+        positive_features=True,
+        stack=None,
+    )
     m = build_model(cfg, image_shape=(1, 16, 20), n_neurons=6)
     params, state = m.init(jax.random.key(0))
     assert params["readout"]["features"].shape == (6, 3 * 8)
     assert params["readout"]["grid"].shape == (6, 2)
     bad = jax.tree.map(lambda a: a, params)
-    bad["readout"] = dict(bad["readout"], features=-jnp.ones((6, 24)),
-                          grid=jnp.full((6, 2), 3.0))
+    bad["readout"] = dict(bad["readout"], features=-jnp.ones((6, 24)), grid=jnp.full((6, 2), 3.0))
     fixed = m.constrain(bad)
     assert float(jnp.min(fixed["readout"]["features"])) == 0.0
     assert float(jnp.max(fixed["readout"]["grid"])) == 1.0
@@ -204,11 +216,13 @@ def test_pyramid_readout_and_positive_constraint():
 
 # ------------------------------------------------------------- data-driven positions
 def test_energy_positions_find_the_true_receptive_fields():
-    from jaxsel.data.batches import tier_arrays
-    from jaxsel.data.twin_simulate import simulate
-    from jaxsel.models.readout_init import energy_positions
-    ds, twin = simulate(seed=1, n_neurons=60, n_train=1500, n_validation=20, n_test=4,
-                        test_repeats=2)
+    from jaxsel.data._batches import tier_arrays
+    from jaxsel.data._twin_simulate import simulate
+    from jaxsel.models._readout_init import energy_positions
+
+    ds, twin = simulate(
+        seed=1, n_neurons=60, n_train=1500, n_validation=20, n_test=4, test_repeats=2
+    )
     x, r = tier_arrays(ds, "train")
     pos = energy_positions((x - x.mean()) / x.std(), r)
     assert pos.shape == (60, 2) and pos.dtype == np.float32
@@ -216,18 +230,20 @@ def test_energy_positions_find_the_true_receptive_fields():
     px, py = (pos[:, 0] + 1) / 2 * (w - 1), (pos[:, 1] + 1) / 2 * (h - 1)
     err = np.hypot(px - np.asarray(twin.params["x0"]), py - np.asarray(twin.params["y0"]))
     responsive = np.asarray(twin.kinds) != "unresponsive"
-    assert np.median(err[responsive]) < 2.0                     # pixels (measured ~1)
+    assert np.median(err[responsive]) < 2.0  # pixels (measured ~1)
     assert np.percentile(err[responsive], 90) < 4.0
     with pytest.raises(ValueError, match="same trials"):
         energy_positions(x[:10], r[:9])
 
 
 def test_init_positions_set_the_readout():
-    m = build_model(ModelConfig(layers=1, hidden_channels=2, input_kern=3),
-                    image_shape=(1, 8, 10), n_neurons=3)
+    m = build_model(
+        ModelConfig(layers=1, hidden_channels=2, input_kern=3), image_shape=(1, 8, 10), n_neurons=3
+    )
     pos = np.array([[-0.5, 0.2], [0.0, 0.0], [0.9, -0.9]], np.float32)
     params, _ = m.init(jax.random.key(0), positions=pos)
     np.testing.assert_array_equal(np.asarray(params["readout"]["mu"]), pos)
-    from jaxsel.errors import ConfigError
+    from jaxsel._errors import ConfigError
+
     with pytest.raises(ConfigError, match="positions has shape"):
         m.init(jax.random.key(0), positions=pos[:2])

@@ -6,11 +6,16 @@ import pytest
 import xarray as xr
 from scipy.stats import pearsonr, spearmanr
 
+from jaxsel._errors import DataError
 from jaxsel.data import repeats
-from jaxsel.data.twin_simulate import simulate
-from jaxsel.errors import DataError
-from jaxsel.measures.reliability import (explainable_variance, fev, feve, oracle_correlation,
-                                         oracle_correlation_random, reliability)
+from jaxsel.measures._reliability import (
+    explainable_variance,
+    fev,
+    feve,
+    oracle_correlation,
+    oracle_correlation_random,
+    reliability,
+)
 
 
 def ragged(seed=0, n_img=12, max_rep=6, n_neu=7):
@@ -19,12 +24,17 @@ def ragged(seed=0, n_img=12, max_rep=6, n_neu=7):
     mu = rng.gamma(2.0, 2.0, (n_img, 1, n_neu))
     x = rng.poisson(mu, (n_img, max_rep, n_neu)).astype(np.float64)
     n_rep = rng.integers(1, max_rep + 1, n_img)
-    n_rep[:2] = 1                                            # images with a single repeat
+    n_rep[:2] = 1  # images with a single repeat
     x[np.arange(max_rep)[None, :] >= n_rep[:, None]] = np.nan
-    x[3, 0, 2] = np.nan                                      # a missing single entry
-    rep = xr.DataArray(x, dims=("image", "repeat", "neuron"),
-                       coords={"image_id": ("image", np.arange(n_img) + 100),
-                               "neuron_id": ("neuron", np.arange(n_neu) * 10)})
+    x[3, 0, 2] = np.nan  # a missing single entry
+    rep = xr.DataArray(
+        x,
+        dims=("image", "repeat", "neuron"),
+        coords={
+            "image_id": ("image", np.arange(n_img) + 100),
+            "neuron_id": ("neuron", np.arange(n_neu) * 10),
+        },
+    )
     return rep, mu[:, 0]
 
 
@@ -101,23 +111,24 @@ def test_fev_and_feve_recover_known_variances_with_ragged_repeats():
     n_img, max_rep, n_neu = 400, 8, 50
     S = 4.0
     mu = rng.normal(0, np.sqrt(S), (n_img, n_neu))
-    noise_sd = rng.uniform(1.0, 3.0, (n_img, 1))             # image-dependent noise
+    noise_sd = rng.uniform(1.0, 3.0, (n_img, 1))  # image-dependent noise
     x = mu[:, None] + noise_sd[:, None] * rng.standard_normal((n_img, max_rep, n_neu))
     n_rep = rng.integers(2, max_rep + 1, n_img)
     x[np.arange(max_rep)[None, :] >= n_rep[:, None]] = np.nan
-    N = float((noise_sd ** 2).mean())
+    N = float((noise_sd**2).mean())
     true_S = mu.var(0, ddof=1)
     ev = explainable_variance(x)
     np.testing.assert_allclose(ev["noise_variance"].mean(), N, rtol=0.02)
     np.testing.assert_allclose(ev["explainable_variance"].mean(), true_S.mean(), rtol=0.03)
     np.testing.assert_allclose(fev(x).mean(), (true_S / (true_S + N)).mean(), atol=0.01)
-    np.testing.assert_allclose(ev["snr"].values, ev["explainable_variance"].values
-                               / ev["noise_variance"].values)
+    np.testing.assert_allclose(
+        ev["snr"].values, ev["explainable_variance"].values / ev["noise_variance"].values
+    )
     # perfect predictions explain all explainable variance (unbiased: mean FEVE ~ 1)
     assert abs(float(feve(x, mu).mean()) - 1.0) < 0.02
     # a constant offset c leaves 1 - c^2 / S unexplained
     c = 1.0
-    np.testing.assert_allclose(feve(x, mu + c).mean(), 1 - c ** 2 / true_S.mean(), atol=0.03)
+    np.testing.assert_allclose(feve(x, mu + c).mean(), 1 - c**2 / true_S.mean(), atol=0.03)
     # predicting the grand mean explains nothing
     assert abs(float(feve(x, np.zeros_like(mu)).mean())) < 0.05
 
@@ -125,8 +136,11 @@ def test_fev_and_feve_recover_known_variances_with_ragged_repeats():
 def test_feve_aligns_predictions_by_image_id_and_masks_low_fev():
     rep, mu = ragged(0)
     order = np.random.default_rng(0).permutation(rep.sizes["image"])
-    pred = xr.DataArray(mu[order], dims=("img", "neuron"),
-                        coords={"image_id": ("img", rep["image_id"].values[order])})
+    pred = xr.DataArray(
+        mu[order],
+        dims=("img", "neuron"),
+        coords={"image_id": ("img", rep["image_id"].values[order])},
+    )
     np.testing.assert_allclose(feve(rep, pred).values, feve(rep, mu).values)
     f = feve(rep, mu, min_fev=0.5)
     assert np.all(np.isnan(f.values[f["fev"].values < 0.5]))
@@ -146,8 +160,12 @@ def test_bad_inputs():
     with pytest.raises(DataError, match="non-finite"):
         feve(rep, bad)
     with pytest.raises(DataError, match="image ids"):
-        feve(rep, xr.DataArray(mu, dims=("image", "neuron"),
-                               coords={"image_id": ("image", np.arange(len(mu)))}))
+        feve(
+            rep,
+            xr.DataArray(
+                mu, dims=("image", "neuron"), coords={"image_id": ("image", np.arange(len(mu)))}
+            ),
+        )
     with pytest.raises(DataError, match="n_draws"):
         oracle_correlation_random(rep, 0)
 
@@ -164,12 +182,16 @@ def test_twin_oracle_and_fev_rank_neurons_like_the_truth(twin_data):
     rho_oracle = spearmanr(table["oracle"], twin.params["true_oracle"])[0]
     rho_random = spearmanr(table["oracle_random"], twin.params["true_oracle"])[0]
     rho_fev = spearmanr(table["fev"], twin.params["true_fev"])[0]
-    assert rho_oracle >= 0.9 and rho_fev >= 0.9 and rho_random >= 0.9, \
-        (rho_oracle, rho_random, rho_fev)
+    assert rho_oracle >= 0.9 and rho_fev >= 0.9 and rho_random >= 0.9, (
+        rho_oracle,
+        rho_random,
+        rho_fev,
+    )
     # the jackknife targets exactly the twin's expected oracle (m = repeats - 1 others)
     assert np.nanmean(np.abs(table["oracle"].values - twin.params["true_oracle"])) < 0.05
     # FEVE of the true rates is ~1 for reliable neurons
     from jaxsel.data import unique_images
+
     truth = twin.rates(unique_images(ds).values)
     f = feve(rep, truth, min_fev=0.15)
     assert abs(float(f.median()) - 1.0) < 0.05

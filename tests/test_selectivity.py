@@ -5,16 +5,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxsel.data.twin import twin_rates
-from jaxsel.data.twin_simulate import simulate
-from jaxsel.errors import DataError
-from jaxsel.data.stimuli import (add_gaussian_noise, grating_stimuli, labels_from_file,
-                                  labels_from_function, orientation_energy, orientation_labels)
-from jaxsel.measures.selectivity import (compare_models, rate_distributions, selectivity,
-                                         topographic_map)
+from jaxsel._errors import DataError
+from jaxsel.data._stimuli import (
+    add_gaussian_noise,
+    grating_stimuli,
+    labels_from_file,
+    labels_from_function,
+    orientation_energy,
+    orientation_labels,
+)
+from jaxsel.data._twin import twin_rates
+from jaxsel.measures._selectivity import (
+    compare_models,
+    rate_distributions,
+    selectivity,
+    topographic_map,
+)
 from jaxsel.models import predict
-from jaxsel.viz.measure_figures import (rate_distributions_figure, selectivity_figure,
-                                        topographic_map_figure)
+from jaxsel.viz._measure_figures import (
+    rate_distributions_figure,
+    selectivity_figure,
+    topographic_map_figure,
+)
 
 THETA0 = 0.6
 
@@ -30,11 +42,12 @@ def png_ok(path):
 
 @pytest.fixture(scope="module")
 def setup(twin_factory):
-    ds, twin = twin_factory(seed=0, n_neurons=60, n_train=200, n_validation=10, n_test=10,
-                        test_repeats=2)
+    ds, twin = twin_factory(
+        seed=0, n_neurons=60, n_train=200, n_validation=10, n_test=10, test_repeats=2
+    )
     p = twin.params
     rng = np.random.default_rng(0)
-    untrained = dict(p)                         # same neurons, random (white-noise) filters
+    untrained = dict(p)  # same neurons, random (white-noise) filters
     for k in ("w_even", "w_odd"):
         w = rng.standard_normal(np.shape(p[k])).astype(np.float32)
         w -= w.mean(axis=(1, 2), keepdims=True)
@@ -50,7 +63,7 @@ def angle_to(theta, ref):
 
 def test_predict_pads_batches_and_matches_twin(setup):
     ds, twin, _, images, _ = setup
-    r = predict((fn, twin.params), images, batch_size=7)           # 32 = 4 * 7 + 4
+    r = predict((fn, twin.params), images, batch_size=7)  # 32 = 4 * 7 + 4
     np.testing.assert_allclose(r, twin.rates(images), rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match="images"):
         predict((fn, twin.params), np.zeros((2, 3, 4, 5, 6)))
@@ -85,27 +98,44 @@ def test_truth_is_selective_for_its_preferred_orientation(setup):
 
 def test_trained_vs_untrained_and_input_noise(setup, tmp_path):
     _, twin, untrained, images, labels = setup
-    res = compare_models({"untrained": (fn, untrained), "trained": (fn, twin.params)},
-                         images, labels, noise=(0.0, 60.0), seed=1)
+    res = compare_models(
+        {"untrained": (fn, untrained), "trained": (fn, twin.params)},
+        images,
+        labels,
+        noise=(0.0, 60.0),
+        seed=1,
+    )
     assert dict(res.sizes) == {"model": 2, "noise": 2, "neuron": 60, "image": 32}
-    np.testing.assert_allclose(res["rates"].sel(model="trained", noise=0.0).values,
-                               predict((fn, twin.params), images), rtol=1e-5)
+    np.testing.assert_allclose(
+        res["rates"].sel(model="trained", noise=0.0).values,
+        predict((fn, twin.params), images),
+        rtol=1e-5,
+    )
     info = res["information"]
     n_inf = (info >= 2 / 3).sum("neuron")
-    assert int(n_inf.sel(model="trained", noise=0.0)) > 3 * int(
-        n_inf.sel(model="untrained", noise=0.0)) + 2
+    assert (
+        int(n_inf.sel(model="trained", noise=0.0))
+        > 3 * int(n_inf.sel(model="untrained", noise=0.0)) + 2
+    )
     # absolute selectivity of the informative truth neurons drops with input noise
     top = (info.sel(model="trained", noise=0.0) >= 2 / 3).values
     si = np.abs(res["selectivity_index"].sel(model="trained"))
     assert float(si.sel(noise=60.0)[top].mean()) < float(si.sel(noise=0.0)[top].mean())
     # identical noisy images for every model: untrained rates at noise 60 are reproducible
     noisy = add_gaussian_noise(images, 60.0, seed=2, clip=(0, 255))
-    np.testing.assert_allclose(res["rates"].sel(model="untrained", noise=60.0).values,
-                               predict((fn, untrained), noisy), rtol=1e-5)
+    np.testing.assert_allclose(
+        res["rates"].sel(model="untrained", noise=60.0).values,
+        predict((fn, untrained), noisy),
+        rtol=1e-5,
+    )
 
-    dist = rate_distributions({"untrained": res["rates"].sel(model="untrained", noise=0.0),
-                               "trained": res["rates"].sel(model="trained", noise=0.0)},
-                              bins=30)
+    dist = rate_distributions(
+        {
+            "untrained": res["rates"].sel(model="untrained", noise=0.0),
+            "trained": res["rates"].sel(model="trained", noise=0.0),
+        },
+        bins=30,
+    )
     widths = dist["bin_right"] - dist["bin_left"]
     np.testing.assert_allclose((dist * widths).sum("bin").values, 1.0)
     rate_distributions_figure(dist, log_y=True, path=tmp_path / "rates.png")
@@ -138,7 +168,8 @@ def test_topographic_map_matches_loop(setup, tmp_path):
 
 def test_labels_from_file_and_function(tmp_path):
     pd.DataFrame({"image_id": [5, 3, 9], "left": [1, 0, 1], "big": [0, 0, 1]}).to_csv(
-        tmp_path / "labels.csv", index=False)
+        tmp_path / "labels.csv", index=False
+    )
     lab = labels_from_file(tmp_path / "labels.csv", column="left", image_id=[9, 5, 3])
     np.testing.assert_array_equal(lab.values, [1, 1, 0])
     np.testing.assert_array_equal(lab["image_id"].values, [9, 5, 3])

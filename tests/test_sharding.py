@@ -20,11 +20,11 @@ import numpy as np, jax
 sys.path.insert(0, {here!r})
 mode = sys.argv[1]
 if mode == "dist":
-    # what jaxsel.train.sharding.initialize_distributed does (before any JAX computation)
+    # what jaxsel.train._sharding.initialize_distributed does (before any JAX computation)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize("127.0.0.1:" + sys.argv[2], num_processes=2,
                                process_id=int(sys.argv[3]))
-from jaxsel.train.many import fit_many
+from jaxsel.train._many import fit_many
 from _many_helpers import tiny_config, tiny_twin
 ds, _ = tiny_twin(n_neurons=6)
 cfg = tiny_config(max_epochs=2)
@@ -44,8 +44,13 @@ print("RESULT" + json.dumps(out))
 def _run(args, env_extra, timeout=240):
     env = {**os.environ, **env_extra}
     code = SCRIPT.format(here=str(HERE))
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _result(p, timeout=240):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import jaxsel.data.static_folder as sf
-from jaxsel.data.dataset import make_dataset
-from jaxsel.data.static_folder import load_static, save_static
-from jaxsel.errors import DataError
+import jaxsel.data._static_folder as sf
+from jaxsel._errors import DataError
+from jaxsel.data._dataset import make_dataset
+from jaxsel.data._static_folder import load_static, save_static
 
 
 def small_dataset(n_neuron=5, seed=0) -> xr.Dataset:
@@ -26,10 +26,15 @@ def small_dataset(n_neuron=5, seed=0) -> xr.Dataset:
     image_id, tier = image_id[order], tier[order]
     uniq = rng.normal(size=(103, 1, 8, 12)).astype(np.float32)
     responses = rng.poisson(2.0, size=(len(image_id), n_neuron)).astype(np.float32)
-    return make_dataset(uniq[image_id], responses, image_id=image_id, tier=tier,
-                        neuron_id=np.arange(n_neuron) + 700,
-                        area=np.array(["V1", "LM", "V1", "AL", "V1"])[:n_neuron],
-                        cortex_xyz=rng.uniform(0, 500, size=(n_neuron, 3)))
+    return make_dataset(
+        uniq[image_id],
+        responses,
+        image_id=image_id,
+        tier=tier,
+        neuron_id=np.arange(n_neuron) + 700,
+        area=np.array(["V1", "LM", "V1", "AL", "V1"])[:n_neuron],
+        cortex_xyz=rng.uniform(0, 500, size=(n_neuron, 3)),
+    )
 
 
 def same_content(a: xr.Dataset, b: xr.Dataset) -> None:
@@ -63,8 +68,9 @@ def test_numeric_not_lexicographic_order(saved):
     ds, path = saved
     back = load_static(path)
     # trial 10 must come from 10.npy, not from the 3rd file in lexicographic order
-    np.testing.assert_array_equal(back["responses"].values[10],
-                                  np.load(path / "data/responses/10.npy"))
+    np.testing.assert_array_equal(
+        back["responses"].values[10], np.load(path / "data/responses/10.npy")
+    )
     np.testing.assert_array_equal(back["images"].values[2], ds["images"].values[2])
 
 

@@ -10,28 +10,54 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxsel.data.twin_simulate import simulate
-from jaxsel.errors import ConfigError, DataError, TrainingError
-from jaxsel.models.config import ModelConfig
-from jaxsel.models.model import build_model
-from jaxsel.train import (Config, TrainConfig, fit, load_fit, make_hparams, make_optimizer,
-                          make_train_step, plateau_init, plateau_update, predict,
-                          set_learning_rate)
-from jaxsel.train.checkpoint import latest_epoch
-from jaxsel.train.losses import (gamma_loss, masked_correlation, mse_loss, poisson_loglik,
-                                 poisson_loss)
+from jaxsel._errors import ConfigError, DataError, TrainingError
+from jaxsel.data._twin_simulate import simulate
+from jaxsel.models import predict
+from jaxsel.models._config import ModelConfig
+from jaxsel.models._model import build_model
+from jaxsel.train import (
+    Config,
+    TrainConfig,
+    fit,
+    load_fit,
+    make_hparams,
+    make_optimizer,
+    make_train_step,
+    plateau_init,
+    plateau_update,
+    set_learning_rate,
+)
+from jaxsel.train._checkpoint import latest_epoch
+from jaxsel.train._losses import (
+    gamma_loss,
+    masked_correlation,
+    mse_loss,
+    poisson_loglik,
+    poisson_loss,
+)
 
-TINY = Config("tiny", ModelConfig(layers=2, hidden_channels=8, input_kern=7, hidden_kern=3,
-                                  pooling=2, gamma_input=0.1, gamma_readout=0.05,
-                                  init_mu_range=0.4, init_sigma=0.2),
-              TrainConfig(batch_size=32, max_epochs=5, patience=2, lr_decay_steps=2,
-                          lr=0.01, progress=False))
+TINY = Config(
+    "tiny",
+    ModelConfig(
+        layers=2,
+        hidden_channels=8,
+        input_kern=7,
+        hidden_kern=3,
+        pooling=2,
+        gamma_input=0.1,
+        gamma_readout=0.05,
+        init_mu_range=0.4,
+        init_sigma=0.2,
+    ),
+    TrainConfig(batch_size=32, max_epochs=5, patience=2, lr_decay_steps=2, lr=0.01, progress=False),
+)
 
 
 @pytest.fixture(scope="module")
 def twin(twin_factory):
-    return twin_factory(seed=3, n_neurons=20, n_train=200, n_validation=60, n_test=20,
-                        test_repeats=4)
+    return twin_factory(
+        seed=3, n_neurons=20, n_train=200, n_validation=60, n_test=20, test_repeats=4
+    )
 
 
 # ---------------------------------------------------------------------------- losses
@@ -41,13 +67,16 @@ def test_losses_match_numpy():
     rng = np.random.default_rng(0)
     f = rng.uniform(0.01, 5, (7, 4)).astype(np.float32)
     r = rng.poisson(2.0, (7, 4)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(poisson_loss(f, r, 1e-8)),
-                               f - r * np.log(f + 1e-8), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(poisson_loss(f, r, 1e-8)), f - r * np.log(f + 1e-8), rtol=1e-5
+    )
     np.testing.assert_allclose(np.asarray(mse_loss(f, r)), (f - r) ** 2, rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(gamma_loss(f, r, 0.0, shape=2.0)),
-                               2.0 * (r / f + np.log(f)), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(poisson_loglik(f, r, 0.0)),
-                               stats.poisson.logpmf(r, f), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(gamma_loss(f, r, 0.0, shape=2.0)), 2.0 * (r / f + np.log(f)), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(poisson_loglik(f, r, 0.0)), stats.poisson.logpmf(r, f), rtol=1e-4, atol=1e-5
+    )
     # the Poisson loss is minimised at f = r (its gradient r/f - 1 vanishes there)
     g = jax.grad(lambda f: jnp.sum(poisson_loss(f, jnp.float32(3.0), 0.0)))(jnp.float32(3.0))
     assert abs(float(g)) < 1e-6
@@ -57,11 +86,11 @@ def test_masked_correlation_matches_numpy():
     rng = np.random.default_rng(1)
     p = rng.normal(size=(30, 5))
     r = p + rng.normal(size=(30, 5))
-    r[:, 4] = 1.0                                        # constant neuron -> 0
+    r[:, 4] = 1.0  # constant neuron -> 0
     mask = np.ones(30, bool)
     mask[-6:] = False
     p_bad = p.copy()
-    p_bad[-6:] = 1e6                                     # masked rows must not matter
+    p_bad[-6:] = 1e6  # masked rows must not matter
     got = np.asarray(masked_correlation(p_bad, r, mask))
     ref = [np.corrcoef(p[:24, i], r[:24, i])[0, 1] for i in range(4)]
     np.testing.assert_allclose(got[:4], ref, rtol=1e-4)
@@ -80,10 +109,10 @@ def test_plateau_schedule_restores_decays_and_stops():
         s, ev = plateau_update(s, sc, e, **kw)
         log.append((bool(ev.improved), bool(ev.restore), float(s.lr), bool(s.stopped)))
     assert [x[0] for x in log] == [1, 1, 0, 0, 1, 0, 0, 0, 0, 0]
-    assert [x[1] for x in log] == [0, 0, 0, 1, 0, 0, 1, 0, 1, 0]        # plateaus
+    assert [x[1] for x in log] == [0, 0, 0, 1, 0, 0, 1, 0, 1, 0]  # plateaus
     np.testing.assert_allclose([x[2] for x in log][:4], [0.01, 0.01, 0.01, 0.003], rtol=1e-6)
-    assert log[6][2] == pytest.approx(1e-3)                              # floored at min_lr
-    assert [x[3] for x in log] == [0] * 8 + [1, 1]                       # 3rd plateau stops
+    assert log[6][2] == pytest.approx(1e-3)  # floored at min_lr
+    assert [x[3] for x in log] == [0] * 8 + [1, 1]  # 3rd plateau stops
     assert int(s.best_epoch) == 4 and float(s.best_score) == pytest.approx(0.25)
     # a non-finite score never improves
     s2, ev = plateau_update(plateau_init(0.01), jnp.nan, 0, **kw)
@@ -93,9 +122,11 @@ def test_plateau_schedule_restores_decays_and_stops():
 def test_plateau_schedule_vmaps_over_models():
     s = jax.vmap(plateau_init)(jnp.array([0.01, 0.02, 0.03]))
     patience = jnp.array([1, 2, 3])
-    upd = jax.vmap(lambda s, sc, p: plateau_update(s, sc, 0, patience=p, factor=0.5,
-                                                   min_lr=0.0, decay_steps=5,
-                                                   tolerance=0.0))
+    upd = jax.vmap(
+        lambda s, sc, p: plateau_update(
+            s, sc, 0, patience=p, factor=0.5, min_lr=0.0, decay_steps=5, tolerance=0.0
+        )
+    )
     s, _ = upd(s, jnp.array([0.5, 0.5, 0.5]), patience)
     for _ in range(2):
         s, ev = upd(s, jnp.array([0.1, 0.1, 0.1]), patience)
@@ -105,9 +136,11 @@ def test_plateau_schedule_vmaps_over_models():
 # ------------------------------------------------------------------------------ step
 
 
-ONE_LAYER = Config("one", ModelConfig(layers=1, hidden_channels=4, input_kern=5,
-                                      gamma_input=0.1, gamma_readout=0.05),
-                   TrainConfig(batch_size=8, lr=0.01, progress=False))
+ONE_LAYER = Config(
+    "one",
+    ModelConfig(layers=1, hidden_channels=4, input_kern=5, gamma_input=0.1, gamma_readout=0.05),
+    TrainConfig(batch_size=8, lr=0.01, progress=False),
+)
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +167,17 @@ def test_train_step_vmaps_over_models_with_own_hparams(one_layer):
     vstep = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None, None, None, 0, 0)))
     P, S, O, M = vstep(params, state, opt, x, r, mask, rngs, hps)
     for i in range(2):
-        take = lambda t, i=i: jax.tree.map(lambda a: a[i], t)   # noqa: E731
-        p1, s1, o1, m1 = jstep(take(params), take(state), take(opt), x, r, mask, rngs[i],
-                               take(hps))
+        take = lambda t, i=i: jax.tree.map(lambda a: a[i], t)  # noqa: E731
+        p1, s1, o1, m1 = jstep(take(params), take(state), take(opt), x, r, mask, rngs[i], take(hps))
         for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves(take((P, S)))):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
         assert float(m1["loss"]) == pytest.approx(float(M["loss"][i]), rel=1e-5)
     assert float(M["n"][0]) == 6.0 and bool(jnp.all(M["finite"]))
     # each model moved with its own learning rate
-    d = [np.abs(np.asarray(P["readout"]["mu"][i] - params["readout"]["mu"][i])).max()
-         for i in range(2)]
+    d = [
+        np.abs(np.asarray(P["readout"]["mu"][i] - params["readout"]["mu"][i])).max()
+        for i in range(2)
+    ]
     assert d[0] > 3 * d[1]
 
 
@@ -152,8 +186,16 @@ def test_train_step_skips_non_finite_updates(one_layer):
     params, state = m.init(jax.random.key(0))
     opt = tx.init(params)
     x = jnp.zeros((8, 1, 12, 16)).at[0, 0, 0, 0].set(jnp.nan)
-    p1, s1, o1, met = jstep(params, state, opt, x, jnp.ones((8, 3)), jnp.ones(8, bool),
-                            jax.random.key(1), make_hparams(ONE_LAYER, 100))
+    p1, s1, o1, met = jstep(
+        params,
+        state,
+        opt,
+        x,
+        jnp.ones((8, 3)),
+        jnp.ones(8, bool),
+        jax.random.key(1),
+        make_hparams(ONE_LAYER, 100),
+    )
     assert not bool(met["finite"])
     for a, b in zip(jax.tree.leaves((params, state, opt)), jax.tree.leaves((p1, s1, o1))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -170,18 +212,18 @@ def _leaves(tree):
 def test_fit_deterministic_and_kill_resume_equals_uninterrupted(twin, tmp_path):
     ds, _ = twin
     full = fit(TINY, ds, seed=1, out_dir=tmp_path / "full")
-    again = fit(TINY, ds, seed=1)                                # no checkpoints
+    again = fit(TINY, ds, seed=1)  # no checkpoints
     for a, b in zip(_leaves(full.params), _leaves(again.params)):
-        np.testing.assert_array_equal(a, b)                      # bitwise on CPU
+        np.testing.assert_array_equal(a, b)  # bitwise on CPU
     first = fit(TINY, ds, seed=1, out_dir=tmp_path / "killed", max_epochs=3)  # "killed"
     assert first.history.sizes["epoch"] == 3 and latest_epoch(tmp_path / "killed") == 3
     resumed = fit(TINY, ds, seed=1, out_dir=tmp_path / "killed", resume=True)
     assert resumed.history.sizes["epoch"] == full.history.sizes["epoch"]
-    for a, b in zip(_leaves((full.params, full.state)), _leaves((resumed.params,
-                                                                 resumed.state))):
+    for a, b in zip(_leaves((full.params, full.state)), _leaves((resumed.params, resumed.state))):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(resumed.history["val_correlation"].values,
-                               full.history["val_correlation"].values, atol=1e-6)
+    np.testing.assert_allclose(
+        resumed.history["val_correlation"].values, full.history["val_correlation"].values, atol=1e-6
+    )
     assert resumed.best_epoch == full.best_epoch
     # the model learned something: validation correlation went up
     assert full.best_score > full.history["val_correlation"].values[0]
@@ -199,8 +241,9 @@ def test_fit_deterministic_and_kill_resume_equals_uninterrupted(twin, tmp_path):
 def test_resume_refuses_other_data_config_or_seed(twin, tmp_path):
     ds, _ = twin
     fit(TINY, ds, seed=0, out_dir=tmp_path, max_epochs=1)
-    other, _ = simulate(seed=4, n_neurons=20, n_train=200, n_validation=60, n_test=20,
-                        test_repeats=4)
+    other, _ = simulate(
+        seed=4, n_neurons=20, n_train=200, n_validation=60, n_test=20, test_repeats=4
+    )
     with pytest.raises(DataError, match="refusing to resume.*fingerprint"):
         fit(TINY, other, seed=0, out_dir=tmp_path, resume=True)
     changed = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, lr=0.02))
@@ -224,6 +267,7 @@ def test_fit_rejects_nan_response_naming_neuron_and_trial(twin):
 def test_fit_rejects_missing_tier_and_unknown_config(twin):
     ds, _ = twin
     from jaxsel.data import subset
+
     with pytest.raises(DataError, match="validation"):
         fit(TINY, subset(ds, tiers=["train", "test"]), seed=0)
     with pytest.raises(ConfigError, match="did you mean 'small'"):
@@ -233,33 +277,39 @@ def test_fit_rejects_missing_tier_and_unknown_config(twin):
 def test_non_finite_loss_stops_with_step_and_batch(twin, tmp_path):
     ds, _ = twin
     boom = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, lr=1e30))
-    with pytest.raises(TrainingError, match=r"non-finite .* at epoch 0, step \d+ \(batch \d+ "
-                                            r"of 7 .*trials \[") as info:
+    with pytest.raises(
+        TrainingError,
+        match=r"non-finite .* at epoch 0, step \d+ \(batch \d+ "
+        r"of 7 .*trials \[",
+    ) as info:
         fit(boom, ds, seed=0, out_dir=tmp_path)
     err = info.value
     assert err.result.stopped == "nonfinite"
     assert all(np.isfinite(a).all() for a in _leaves(err.result.params))
-    assert latest_epoch(tmp_path) is None          # nothing broken was written
+    assert latest_epoch(tmp_path) is None  # nothing broken was written
 
 
 def test_non_finite_loss_later_keeps_the_best_checkpoint(twin, tmp_path, monkeypatch):
     ds, _ = twin
-    fit_module = importlib.import_module("jaxsel.train._fit_loop")   # (the epoch loop of fit)
+    fit_module = importlib.import_module("jaxsel.train._fit_loop")  # (the epoch loop of fit)
     real_iterate = fit_module.iterate
 
-    def poisoned(images, responses, batch_size, **kw):      # NaN images in epoch 2, batch 3
+    def poisoned(images, responses, batch_size, **kw):  # NaN images in epoch 2, batch 3
         for i, b in enumerate(real_iterate(images, responses, batch_size, **kw)):
             if kw.get("shuffle") and kw.get("epoch") == 2 and i == 3:
                 b = b._replace(images=np.full_like(b.images, np.nan))
             yield b
 
     monkeypatch.setattr(fit_module, "iterate", poisoned)
-    with pytest.raises(TrainingError, match=r"at epoch 2, step 17 \(batch 3 of 7 .* best model "
-                                            r"\(epoch \d, validation correlation") as info:
+    with pytest.raises(
+        TrainingError,
+        match=r"at epoch 2, step 17 \(batch 3 of 7 .* best model "
+        r"\(epoch \d, validation correlation",
+    ) as info:
         fit(TINY, ds, seed=0, out_dir=tmp_path)
     err = info.value
     assert (err.epoch, err.step, err.batch) == (2, 17, 3)
-    assert latest_epoch(tmp_path) == 2                       # epochs 0 and 1 were saved
+    assert latest_epoch(tmp_path) == 2  # epochs 0 and 1 were saved
     kept = load_fit(tmp_path)
     assert kept.best_epoch == err.result.best_epoch >= 0
     for a, b in zip(_leaves(kept.params), _leaves(err.result.params)):
@@ -270,7 +320,7 @@ def test_response_fn_is_the_in_silico_pair(twin):
     ds, _ = twin
     res = fit(TINY, ds, seed=2, max_epochs=1)
     fn, params = res.response_fn()
-    assert res.response_fn()[0] is fn                         # stable for jit caching
+    assert res.response_fn()[0] is fn  # stable for jit caching
     raw = ds["images"].values[:5]
     rates = np.asarray(jax.jit(fn)(params, raw))
     assert rates.shape == (5, 20) and (rates > 0).all()

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from jaxsel.data import repeats, unique_images
-from jaxsel.data.stimuli import grating
-from jaxsel.data.twin import KINDS, load_twin, optimal_stimuli, save_twin, to_raw
-from jaxsel.data.twin_simulate import sample_responses, simulate
+from jaxsel.data._stimuli import grating
+from jaxsel.data._twin import KINDS, load_twin, optimal_stimuli, save_twin, to_raw
+from jaxsel.data._twin_simulate import sample_responses, simulate
 
 SMALL = dict(n_neurons=60, n_train=400, n_validation=50, n_test=20, test_repeats=40)
 
@@ -24,7 +24,7 @@ def test_layout_and_tiers(sim):
     assert rep.sizes["image"] == SMALL["n_test"]
     assert (rep["n_repeats"] == SMALL["test_repeats"]).all()
     train_ids = ds["image_id"].values[ds["tier"].values == "train"]
-    assert len(np.unique(train_ids)) == len(train_ids)          # train images shown once
+    assert len(np.unique(train_ids)) == len(train_ids)  # train images shown once
     np.testing.assert_array_equal(ds["neuron_id"].values, twin.neuron_id)
     assert set(twin.kinds) == set(KINDS)
 
@@ -40,15 +40,15 @@ def test_same_seed_same_data():
 
 def test_poisson_cells_variance_equals_mean(sim):
     ds, twin = sim
-    rep = repeats(ds).values                                    # (image, repeat, neuron)
+    rep = repeats(ds).values  # (image, repeat, neuron)
     poisson = ~np.isfinite(twin.params["dispersion"]) & (twin.kinds != "unresponsive")
     m = rep.mean(1)[:, poisson]
     v = rep.var(1, ddof=1)[:, poisson]
-    ratio = v.sum(0) / m.sum(0)                                # pooled Fano factor per neuron
+    ratio = v.sum(0) / m.sum(0)  # pooled Fano factor per neuron
     assert np.median(ratio) == pytest.approx(1.0, abs=0.1)
     over = np.isfinite(twin.params["dispersion"]) & (twin.kinds != "unresponsive")
-    over_ratio = (rep.var(1, ddof=1)[:, over].sum(0) / rep.mean(1)[:, over].sum(0))
-    assert np.median(over_ratio) > 1.3                          # gamma-Poisson cells are not
+    over_ratio = rep.var(1, ddof=1)[:, over].sum(0) / rep.mean(1)[:, over].sum(0)
+    assert np.median(over_ratio) > 1.3  # gamma-Poisson cells are not
 
 
 def test_overdispersed_noise_matches_gamma_poisson():
@@ -71,7 +71,7 @@ def test_simple_cells_prefer_their_own_filter(sim):
     _, twin = sim
     opt = to_raw(optimal_stimuli(twin))
     simple = np.flatnonzero(twin.kinds == "simple")
-    cross = twin.rates(opt[simple])[:, simple]                  # stimulus x neuron
+    cross = twin.rates(opt[simple])[:, simple]  # stimulus x neuron
     assert (np.argmax(cross, axis=0) == np.arange(len(simple))).all()
     # and beats random images of the same norm
     rng = np.random.default_rng(0)
@@ -102,14 +102,16 @@ def test_complex_cells_are_phase_invariant(sim):
     cx = np.flatnonzero(twin.kinds == "complex")
     phases = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     for i in cx:
-        imgs = np.stack([np.asarray(grating(twin.shape, p["theta"][i], p["sf"][i], ph, 0.3))
-                         for ph in phases])
+        imgs = np.stack(
+            [np.asarray(grating(twin.shape, p["theta"][i], p["sf"][i], ph, 0.3)) for ph in phases]
+        )
         r = twin.rates(to_raw(imgs))[:, i] - p["baseline"][i]
         assert (r.max() - r.min()) / r.mean() < 0.1, f"neuron {i}"
     # a simple cell, by contrast, is strongly phase dependent
     i = np.flatnonzero(twin.kinds == "simple")[0]
-    imgs = np.stack([np.asarray(grating(twin.shape, p["theta"][i], p["sf"][i], ph, 0.3))
-                     for ph in phases])
+    imgs = np.stack(
+        [np.asarray(grating(twin.shape, p["theta"][i], p["sf"][i], ph, 0.3)) for ph in phases]
+    )
     r = twin.rates(to_raw(imgs))[:, i]
     assert r.max() > 3 * r.min()
 
@@ -121,8 +123,9 @@ def test_true_reliability_orders_empirical_reliability(sim):
     total = rep.reshape(-1, rep.shape[-1]).var(0)
     emp = signal / np.maximum(total, 1e-9)
     resp = twin.kinds != "unresponsive"
-    rho = np.corrcoef(np.argsort(np.argsort(emp[resp])),
-                      np.argsort(np.argsort(twin.params["true_fev"][resp])))[0, 1]
+    rho = np.corrcoef(
+        np.argsort(np.argsort(emp[resp])), np.argsort(np.argsort(twin.params["true_fev"][resp]))
+    )[0, 1]
     assert rho > 0.8
     assert (twin.params["true_fev"][~resp] < 1e-6).all()
 
@@ -139,6 +142,7 @@ def test_save_load_round_trip(sim, tmp_path):
 
 
 def test_load_twin_missing_folder(tmp_path):
-    from jaxsel.errors import DataError
+    from jaxsel._errors import DataError
+
     with pytest.raises(DataError, match="params.npz"):
         load_twin(tmp_path / "nothing")

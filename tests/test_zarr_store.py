@@ -8,20 +8,25 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxsel.data.zarr_store import load_zarr, save_zarr
-from jaxsel.errors import DataError
+from jaxsel._errors import DataError
+from jaxsel.data._zarr_store import load_zarr, save_zarr
 
 
 def labelled() -> xr.DataArray:
     rng = np.random.default_rng(0)
     return xr.DataArray(
-        rng.normal(size=(2, 3, 5)).astype(np.float32), dims=("model", "stimulus", "neuron"),
-        coords={"neuron": np.arange(5) * 10 + 3,
-                "area": ("neuron", np.array(["V1", "LM", "V1", "AL", "V1"])),
-                "contrast": ("stimulus", np.array([0.5, np.nan, np.inf])),
-                "seed": ("model", np.array([0, 1], dtype=np.int32)),
-                "when": ("model", np.array(["2024-01-01", "2025-06-30"], dtype="datetime64[ns]"))},
-        name="responses", attrs={"units": "spikes", "gain": np.arange(3.0), "n": 4})
+        rng.normal(size=(2, 3, 5)).astype(np.float32),
+        dims=("model", "stimulus", "neuron"),
+        coords={
+            "neuron": np.arange(5) * 10 + 3,
+            "area": ("neuron", np.array(["V1", "LM", "V1", "AL", "V1"])),
+            "contrast": ("stimulus", np.array([0.5, np.nan, np.inf])),
+            "seed": ("model", np.array([0, 1], dtype=np.int32)),
+            "when": ("model", np.array(["2024-01-01", "2025-06-30"], dtype="datetime64[ns]")),
+        },
+        name="responses",
+        attrs={"units": "spikes", "gain": np.arange(3.0), "n": 4},
+    )
 
 
 def siblings(parent):

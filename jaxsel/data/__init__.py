@@ -1,22 +1,98 @@
-"""Datasets, loaders, stimuli and the digital twin."""
+"""Data: the canonical dataset, loaders and savers, stimuli and the digital twin.
 
+Every loader returns one ``xarray.Dataset``: ``images`` (trial, channel, y, x) raw pixel
+values, ``responses`` (trial, neuron), trial coords ``image_id`` and ``tier``, neuron coords
+``neuron_id`` (+ ``area``, ``cortex_x/y/z``) and train-tier statistics. Raw pixels follow one
+convention (:data:`BACKGROUND` grey, :data:`SCALE` per unit of contrast).
+"""
+
+from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb
+from jaxsel.data._arrays import load_arrays, load_table, save_arrays, split_tiers
+from jaxsel.data._batches import Batch, batches, iterate, tier_arrays
+from jaxsel.data._dataset import (
+    TIERS,
+    fingerprint,
+    global_image_stats,
+    make_dataset,
+    repeats,
+    subset,
+    unique_images,
+    validate,
+    with_statistics,
+)
+from jaxsel.data._image_folder import load_image_folder, load_images
 from jaxsel.data._pixels import BACKGROUND, SCALE, from_contrast, norm_budget, to_contrast
-from jaxsel.data.batches import Batch, batches, iterate, tier_arrays
-from jaxsel.data.dataset import (TIERS, fingerprint, global_image_stats, make_dataset, repeats,
-                                 subset, unique_images, validate, with_statistics)
-from jaxsel.data.transforms import Standardizer, standardize, standardizer
-
-# Loaders and savers live in their own modules (imported on use, they pull h5py/tensorstore):
-#   jaxsel.data.static_folder.load_static / save_static     (Sensorium / Lurz layout, .zip)
-#   jaxsel.data.arrays.load_arrays / save_arrays / load_table
-#   jaxsel.data.allen_nwb.load_allen_nwb                    (Allen Neuropixels NWB)
-#   jaxsel.data.image_folder.load_image_folder / load_images
-#   jaxsel.data.zarr_store.save_zarr / load_zarr            (tensorstore zarr3)
-#   jaxsel.data.twin_simulate.simulate, jaxsel.data.twin    (the digital twin)
+from jaxsel.data._static_folder import load_static, save_static
+from jaxsel.data._stimuli import (
+    add_gaussian_noise,
+    dead_leaves,
+    gabor,
+    grating,
+    grating_stimuli,
+    labels_from_file,
+    labels_from_function,
+    natural_like,
+    orientation_energy,
+    orientation_labels,
+    pink_noise,
+)
+from jaxsel.data._transforms import Standardizer, standardize, standardizer
+from jaxsel.data._twin import Twin, load_twin, optimal_stimuli, save_twin, twin_rates
+from jaxsel.data._twin_io import write_twin
+from jaxsel.data._twin_simulate import TwinConfig, simulate
+from jaxsel.data._zarr_store import load_zarr, save_zarr
 
 __all__ = [
-    "BACKGROUND", "SCALE", "from_contrast", "norm_budget", "to_contrast",
-    "TIERS", "Batch", "Standardizer", "batches", "fingerprint", "global_image_stats",
-    "iterate", "make_dataset", "repeats", "standardize", "standardizer", "subset",
-    "tier_arrays", "unique_images", "validate", "with_statistics",
+    "BACKGROUND",
+    "SCALE",
+    "TIERS",
+    "Batch",
+    "Standardizer",
+    "Twin",
+    "TwinConfig",
+    "add_gaussian_noise",
+    "batches",
+    "count_spikes",
+    "dead_leaves",
+    "fingerprint",
+    "from_contrast",
+    "gabor",
+    "global_image_stats",
+    "grating",
+    "grating_stimuli",
+    "iterate",
+    "labels_from_file",
+    "labels_from_function",
+    "load_allen_nwb",
+    "load_arrays",
+    "load_image_folder",
+    "load_images",
+    "load_static",
+    "load_table",
+    "load_twin",
+    "load_zarr",
+    "make_dataset",
+    "natural_like",
+    "norm_budget",
+    "optimal_stimuli",
+    "orientation_energy",
+    "orientation_labels",
+    "pink_noise",
+    "repeats",
+    "save_arrays",
+    "save_static",
+    "save_twin",
+    "save_zarr",
+    "simulate",
+    "split_tiers",
+    "standardize",
+    "standardizer",
+    "subset",
+    "tier_arrays",
+    "to_contrast",
+    "twin_rates",
+    "unique_images",
+    "validate",
+    "with_statistics",
+    "write_twin",
 ]

@@ -31,8 +31,9 @@ def from_contrast(u, background=BACKGROUND, scale=SCALE):
     return u * scale + background
 
 
-def norm_budget(contrast_images, fraction: float = BUDGET_FRACTION, *,
-                center: bool = False) -> float:
+def norm_budget(
+    contrast_images, fraction: float = BUDGET_FRACTION, *, center: bool = False
+) -> float:
     """``fraction`` x the median L2 norm of the images' contrast images.
 
     Args:

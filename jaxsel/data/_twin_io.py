@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jaxsel.atomic import atomic_directory
-from jaxsel.data.static_folder import save_static
-from jaxsel.data.twin import save_twin
-from jaxsel.data.twin_simulate import simulate
+from jaxsel._atomic import atomic_directory
+from jaxsel.data._static_folder import save_static
+from jaxsel.data._twin import save_twin
+from jaxsel.data._twin_simulate import simulate
 
 
 def write_twin(out: str | Path, *, force: bool = False, seed: int = 0, **config):
@@ -18,8 +18,8 @@ def write_twin(out: str | Path, *, force: bool = False, seed: int = 0, **config)
       out: the output folder (must be new or empty unless ``force``).
       force: replace an existing ``out``.
       seed: the simulation seed.
-      **config: fields of :class:`jaxsel.data.twin_simulate.TwinConfig` (``n_neurons``,
-        ``n_train``, ...), passed to :func:`~jaxsel.data.twin_simulate.simulate`.
+      **config: fields of :class:`jaxsel.data._twin_simulate.TwinConfig` (``n_neurons``,
+        ``n_train``, ...), passed to :func:`~jaxsel.data._twin_simulate.simulate`.
 
     Returns:
       ``(dataset, twin)``.

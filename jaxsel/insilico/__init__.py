@@ -1,31 +1,87 @@
 """In silico experiments: MEIs, gradient receptive fields, sensitivity maps, Gabors, metrics.
 
 A model is a pair ``(fn, params)`` with ``fn(params, raw images (batch, C, H, W)) -> rates
-(batch, neuron)``; the digital twin's truth is one too (:func:`twin_model`).
+(batch, neuron)`` (a :class:`jaxsel.models.ResponseModel` unpacks as one); the digital twin's
+truth is one too (:func:`twin_model`). MEI recipes (``norm``, ``mean_std``,
+``fft_preconditioned``) live in :mod:`jaxsel.insilico.recipes`.
 """
 
 from jaxsel.insilico import recipes
-from jaxsel.insilico.cross_activation import cross_activation, diagonal_selectivity
-from jaxsel.insilico.gabor_search import (GABOR_PARAMS, gabor_bank, gabor_contrast, gabor_images,
-                                          optimal_gabors, screen_gabors, top_recorded_gabors)
-from jaxsel.insilico.gradients import gradient_rf, sensitivity_maps
-from jaxsel.insilico.image_metrics import (axial_average, best_natural_images, circular_mask,
-                                           dominant_orientation_sf, image_metrics,
-                                           masked_contrast, masked_luminance, metrics_table,
-                                           power_spectrum, stimulus_comparison,
-                                           symmetry_index)
-from jaxsel.insilico.mei import (MEIConfig, best_seed, discriminative_meis, diverse_meis,
-                                 most_inhibitory_inputs, optimize_meis)
-from jaxsel.insilico.recovery import (gabor_recovery, mei_recovery, orientation_error_deg,
-                                      summarize, twin_model)
+from jaxsel.insilico._cross_activation import cross_activation, diagonal_selectivity
+from jaxsel.insilico._custom_stimuli import ensemble_responses
+from jaxsel.insilico._gabor_search import (
+    GABOR_PARAMS,
+    gabor_bank,
+    gabor_contrast,
+    gabor_images,
+    optimal_gabors,
+    screen_gabors,
+    top_recorded_gabors,
+)
+from jaxsel.insilico._gradients import gradient_rf, sensitivity_maps
+from jaxsel.insilico._image_metrics import (
+    axial_average,
+    best_natural_images,
+    circular_mask,
+    dominant_orientation_sf,
+    image_metrics,
+    masked_contrast,
+    masked_luminance,
+    metrics_table,
+    power_spectrum,
+    stimulus_comparison,
+    symmetry_index,
+)
+from jaxsel.insilico._mei import (
+    MEIConfig,
+    best_seed,
+    discriminative_meis,
+    diverse_meis,
+    most_inhibitory_inputs,
+    optimize_meis,
+)
+from jaxsel.insilico._recovery import (
+    gabor_recovery,
+    mei_recovery,
+    orientation_error_deg,
+    summarize,
+    twin_model,
+)
 
 __all__ = [
-    "GABOR_PARAMS", "MEIConfig", "axial_average", "best_natural_images", "best_seed",
-    "circular_mask", "cross_activation", "diagonal_selectivity", "discriminative_meis",
-    "diverse_meis", "dominant_orientation_sf", "gabor_bank", "gabor_contrast", "gabor_images",
-    "gabor_recovery", "gradient_rf", "image_metrics", "masked_contrast", "masked_luminance",
-    "mei_recovery", "metrics_table", "most_inhibitory_inputs", "optimal_gabors",
-    "optimize_meis", "orientation_error_deg", "power_spectrum", "recipes", "screen_gabors",
-    "sensitivity_maps", "stimulus_comparison", "summarize", "symmetry_index",
-    "top_recorded_gabors", "twin_model",
+    "GABOR_PARAMS",
+    "MEIConfig",
+    "axial_average",
+    "best_natural_images",
+    "best_seed",
+    "circular_mask",
+    "cross_activation",
+    "diagonal_selectivity",
+    "discriminative_meis",
+    "diverse_meis",
+    "dominant_orientation_sf",
+    "ensemble_responses",
+    "gabor_bank",
+    "gabor_contrast",
+    "gabor_images",
+    "gabor_recovery",
+    "gradient_rf",
+    "image_metrics",
+    "masked_contrast",
+    "masked_luminance",
+    "mei_recovery",
+    "metrics_table",
+    "most_inhibitory_inputs",
+    "optimal_gabors",
+    "optimize_meis",
+    "orientation_error_deg",
+    "power_spectrum",
+    "recipes",
+    "screen_gabors",
+    "sensitivity_maps",
+    "stimulus_comparison",
+    "summarize",
+    "symmetry_index",
+    "top_recorded_gabors",
+    "twin_model",
 ]

@@ -1,6 +1,6 @@
 """One MEI job and its compiled chunk programs: the objective, the constraints, one ascent step.
 
-A job is one (neuron, seed) pair (see :mod:`jaxsel.insilico.mei`); :func:`init_job`,
+A job is one (neuron, seed) pair (see :mod:`jaxsel.insilico._mei`); :func:`init_job`,
 :func:`step_job` and :func:`finish_job` are written for one job and vmapped over a chunk of
 jobs by :func:`run_chunk`, whose programs are compiled once per (model function, config
 structure, image shape, chunk size). :func:`split_config` separates a config's structure
@@ -20,10 +20,10 @@ import optax
 
 from jaxsel._compile_cache import cached
 from jaxsel._dataclass_io import traced_fields
-from jaxsel.insilico import mei_parts as parts
+from jaxsel.insilico import _mei_parts as parts
 
 if TYPE_CHECKING:
-    from jaxsel.insilico.mei import MEIConfig
+    from jaxsel.insilico._mei import MEIConfig
 
 
 # ------------------------------------------------------------------------ one job
@@ -34,9 +34,12 @@ if TYPE_CHECKING:
 
 def split_config(cfg: MEIConfig) -> tuple[MEIConfig, dict]:
     """``(static, hp)``: the program structure (a canonical config) and its numbers."""
-    on = {"precondition_alpha": cfg.precondition_alpha != 0,
-          "contrast_weight": cfg.contrast_weight != 0, "patience": cfg.patience > 0,
-          "diversity_weight": cfg.diversity_weight != 0 and cfg.n_variants > 1}
+    on = {
+        "precondition_alpha": cfg.precondition_alpha != 0,
+        "contrast_weight": cfg.contrast_weight != 0,
+        "patience": cfg.patience > 0,
+        "diversity_weight": cfg.diversity_weight != 0 and cfg.n_variants > 1,
+    }
     hp = {}
     for f in traced_fields(type(cfg)):
         v = getattr(cfg, f)
@@ -49,18 +52,29 @@ def split_config(cfg: MEIConfig) -> tuple[MEIConfig, dict]:
     hp["disc"] = jnp.float32(cfg.objective == "discriminative")
     hp.setdefault("patience", jnp.float32(0.0))
     static = cfg.replace(
-        start="noise", objective="max", lr=1.0, momentum=0.9, lr_decay=0.5, start_std=1.0,
-        gray=0.0, offset=0.0, scale=1.0,
-        mean=None if cfg.std is None else 0.0, std=None if cfg.std is None else 1.0,
+        start="noise",
+        objective="max",
+        lr=1.0,
+        momentum=0.9,
+        lr_decay=0.5,
+        start_std=1.0,
+        gray=0.0,
+        offset=0.0,
+        scale=1.0,
+        mean=None if cfg.std is None else 0.0,
+        std=None if cfg.std is None else 1.0,
         norm=None if cfg.norm is None else 1.0,
         clip=None if cfg.clip is None else (0.0, 1.0),
         rescale=None if cfg.rescale is None else (0.0, 1.0),
         precondition_alpha=1.0 if on["precondition_alpha"] else 0.0,
         blur=None if cfg.blur is None else (1.0, 0.0),
         contrast_target=0.0 if on["contrast_weight"] else None,
-        contrast_weight=1.0 if on["contrast_weight"] else 0.0, tol=0.0,
+        contrast_weight=1.0 if on["contrast_weight"] else 0.0,
+        tol=0.0,
         patience=0,
-        diversity_weight=1.0 if on["diversity_weight"] else 0.0, name="")
+        diversity_weight=1.0 if on["diversity_weight"] else 0.0,
+        name="",
+    )
     return static, hp
 
 
@@ -110,7 +124,7 @@ def to_raw_images(u, cfg):
 
 def _objective(u, code, fn, params, target, aux, h):
     img = _constrain(u, h)
-    rates = fn(params, to_raw_images(parts.jitter(img, code, h.jitter), h))   # (K, N)
+    rates = fn(params, to_raw_images(parts.jitter(img, code, h.jitter), h))  # (K, N)
     act = rates[:, target]
     # max: sign 1, disc 0; min: sign -1; discriminative: target minus group mean (scaled)
     r = rates / aux["rate_scale"]
@@ -123,7 +137,7 @@ def _objective(u, code, fn, params, target, aux, h):
 
 
 def _optimizer(h) -> optax.GradientTransformation:
-    lr = optax.cosine_decay_schedule(h.lr, h.steps, alpha=h.lr_decay)   # lr_decay 1: constant
+    lr = optax.cosine_decay_schedule(h.lr, h.steps, alpha=h.lr_decay)  # lr_decay 1: constant
     if h.optimizer == "sgd":
         opt = optax.sgd(lr)
     elif h.optimizer == "momentum":
@@ -156,12 +170,21 @@ def init_job(target, seed_index, u0, base_code, hp: dict, cfg: MEIConfig):
       (steps, K).
     """
     h, tx = _job_parts(cfg, hp)
-    code = parts.hash32(base_code ^ parts.hash32(
-        jnp.uint32(target) * jnp.uint32(0x9E3779B9) + jnp.uint32(seed_index)))
+    code = parts.hash32(
+        base_code
+        ^ parts.hash32(jnp.uint32(target) * jnp.uint32(0x9E3779B9) + jnp.uint32(seed_index))
+    )
     u0 = _project(u0, 0, h, blur=False)
-    return dict(u=u0, opt=tx.init(u0), step=jnp.int32(0), best=jnp.float32(-jnp.inf),
-                stall=jnp.int32(0), done=jnp.bool_(False), code=code,
-                trace=jnp.full((h.steps, h.n_variants), jnp.nan, jnp.float32))
+    return dict(
+        u=u0,
+        opt=tx.init(u0),
+        step=jnp.int32(0),
+        best=jnp.float32(-jnp.inf),
+        stall=jnp.int32(0),
+        done=jnp.bool_(False),
+        code=code,
+        trace=jnp.full((h.steps, h.n_variants), jnp.nan, jnp.float32),
+    )
 
 
 def step_job(fn, params, target, c, aux, hp: dict, cfg: MEIConfig):
@@ -176,16 +199,24 @@ def step_job(fn, params, target, c, aux, hp: dict, cfg: MEIConfig):
     """
     h, tx = _job_parts(cfg, hp)
     code = c["code"] + jnp.uint32(2) * c["step"].astype(jnp.uint32)
-    (obj, act), g = jax.value_and_grad(_objective, has_aux=True)(c["u"], code, fn, params,
-                                                                 target, aux, h)
+    (obj, act), g = jax.value_and_grad(_objective, has_aux=True)(
+        c["u"], code, fn, params, target, aux, h
+    )
     upd, opt = tx.update(jax.tree.map(jnp.negative, g), c["opt"], c["u"])
     u = _project(optax.apply_updates(c["u"], upd), c["step"], h)
     bar = jnp.where(jnp.isfinite(c["best"]), c["best"] + h.tol * jnp.abs(c["best"]), -jnp.inf)
     improved = obj > bar
     stall = jnp.where(improved, 0, c["stall"] + 1)
-    new = dict(u=u, opt=opt, step=c["step"] + 1, best=jnp.where(improved, obj, c["best"]),
-               stall=stall, done=(h.patience > 0) & (stall >= h.patience), code=c["code"],
-               trace=c["trace"].at[c["step"]].set(act))
+    new = dict(
+        u=u,
+        opt=opt,
+        step=c["step"] + 1,
+        best=jnp.where(improved, obj, c["best"]),
+        stall=stall,
+        done=(h.patience > 0) & (stall >= h.patience),
+        code=c["code"],
+        trace=c["trace"].at[c["step"]].set(act),
+    )
     active = (c["step"] < h.steps) & ~c["done"]
     return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, c)
 
@@ -199,7 +230,8 @@ def finish_job(fn, params, target, c, hp: dict, cfg: MEIConfig):
 
 def _init_chunk(targets, seed_index, starts, base_code, hp, *, cfg: MEIConfig):
     return jax.vmap(lambda t, s, u: init_job(t, s, u, base_code, hp, cfg))(
-        targets, seed_index, starts)
+        targets, seed_index, starts
+    )
 
 
 def _step_chunk(params, targets, carry, aux, hp, *, fn, cfg: MEIConfig):
@@ -217,17 +249,22 @@ def jit_program(name: str, f, static_argnames, donate_argnames=()):
     On CPU, LLVM's expensive passes are skipped: the programs compile 1.5-3x faster with no
     measurable loss of speed; other backends use the defaults.
     """
+
     def build():
-        opts = ({"xla_llvm_disable_expensive_passes": True}
-                if jax.default_backend() == "cpu" else None)
-        return jax.jit(f, static_argnames=static_argnames, donate_argnames=donate_argnames,
-                       compiler_options=opts)
+        opts = (
+            {"xla_llvm_disable_expensive_passes": True} if jax.default_backend() == "cpu" else None
+        )
+        return jax.jit(
+            f,
+            static_argnames=static_argnames,
+            donate_argnames=donate_argnames,
+            compiler_options=opts,
+        )
 
     return cached("insilico_program", (name, f), build)
 
 
-def run_chunk(params, targets, seed_index, starts, aux, base_code, hp, *, fn,
-              cfg: MEIConfig):
+def run_chunk(params, targets, seed_index, starts, aux, base_code, hp, *, fn, cfg: MEIConfig):
     """A chunk of jobs (:func:`init_job`, :func:`step_job`, :func:`finish_job` vmapped
     over jobs and jitted): one compiled step program per (fn, config structure, image shape,
     chunk size).

@@ -1,4 +1,4 @@
-"""Named MEI recipes: functions returning an :class:`~jaxsel.insilico.mei.MEIConfig`.
+"""Named MEI recipes: functions returning an :class:`~jaxsel.insilico._mei.MEIConfig`.
 
 * :func:`mean_std` — SGD with momentum 0.9 on an image whose mean and std are fixed
   (mean = train mean, std = train std / 10), white-noise start (as taught at the FENS-2022
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxsel._errors import ConfigError
 from jaxsel.data import BACKGROUND, SCALE
-from jaxsel.errors import ConfigError
-from jaxsel.insilico.mei import MEIConfig
+from jaxsel.insilico._mei import MEIConfig
 
 RECIPE_NAMES = ("mean_std", "fft_preconditioned", "norm")
 """The recipes, by method."""
@@ -51,15 +51,26 @@ def mean_std(image_mean: float, image_std: float, **overrides) -> MEIConfig:
     """
     if not image_std > 0:
         raise ConfigError(f"mean_std: image_std = {image_std}: expected a positive raw std")
-    kw = dict(steps=1000, optimizer="momentum", momentum=0.9, lr=1.0, start="noise",
-              start_std=0.1, offset=float(image_mean), scale=float(image_std), mean=0.0,
-              std=0.1, name="mean_std")
+    kw = dict(
+        steps=1000,
+        optimizer="momentum",
+        momentum=0.9,
+        lr=1.0,
+        start="noise",
+        start_std=0.1,
+        offset=float(image_mean),
+        scale=float(image_std),
+        mean=0.0,
+        std=0.1,
+        name="mean_std",
+    )
     kw.update(overrides)
     return MEIConfig(**kw)
 
 
-def fft_preconditioned(c_star: float, value_range: tuple[float, float] = (0.0, 255.0),
-                       **overrides) -> MEIConfig:
+def fft_preconditioned(
+    c_star: float, value_range: tuple[float, float] = (0.0, 255.0), **overrides
+) -> MEIConfig:
     """FFT-preconditioned recipe: preconditioned, blurred, contrast-penalised ascent in [0, 1].
 
     Unit space is the image mapped onto [0, 1]: ``u = (x - lo) / (hi - lo)``.
@@ -73,17 +84,31 @@ def fft_preconditioned(c_star: float, value_range: tuple[float, float] = (0.0, 2
     lo, hi = (float(v) for v in value_range)
     if not hi > lo:
         raise ConfigError(f"fft_preconditioned: value_range = {value_range}: expected lo < hi")
-    kw = dict(steps=1000, optimizer="sgd", lr=0.1, start="noise", start_std=1.0, gray=0.5,
-              offset=lo, scale=hi - lo, rescale=(0.0, 1.0), precondition_alpha=0.25,
-              blur=(7.0, 0.001), blur_schedule="accelerating",
-              contrast_target=float(c_star) / (hi - lo), contrast_weight=2.0, center=False,
-              name="fft_preconditioned")
+    kw = dict(
+        steps=1000,
+        optimizer="sgd",
+        lr=0.1,
+        start="noise",
+        start_std=1.0,
+        gray=0.5,
+        offset=lo,
+        scale=hi - lo,
+        rescale=(0.0, 1.0),
+        precondition_alpha=0.25,
+        blur=(7.0, 0.001),
+        blur_schedule="accelerating",
+        contrast_target=float(c_star) / (hi - lo),
+        contrast_weight=2.0,
+        center=False,
+        name="fft_preconditioned",
+    )
     kw.update(overrides)
     return MEIConfig(**kw)
 
 
-def norm(budget: float, background: float = BACKGROUND, scale: float = SCALE, **overrides
-         ) -> MEIConfig:
+def norm(
+    budget: float, background: float = BACKGROUND, scale: float = SCALE, **overrides
+) -> MEIConfig:
     """Fixed-norm recipe: Adam on the contrast image ``(x - background) / scale``, whose
     centred L2 norm is held at ``budget`` (e.g. ``twin.meta['norm_budget']``).
 
@@ -93,9 +118,19 @@ def norm(budget: float, background: float = BACKGROUND, scale: float = SCALE, **
       **overrides: other :class:`MEIConfig` fields (default 300 steps, lr 0.02 with cosine
         decay to 0.1 lr, white-noise start).
     """
-    kw = dict(steps=300, optimizer="adam", lr=0.02, lr_decay=0.1, start="noise",
-              start_std=0.05, offset=float(background), scale=float(scale),
-              norm=float(budget), center=True, name="norm")
+    kw = dict(
+        steps=300,
+        optimizer="adam",
+        lr=0.02,
+        lr_decay=0.1,
+        start="noise",
+        start_std=0.05,
+        offset=float(background),
+        scale=float(scale),
+        norm=float(budget),
+        center=True,
+        name="norm",
+    )
     kw.update(overrides)
     return MEIConfig(**kw)
 
@@ -104,8 +139,10 @@ def get(name: str, **kwargs) -> MEIConfig:
     """A recipe by name: ``get("norm", budget=2.9, steps=200)``."""
     table = {"mean_std": mean_std, "fft_preconditioned": fft_preconditioned, "norm": norm}
     if resolve(name) not in table:
-        raise ConfigError(f"unknown MEI recipe {name!r}; expected one of {RECIPE_NAMES} "
-                          f"(or a former name: {', '.join(RECIPE_ALIASES)})")
+        raise ConfigError(
+            f"unknown MEI recipe {name!r}; expected one of {RECIPE_NAMES} "
+            f"(or a former name: {', '.join(RECIPE_ALIASES)})"
+        )
     try:
         return table[resolve(name)](**kwargs)
     except TypeError as e:

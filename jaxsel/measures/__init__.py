@@ -1,1 +1,86 @@
-"""Measures: reliability, neuron selection, model evaluation, information and selectivity."""
+"""Measures: reliability, neuron selection, model evaluation, tuning, information,
+selectivity and clustering. Every result is labelled (xarray, named dims, units stated)."""
+
+from jaxsel.measures._clustering import cluster_members, kmeans, pca
+from jaxsel.measures._evaluation import evaluate, pearson
+from jaxsel.measures._information import (
+    informative_count,
+    poisson_information,
+    ranked_information,
+    repeat_information,
+    save_sweep_csv,
+    sweep_table,
+)
+from jaxsel.measures._reliability import (
+    explainable_variance,
+    fev,
+    feve,
+    oracle_correlation,
+    oracle_correlation_random,
+    reliability,
+)
+from jaxsel.measures._selection import (
+    SelectionRule,
+    apply_rule,
+    neuron_statistics,
+    save_table_csv,
+    selected_ids,
+    selection_table,
+)
+from jaxsel.measures._selectivity import (
+    compare_models,
+    rate_distributions,
+    selectivity,
+    topographic_map,
+)
+from jaxsel.measures._sweep_summary import ranked_curves, sweep_summary
+from jaxsel.measures._tuning import (
+    correlation_partners,
+    image_means,
+    outlier_flags,
+    response_entropy,
+    response_variance,
+    signal_correlations,
+    similarity_order,
+    sorted_raster,
+)
+
+__all__ = [
+    "SelectionRule",
+    "apply_rule",
+    "cluster_members",
+    "compare_models",
+    "correlation_partners",
+    "evaluate",
+    "explainable_variance",
+    "fev",
+    "feve",
+    "image_means",
+    "informative_count",
+    "kmeans",
+    "neuron_statistics",
+    "oracle_correlation",
+    "oracle_correlation_random",
+    "outlier_flags",
+    "pca",
+    "pearson",
+    "poisson_information",
+    "ranked_curves",
+    "ranked_information",
+    "rate_distributions",
+    "reliability",
+    "repeat_information",
+    "response_entropy",
+    "response_variance",
+    "save_sweep_csv",
+    "save_table_csv",
+    "selected_ids",
+    "selection_table",
+    "selectivity",
+    "signal_correlations",
+    "similarity_order",
+    "sorted_raster",
+    "sweep_summary",
+    "sweep_table",
+    "topographic_map",
+]

@@ -1,5 +1,5 @@
 """Summaries of a hyperparameter sweep's per-neuron metric (point, seed, neuron), e.g. the
-single-neuron information of every model of :func:`jaxsel.train.sweep.member_metric`: the
+single-neuron information of every model of :func:`jaxsel.train._sweep.member_metric`: the
 informative-count table per swept value and the ranked curves per point."""
 
 from __future__ import annotations
@@ -7,23 +7,23 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from jaxsel.measures.information import ranked_information, sweep_table
+from jaxsel.measures._information import ranked_information, sweep_table
 
 
-def sweep_summary(metric: xr.DataArray, *, threshold: float = 2.0 / 3.0,
-                  n_neurons: int | None = None):
+def sweep_summary(
+    metric: xr.DataArray, *, threshold: float = 2.0 / 3.0, n_neurons: int | None = None
+):
     """The seed-001 summary table of a per-neuron metric (point, seed, neuron).
 
     One row per (swept hyperparameter, value): informative counts (``metric >= threshold``)
     mean and SEM over seeds, fraction, max, top-10 mean, runs
-    (:func:`jaxsel.measures.information.sweep_table`). With several swept fields, a value
+    (:func:`jaxsel.measures._information.sweep_table`). With several swept fields, a value
     is the tuple of a point's values under the joint name ``"a,b"``.
 
     Returns:
       ``pandas.DataFrame``.
     """
-    names = [c for c in metric.coords if metric.coords[c].dims == ("point",)
-             and c != "point"]
+    names = [c for c in metric.coords if metric.coords[c].dims == ("point",) and c != "point"]
     if not names:
         names = ["point"]
     label = ",".join(names)
@@ -41,8 +41,13 @@ def ranked_curves(metric: xr.DataArray) -> xr.Dataset:
     and sd over seeds -> ``xr.Dataset`` (point, rank) with ``mean``, ``sd``."""
     parts = [ranked_information(metric.isel(point=i).values) for i in range(metric.sizes["point"])]
     out = xr.concat(parts, dim="point")
-    return out.assign_coords({k: v for k, v in metric.coords.items()
-                              if k == "point" or metric.coords[k].dims == ("point",)})
+    return out.assign_coords(
+        {
+            k: v
+            for k, v in metric.coords.items()
+            if k == "point" or metric.coords[k].dims == ("point",)
+        }
+    )
 
 
 def _py(v):

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsel._compile_cache import jit
-from jaxsel.errors import DataError
+from jaxsel._errors import DataError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -80,8 +80,11 @@ def _resolve(model):
             return getattr(model, method)()
     if isinstance(model, (tuple, list)) and len(model) == 2 and callable(model[0]):
         return model[0], model[1]
-    raise DataError(f"got a {type(model).__name__}", field="model",
-                    expected="a ResponseModel, a FitResult or an in-silico pair (fn, params)")
+    raise DataError(
+        f"got a {type(model).__name__}",
+        field="model",
+        expected="a ResponseModel, a FitResult or an in-silico pair (fn, params)",
+    )
 
 
 def as_images(images, image_shape: tuple | None = None) -> np.ndarray:
@@ -99,12 +102,18 @@ def as_images(images, image_shape: tuple | None = None) -> np.ndarray:
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
-        raise DataError(f"images have shape {x.shape}", field="images",
-                        expected="(n, channel, y, x) or (n, y, x) raw images")
+        raise DataError(
+            f"images have shape {x.shape}",
+            field="images",
+            expected="(n, channel, y, x) or (n, y, x) raw images",
+        )
     if image_shape and tuple(x.shape[1:]) != tuple(image_shape):
-        raise DataError(f"images are (channel, y, x) = {tuple(x.shape[1:])} but the model "
-                        f"takes {tuple(image_shape)}", field="images",
-                        expected=f"images of shape (n, {', '.join(map(str, image_shape))})")
+        raise DataError(
+            f"images are (channel, y, x) = {tuple(x.shape[1:])} but the model "
+            f"takes {tuple(image_shape)}",
+            field="images",
+            expected=f"images of shape (n, {', '.join(map(str, image_shape))})",
+        )
     return x
 
 
@@ -138,14 +147,17 @@ def predict(model, images, *, batch_size: int = 256) -> np.ndarray:
     bs = max(1, min(int(batch_size), n))
     out = []
     for start in range(0, n, bs):
-        chunk = x[start:start + bs]
+        chunk = x[start : start + bs]
         k = chunk.shape[0]
         if k < bs:
             chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - k, 0)])
         r = np.asarray(jfn(params, chunk))
         if r.ndim < 1 or r.shape[0] != bs:
-            raise DataError(f"the model returned shape {r.shape} for {bs} images", field="fn",
-                            expected="rates (batch, neuron)")
+            raise DataError(
+                f"the model returned shape {r.shape} for {bs} images",
+                field="fn",
+                expected="rates (batch, neuron)",
+            )
         out.append(r[:k])
     return np.concatenate(out)
 

@@ -3,13 +3,31 @@ run folder, one function per stage and the HTML report. ``run_pipeline(config)``
 stage in order, skipping those already finished with the same config."""
 
 from jaxsel.pipeline._config_docs import defaults_toml, to_toml
-from jaxsel.pipeline._config_io import (config_from_dict, demo_config, demo_toml, load_config,
-                                        parse_override, section_hash)
+from jaxsel.pipeline._config_io import (
+    config_from_dict,
+    demo_config,
+    demo_toml,
+    load_config,
+    parse_override,
+    section_hash,
+)
 from jaxsel.pipeline._config_schema import STAGES, Config
+from jaxsel.pipeline._context import check_data_paths
+from jaxsel.pipeline._stages import run_pipeline
 from jaxsel.pipeline._sweep import run_config_sweep
-from jaxsel.pipeline.context import check_data_paths
-from jaxsel.pipeline.stages import run_pipeline
 
-__all__ = ["STAGES", "Config", "check_data_paths", "config_from_dict", "defaults_toml",
-           "demo_config", "demo_toml", "load_config", "parse_override", "run_config_sweep",
-           "run_pipeline", "section_hash", "to_toml"]
+__all__ = [
+    "STAGES",
+    "Config",
+    "check_data_paths",
+    "config_from_dict",
+    "defaults_toml",
+    "demo_config",
+    "demo_toml",
+    "load_config",
+    "parse_override",
+    "run_config_sweep",
+    "run_pipeline",
+    "section_hash",
+    "to_toml",
+]

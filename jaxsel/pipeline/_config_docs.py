@@ -8,7 +8,7 @@ import json
 import re
 
 from jaxsel._dataclass_io import plain
-from jaxsel.errors import ConfigError
+from jaxsel._errors import ConfigError
 from jaxsel.pipeline._config_schema import Config
 
 
@@ -41,7 +41,7 @@ def to_toml(cfg, *, docs: bool = False) -> str:
             doc = (obj.__doc__ or "").strip().splitlines()[0] if docs and obj.__doc__ else ""
             lines.append(f"[{name}]" + (f"  # {doc}" if doc and name.count(".") == 0 else ""))
         for f, v in scalars:
-            if v is None:                     # TOML has no null: leave the key out
+            if v is None:  # TOML has no null: leave the key out
                 lines.append(f"# {f.name} = (unset)")
                 continue
             line = f"{f.name} = {_toml_value(plain(v))}"

@@ -2,7 +2,7 @@
 overrides, the embedded demo config, and the hash of config sections a stage depends on.
 
 Validation is strict: an unknown key, a value of the wrong type or a missing data path is a
-:class:`~jaxsel.errors.ConfigError` whose message names the key, the expected type and, for
+:class:`~jaxsel._errors.ConfigError` whose message names the key, the expected type and, for
 unknown keys, the closest valid key.
 
 Example::
@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from jaxsel._dataclass_io import check_keys, close_key, describe, from_dict, to_dict
-from jaxsel.errors import ConfigError
-from jaxsel.insilico.gabor_search import gabor_bank
-from jaxsel.insilico.mei import MEIConfig
+from jaxsel._errors import ConfigError
+from jaxsel.insilico._gabor_search import gabor_bank
+from jaxsel.insilico._mei import MEIConfig
 from jaxsel.insilico.recipes import RECIPES
-from jaxsel.models.config import ModelConfig
+from jaxsel.models._config import ModelConfig
 from jaxsel.pipeline._config_schema import DATA_SOURCES, STAGES, Config
-from jaxsel.train.config import NAMED_CONFIGS, TrainConfig
+from jaxsel.train._config import NAMED_CONFIGS, TrainConfig
 
 
 def check_overrides(classes, data: dict, prefix: str) -> None:
@@ -53,14 +53,24 @@ def _require(cond, key: str, what: str) -> None:
 
 def _check_values(cfg: Config) -> None:
     """Checks that need more than a type: choices and ranges."""
-    _require(cfg.data.source in DATA_SOURCES, "data.source",
-             f"must be one of {list(DATA_SOURCES)}, got {cfg.data.source!r}"
-             + close_key(cfg.data.source, DATA_SOURCES).replace("valid keys", "valid values"))
+    _require(
+        cfg.data.source in DATA_SOURCES,
+        "data.source",
+        f"must be one of {list(DATA_SOURCES)}, got {cfg.data.source!r}"
+        + close_key(cfg.data.source, DATA_SOURCES).replace("valid keys", "valid values"),
+    )
     for s in cfg.run.stages:
-        _require(s in STAGES, "run.stages", f"holds unknown stage {s!r}"
-                 + close_key(s, STAGES).replace("valid keys", "valid stages"))
-    _require(cfg.run.name and "/" not in cfg.run.name, "run.name",
-             f"must be a non-empty name without '/', got {cfg.run.name!r}")
+        _require(
+            s in STAGES,
+            "run.stages",
+            f"holds unknown stage {s!r}"
+            + close_key(s, STAGES).replace("valid keys", "valid stages"),
+        )
+    _require(
+        cfg.run.name and "/" not in cfg.run.name,
+        "run.name",
+        f"must be a non-empty name without '/', got {cfg.run.name!r}",
+    )
     _require(len(cfg.train.models) >= 1, "train.models", "must name at least one model")
     _require(cfg.mei.norm_fraction > 0, "mei.norm_fraction", "must be > 0")
     _require(cfg.mei.seeds >= 1, "mei.seeds", f"must be >= 1, got {cfg.mei.seeds}")
@@ -73,34 +83,40 @@ def _check_train_keys(cfg: Config) -> None:
     """The named model configs and the TrainConfig / ModelConfig overrides."""
     for i, name in enumerate(cfg.train.models):
         if name not in NAMED_CONFIGS:
-            raise ConfigError(f"key 'train.models[{i}]': unknown model config '{name}'"
-                              + close_key(name, NAMED_CONFIGS).replace("valid keys",
-                                                                       "known configs"))
+            raise ConfigError(
+                f"key 'train.models[{i}]': unknown model config '{name}'"
+                + close_key(name, NAMED_CONFIGS).replace("valid keys", "known configs")
+            )
     check_overrides((TrainConfig, ModelConfig), cfg.train.overrides, "train.overrides")
     for name, ov in cfg.train.per_model.items():
         if name not in cfg.train.models:
-            raise ConfigError(f"key 'train.per_model.{name}': '{name}' is not in train.models"
-                              + close_key(name, cfg.train.models).replace("valid keys",
-                                                                          "models"))
+            raise ConfigError(
+                f"key 'train.per_model.{name}': '{name}' is not in train.models"
+                + close_key(name, cfg.train.models).replace("valid keys", "models")
+            )
         if not isinstance(ov, dict):
-            raise ConfigError(f"key 'train.per_model.{name}' must be a table, got "
-                              f"{describe(ov)}")
+            raise ConfigError(f"key 'train.per_model.{name}' must be a table, got {describe(ov)}")
         check_overrides((TrainConfig, ModelConfig), ov, f"train.per_model.{name}")
 
 
 def _check_insilico_keys(cfg: Config) -> None:
     """The MEI recipe and overrides, the sweep's model and parameter, the Gabor bank."""
     if cfg.mei.recipe not in RECIPES:
-        raise ConfigError(f"key 'mei.recipe': unknown recipe '{cfg.mei.recipe}'"
-                          + close_key(cfg.mei.recipe, RECIPES).replace("valid keys",
-                                                                       "recipes"))
+        raise ConfigError(
+            f"key 'mei.recipe': unknown recipe '{cfg.mei.recipe}'"
+            + close_key(cfg.mei.recipe, RECIPES).replace("valid keys", "recipes")
+        )
     check_overrides((MEIConfig,), cfg.mei.overrides, "mei.overrides")
     if cfg.sweep.model not in NAMED_CONFIGS:
-        raise ConfigError(f"key 'sweep.model': unknown model config '{cfg.sweep.model}'"
-                          + close_key(cfg.sweep.model, NAMED_CONFIGS).replace(
-                              "valid keys", "known configs"))
-    check_overrides((TrainConfig, ModelConfig), {cfg.sweep.parameter: cfg.sweep.values[0]}
-                    if cfg.sweep.values else {}, "sweep.parameter")
+        raise ConfigError(
+            f"key 'sweep.model': unknown model config '{cfg.sweep.model}'"
+            + close_key(cfg.sweep.model, NAMED_CONFIGS).replace("valid keys", "known configs")
+        )
+    check_overrides(
+        (TrainConfig, ModelConfig),
+        {cfg.sweep.parameter: cfg.sweep.values[0]} if cfg.sweep.values else {},
+        "sweep.parameter",
+    )
     for key, v in {"mei.seeds": cfg.mei.seeds, "gabor.steps": cfg.gabor.steps}.items():
         if v < 1:
             raise ConfigError(f"key '{key}' must be >= 1, got {v}")
@@ -135,7 +151,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw.strip()                     # a bare string
+        value = raw.strip()  # a bare string
     return key.strip(), value
 
 
@@ -183,7 +199,7 @@ def section_hash(cfg: Config, *sections: str) -> str:
     """A short hash of some sections of the config (what a stage's outputs depend on)."""
     d = to_dict(cfg)
     picked = {}
-    for s in sections:                      # 'section' or 'section.key'
+    for s in sections:  # 'section' or 'section.key'
         sec, _, key = s.partition(".")
         picked[s] = d[sec][key] if key else d[sec]
     blob = json.dumps(picked, sort_keys=True)
@@ -204,5 +220,13 @@ def demo_config(*, overrides: dict | None = None) -> Config:
     return config_from_dict(data)
 
 
-__all__ = ["check_overrides", "config_from_dict", "demo_config", "demo_toml", "load_config",
-           "parse_override", "replace", "section_hash"]
+__all__ = [
+    "check_overrides",
+    "config_from_dict",
+    "demo_config",
+    "demo_toml",
+    "load_config",
+    "parse_override",
+    "replace",
+    "section_hash",
+]

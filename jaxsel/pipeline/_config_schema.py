@@ -2,8 +2,8 @@
 
 Every key has a default, documented in the ``doc`` metadata of its field (printed by
 ``jaxsel run --defaults``), so an empty file is a valid config (the digital-twin demo).
-Sections: ``[run]``, ``[data]`` (with ``[data.twin]`` = :class:`jaxsel.data.twin_simulate.
-TwinConfig`), ``[select]`` (= :class:`jaxsel.measures.selection.SelectionRule`),
+Sections: ``[run]``, ``[data]`` (with ``[data.twin]`` = :class:`jaxsel.data._twin_simulate.
+TwinConfig`), ``[select]`` (= :class:`jaxsel.measures._selection.SelectionRule`),
 ``[train]``, ``[evaluate]``, ``[mei]``, ``[gabor]``, ``[sweep]``, ``[report]``.
 Reading and validating: :mod:`jaxsel.pipeline._config_io`; writing TOML:
 :mod:`jaxsel.pipeline._config_docs`.
@@ -14,15 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jaxsel.data.twin_simulate import TwinConfig
-from jaxsel.measures.selection import SelectionRule
+from jaxsel.data._twin_simulate import TwinConfig
+from jaxsel.measures._selection import SelectionRule
 
 
 def _f(default, doc: str, **kw):
     """A dataclass field with a default and its documentation."""
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc},
-                     **kw)
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc}, **kw)
     return field(default=default, metadata={"doc": doc}, **kw)
 
 
@@ -45,31 +44,43 @@ class RunSection:
 class DataSection:
     """``[data]``: the recordings (or the digital twin)."""
 
-    source: str = _f("twin", f"one of {list(DATA_SOURCES)}: 'twin' simulates the digital "
-                             "twin; 'static' a Sensorium/Lurz static folder or .zip; 'arrays' "
-                             "an .npz/.npy folder; 'table' a CSV of responses + image folder; "
-                             "'allen' an Allen Neuropixels NWB + scene image folder")
+    source: str = _f(
+        "twin",
+        f"one of {list(DATA_SOURCES)}: 'twin' simulates the digital "
+        "twin; 'static' a Sensorium/Lurz static folder or .zip; 'arrays' "
+        "an .npz/.npy folder; 'table' a CSV of responses + image folder; "
+        "'allen' an Allen Neuropixels NWB + scene image folder",
+    )
     path: str = _f("", "the data file or folder (static folder/zip, .npz, CSV, NWB)")
     images: str = _f("", "image folder or array ('allen': the 118 scenes; 'table': images)")
     area: str = _f("VISam", "'allen': keep units of this brain area ('' = all)")
-    window: tuple[float, float] = _f((0.05, 0.25), "'allen': spike-count window (s) after "
-                                                   "each onset")
+    window: tuple[float, float] = _f(
+        (0.05, 0.25), "'allen': spike-count window (s) after each onset"
+    )
     image_size: tuple[int, int] = _f((36, 64), "'allen'/'table': resize images to (y, x)")
-    tiers: tuple[float, float, float] = _f((0.7, 0.1, 0.2), "'allen'/'table': train, "
-                                           "validation, test fractions of the image ids")
+    tiers: tuple[float, float, float] = _f(
+        (0.7, 0.1, 0.2), "'allen'/'table': train, validation, test fractions of the image ids"
+    )
     hint: str = _f("", "where to get the data (printed when the path is missing)")
-    twin: TwinConfig = _f(TwinConfig(), "'twin': the simulated population and experiment "
-                                        "(jaxsel.data.twin_simulate.TwinConfig)")
+    twin: TwinConfig = _f(
+        TwinConfig(),
+        "'twin': the simulated population and experiment (jaxsel.data._twin_simulate.TwinConfig)",
+    )
+
 
 @dataclass(frozen=True)
 class TrainSection:
-    """``[train]``: the models fitted (named configs of :mod:`jaxsel.train.config`)."""
+    """``[train]``: the models fitted (named configs of :mod:`jaxsel.train._config`)."""
 
-    models: tuple[str, ...] = _f(("ln", "small"), "named configs to fit (jaxsel.train.config."
-                                                  "NAMED_CONFIGS); the first is the LN "
-                                                  "baseline, the last the CNN used in silico")
-    overrides: dict = _f({}, "fields of TrainConfig / ModelConfig changed for every model, "
-                             "e.g. {max_epochs = 20}")
+    models: tuple[str, ...] = _f(
+        ("ln", "small"),
+        "named configs to fit (jaxsel.train._config."
+        "NAMED_CONFIGS); the first is the LN "
+        "baseline, the last the CNN used in silico",
+    )
+    overrides: dict = _f(
+        {}, "fields of TrainConfig / ModelConfig changed for every model, e.g. {max_epochs = 20}"
+    )
     per_model: dict = _f({}, "per-model overrides, e.g. {small = {hidden_channels = 8}}")
 
 
@@ -84,17 +95,24 @@ class EvaluateSection:
 class MeiSection:
     """``[mei]``: most exciting inputs (model and, on the twin, truth), gradient RFs."""
 
-    recipe: str = _f("norm", "MEI recipe of jaxsel.insilico.recipes: 'norm' (fixed L2 "
-                             "budget of the contrast image), 'fens' (fixed mean/std) or "
-                             "'seed002'")
-    norm_fraction: float = _f(1.0, "'norm': budget as a fraction of the twin's norm budget "
-                                   "(recorded data: of 0.15 x the median contrast norm)")
+    recipe: str = _f(
+        "norm",
+        "MEI recipe of jaxsel.insilico.recipes: 'norm' (fixed L2 "
+        "budget of the contrast image), 'fens' (fixed mean/std) or "
+        "'seed002'",
+    )
+    norm_fraction: float = _f(
+        1.0,
+        "'norm': budget as a fraction of the twin's norm budget "
+        "(recorded data: of 0.15 x the median contrast norm)",
+    )
     n_neurons: int = _f(0, "MEIs for at most this many selected neurons (0 = all)")
     seeds: int = _f(1, "random starts per neuron (the best is kept)")
     chunk_size: int = _f(256, "neurons x seeds optimised per compiled call")
     truth: bool = _f(True, "on the twin, also compute MEIs of the true neurons")
-    overrides: dict = _f({}, "fields of MEIConfig changed from the recipe, e.g. "
-                             "{steps = 200, lr = 0.05}")
+    overrides: dict = _f(
+        {}, "fields of MEIConfig changed from the recipe, e.g. {steps = 200, lr = 0.05}"
+    )
 
 
 @dataclass(frozen=True)
@@ -104,8 +122,11 @@ class GaborSection:
     steps: int = _f(200, "gradient-ascent steps on the Gabor parameters (Adam)")
     lr: float = _f(0.05, "Adam learning rate of the Gabor ascent")
     truth: bool = _f(True, "on the twin, also fit Gabors to the true neurons")
-    bank: dict = _f({}, "arguments of jaxsel.insilico.gabor_search.gabor_bank for the "
-                        "screening bank, e.g. {n_theta = 8, n_phase = 4}")
+    bank: dict = _f(
+        {},
+        "arguments of jaxsel.insilico._gabor_search.gabor_bank for the "
+        "screening bank, e.g. {n_theta = 8, n_phase = 4}",
+    )
 
 
 @dataclass(frozen=True)
@@ -114,8 +135,9 @@ class SweepSection:
 
     model: str = _f("small", "the named config swept")
     parameter: str = _f("lr", "the TrainConfig / ModelConfig field varied")
-    values: tuple[float, ...] = _f((0.001, 0.003, 0.01), "its values (one model each, "
-                                                         "trained together)")
+    values: tuple[float, ...] = _f(
+        (0.001, 0.003, 0.01), "its values (one model each, trained together)"
+    )
     seeds: int = _f(1, "seeds per value")
     max_epochs: int = _f(0, "cap on training epochs (0 = the model config's max_epochs)")
 
@@ -136,8 +158,9 @@ class Config:
 
     run: RunSection = _f(RunSection(), "the run")
     data: DataSection = _f(DataSection(), "the data")
-    select: SelectionRule = _f(SelectionRule(), "neuron selection "
-                                                "(jaxsel.measures.selection.SelectionRule)")
+    select: SelectionRule = _f(
+        SelectionRule(), "neuron selection (jaxsel.measures._selection.SelectionRule)"
+    )
     train: TrainSection = _f(TrainSection(), "model fitting")
     evaluate: EvaluateSection = _f(EvaluateSection(), "evaluation")
     mei: MeiSection = _f(MeiSection(), "MEIs and gradient RFs")
@@ -151,6 +174,16 @@ class Config:
         return Path(self.run.out) if self.run.out else Path("runs") / self.run.name
 
 
-__all__ = ["Config", "DATA_SOURCES", "DataSection", "EvaluateSection", "GaborSection",
-           "MeiSection", "ReportSection", "RunSection", "STAGES", "SweepSection",
-           "TrainSection"]
+__all__ = [
+    "DATA_SOURCES",
+    "STAGES",
+    "Config",
+    "DataSection",
+    "EvaluateSection",
+    "GaborSection",
+    "MeiSection",
+    "ReportSection",
+    "RunSection",
+    "SweepSection",
+    "TrainSection",
+]

@@ -1,5 +1,5 @@
 """The ``[sweep]`` of a run config: one named config trained at every value x seed of one
-hyperparameter with :func:`jaxsel.train.many.fit_many` (``jaxsel sweep``)."""
+hyperparameter with :func:`jaxsel.train._many.fit_many` (``jaxsel sweep``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from jaxsel.pipeline._config_schema import Config
-from jaxsel.pipeline.context import Context
-from jaxsel.pipeline.rundir import RunDir
-from jaxsel.pipeline.stages import run_pipeline
-from jaxsel.train.config import named_config
-from jaxsel.train.many import fit_many
+from jaxsel.pipeline._context import Context
+from jaxsel.pipeline._rundir import RunDir
+from jaxsel.pipeline._stages import run_pipeline
+from jaxsel.train._config import named_config
+from jaxsel.train._many import fit_many
 
 
 def run_config_sweep(cfg: Config, *, force: bool = False) -> Path:
@@ -33,16 +33,30 @@ def run_config_sweep(cfg: Config, *, force: bool = False) -> Path:
         sw = cfg.sweep
         values = np.repeat(np.asarray(sw.values, float), sw.seeds)
         seeds = np.tile(np.arange(sw.seeds) + cfg.run.seed, len(sw.values))
-        rd.log.info(f"[sweep] {sw.model}: {sw.parameter} in {list(sw.values)} x {sw.seeds} "
-                    f"seeds = {len(values)} models")
-        res = fit_many(named_config(sw.model), ctx.train_dataset(), seeds=seeds,
-                       hparams={sw.parameter: values}, out_dir=rd / "sweep",
-                       resume=not force, overwrite=force,
-                       progress=cfg.run.progress, max_epochs=sw.max_epochs or None)
-        table = pd.DataFrame({sw.parameter: values, "seed": seeds,
-                              "best_val_corr": np.asarray(res.best_score),
-                              "best_epoch": np.asarray(res.best_epoch),
-                              "stopped": np.asarray(res.stopped)})
+        rd.log.info(
+            f"[sweep] {sw.model}: {sw.parameter} in {list(sw.values)} x {sw.seeds} "
+            f"seeds = {len(values)} models"
+        )
+        res = fit_many(
+            named_config(sw.model),
+            ctx.train_dataset(),
+            seeds=seeds,
+            hparams={sw.parameter: values},
+            out_dir=rd / "sweep",
+            resume=not force,
+            overwrite=force,
+            progress=cfg.run.progress,
+            max_epochs=sw.max_epochs or None,
+        )
+        table = pd.DataFrame(
+            {
+                sw.parameter: values,
+                "seed": seeds,
+                "best_val_corr": np.asarray(res.best_score),
+                "best_epoch": np.asarray(res.best_epoch),
+                "stopped": np.asarray(res.stopped),
+            }
+        )
         path = rd / "sweep" / "summary.csv"
         table.to_csv(path, index=False)
         rd.log.info(table.to_string(index=False))

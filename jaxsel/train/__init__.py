@@ -1,37 +1,99 @@
-"""Training: losses, the vmappable train step, early stopping, checkpoints and ``fit``.
+"""Training: losses, the vmappable train step, early stopping, checkpoints, ``fit`` and
+``fit_many``, sweeps, sharding, and self-contained model files.
 
-Public API::
+::
 
-    from jaxsel.train import fit, named_config
-    result = fit("small", ds, seed=0, out_dir="runs/x")      # -> FitResult
-    fn, params = result.response_fn()                         # in-silico pair
-    rates = result.predict(raw_images)
-    save_model(result, "model/")                              # one self-contained folder
-    model = load_model("model/")                              # -> ResponseModel, no dataset
-    rates = predict(model, raw_images)
+    result = fit("small", ds, seed=0, out_dir="runs/x")     # -> FitResult
+    model = as_response_model(result)                        # -> jaxsel.models.ResponseModel
+    save_model(result, "model/")                             # one self-contained folder
+    model = load_model("model/")                             # no dataset needed
+    many = fit_many("small", ds, seeds=[0, 1, 2])            # K models, one model axis
 
 Building blocks for vectorised training (one model written, ``jax.vmap`` for many):
 ``make_train_step``, ``make_predict``, ``make_optimizer``, ``set_learning_rate``,
-``make_hparams``, ``plateau_init``/``plateau_update``/``select_tree``.
+``make_hparams``, ``plateau_init``/``plateau_update``.
 """
 
-from jaxsel.models import predict
-from jaxsel.train._model_file import (as_response_model, load_model, predict_responses,
-                                      save_model)
-from jaxsel.train.config import NAMED_CONFIGS, Config, TrainConfig, named_config
-from jaxsel.train.fit import FitResult, fit, load_fit, response_function
-from jaxsel.train.losses import (LOSSES, gamma_loss, masked_correlation, mse_loss,
-                                 poisson_loglik, poisson_loss)
-from jaxsel.train.schedule import (PlateauEvent, PlateauState, plateau_init, plateau_update,
-                                   select_tree)
-from jaxsel.train.step import (get_learning_rate, make_hparams, make_optimizer, make_predict,
-                               make_train_step, set_learning_rate)
+from jaxsel.train._config import CONFIG_ALIASES, NAMED_CONFIGS, Config, TrainConfig, named_config
+from jaxsel.train._fit import FitResult, fit, load_fit, response_function
+from jaxsel.train._losses import (
+    LOSSES,
+    gamma_loss,
+    masked_correlation,
+    mse_loss,
+    poisson_loglik,
+    poisson_loss,
+)
+from jaxsel.train._many import PER_MODEL_FIELDS, ManyResult, fit_many
+from jaxsel.train._model_file import (
+    FORMAT_VERSION,
+    as_response_model,
+    load_model,
+    predict_responses,
+    read_model_meta,
+    save_model,
+)
+from jaxsel.train._per_neuron import make_per_neuron_step
+from jaxsel.train._schedule import (
+    PlateauEvent,
+    PlateauState,
+    plateau_init,
+    plateau_update,
+    select_tree,
+)
+from jaxsel.train._sharding import initialize_distributed, model_mesh, model_sharding, shard_models
+from jaxsel.train._step import (
+    get_learning_rate,
+    make_hparams,
+    make_optimizer,
+    make_predict,
+    make_train_step,
+    set_learning_rate,
+)
+from jaxsel.train._sweep import SweepSpec, run_sweep, sweep_spec
 
 __all__ = [
-    "LOSSES", "NAMED_CONFIGS", "Config", "FitResult", "PlateauEvent", "PlateauState",
-    "TrainConfig", "as_response_model", "fit", "gamma_loss", "get_learning_rate", "load_fit",
-    "load_model", "make_hparams",
-    "make_optimizer", "make_predict", "make_train_step", "masked_correlation", "mse_loss",
-    "named_config", "plateau_init", "plateau_update", "poisson_loglik", "poisson_loss",
-    "predict", "predict_responses", "response_function", "save_model", "select_tree", "set_learning_rate",
+    "CONFIG_ALIASES",
+    "FORMAT_VERSION",
+    "LOSSES",
+    "NAMED_CONFIGS",
+    "PER_MODEL_FIELDS",
+    "Config",
+    "FitResult",
+    "ManyResult",
+    "PlateauEvent",
+    "PlateauState",
+    "SweepSpec",
+    "TrainConfig",
+    "as_response_model",
+    "fit",
+    "fit_many",
+    "gamma_loss",
+    "get_learning_rate",
+    "initialize_distributed",
+    "load_fit",
+    "load_model",
+    "make_hparams",
+    "make_optimizer",
+    "make_per_neuron_step",
+    "make_predict",
+    "make_train_step",
+    "masked_correlation",
+    "model_mesh",
+    "model_sharding",
+    "mse_loss",
+    "named_config",
+    "plateau_init",
+    "plateau_update",
+    "poisson_loglik",
+    "poisson_loss",
+    "predict_responses",
+    "read_model_meta",
+    "response_function",
+    "run_sweep",
+    "save_model",
+    "select_tree",
+    "set_learning_rate",
+    "shard_models",
+    "sweep_spec",
 ]

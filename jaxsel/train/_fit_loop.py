@@ -1,4 +1,4 @@
-"""The epoch loop of :func:`jaxsel.train.fit.fit` as named pieces: the initial state, resume,
+"""The epoch loop of :func:`jaxsel.train._fit.fit` as named pieces: the initial state, resume,
 one epoch of jitted steps, its history row, the loop with early stopping and checkpoints, and
 the error of a non-finite step."""
 
@@ -13,34 +13,48 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsel.data.batches import iterate, n_batches
-from jaxsel.errors import ConfigError, DataError, TrainingError
-from jaxsel.models.model import Model
-from jaxsel.train._fit_parts import (TrainData, config_diff, initial_positions, open_run,
-                                     progress_bar, source_grid)
-from jaxsel.train.checkpoint import checkpoint_dir, restore_checkpoint, save_checkpoint
-from jaxsel.train.config import Config
-from jaxsel.train.losses import masked_correlation
-from jaxsel.train.schedule import PlateauState, plateau_init, plateau_update
-from jaxsel.train.step import set_learning_rate
+from jaxsel._errors import ConfigError, DataError, TrainingError
+from jaxsel.data._batches import iterate, n_batches
+from jaxsel.models._model import Model
+from jaxsel.train._checkpoint import checkpoint_dir, restore_checkpoint, save_checkpoint
+from jaxsel.train._config import Config
+from jaxsel.train._fit_parts import (
+    TrainData,
+    config_diff,
+    initial_positions,
+    open_run,
+    progress_bar,
+    source_grid,
+)
+from jaxsel.train._losses import masked_correlation
+from jaxsel.train._schedule import PlateauState, plateau_init, plateau_update
+from jaxsel.train._step import set_learning_rate
 
-_log = logging.getLogger("jaxsel.train.fit")
+_log = logging.getLogger("jaxsel.train._fit")
 
 
 def initial_tree(model: Model, cfg: Config, data: TrainData, key, tx, standard) -> dict:
     """The checkpointed arrays before the first epoch (model init with ``fold_in(key, 0)``)."""
-    params, state = model.init(jax.random.fold_in(key, 0), mean_response=data.r_train.mean(0),
-                               source_grid=source_grid(data.ds, cfg),
-                               positions=initial_positions(cfg.model, data.x_train,
-                                                           data.r_train))
-    return {"params": params, "state": state, "opt_state": tx.init(params),
-            "best_params": params, "best_state": state,
-            "schedule": plateau_init(cfg.train.lr)._asdict(),
-            "standardizer": {k: jnp.asarray(v) for k, v in standard.items()}}
+    params, state = model.init(
+        jax.random.fold_in(key, 0),
+        mean_response=data.r_train.mean(0),
+        source_grid=source_grid(data.ds, cfg),
+        positions=initial_positions(cfg.model, data.x_train, data.r_train),
+    )
+    return {
+        "params": params,
+        "state": state,
+        "opt_state": tx.init(params),
+        "best_params": params,
+        "best_state": state,
+        "schedule": plateau_init(cfg.train.lr)._asdict(),
+        "standardizer": {k: jnp.asarray(v) for k, v in standard.items()},
+    }
 
 
-def resume_run(out_dir: Path, tree: dict, data: TrainData, cfg: Config, seed, *,
-               resume: bool, overwrite: bool):
+def resume_run(
+    out_dir: Path, tree: dict, data: TrainData, cfg: Config, seed, *, resume: bool, overwrite: bool
+):
     """``(tree, start_epoch, history rows)``: restored from ``out_dir``'s newest checkpoint
     when resuming (same data, config and seed), else ``tree`` unchanged from epoch 0."""
     fp = data.fingerprint
@@ -52,17 +66,28 @@ def resume_run(out_dir: Path, tree: dict, data: TrainData, cfg: Config, seed, *,
                 f"trained on data with fingerprint {meta.get('fingerprint')} "
                 f"({meta.get('dataset_name')}), this dataset has {fp} "
                 f"({data.ds.attrs.get('name')}); use a new out_dir or overwrite=True",
-                field="dataset")
+                field="dataset",
+            )
         diffs = config_diff(meta.get("config", {}), cfg)
         if diffs:
-            raise ConfigError("refusing to resume with a different config: "
-                              + "; ".join(diffs) + " (use a new out_dir or overwrite=True)")
+            raise ConfigError(
+                "refusing to resume with a different config: "
+                + "; ".join(diffs)
+                + " (use a new out_dir or overwrite=True)"
+            )
         if int(meta.get("seed", seed)) != int(seed):
-            raise ConfigError(f"refusing to resume: the checkpoint used seed "
-                              f"{meta.get('seed')}, this call seed {seed}")
+            raise ConfigError(
+                f"refusing to resume: the checkpoint used seed "
+                f"{meta.get('seed')}, this call seed {seed}"
+            )
 
-    last = open_run(out_dir, resume=resume, overwrite=overwrite, check=check,
-                    hint="pass resume=True to continue it or overwrite=True to start again")
+    last = open_run(
+        out_dir,
+        resume=resume,
+        overwrite=overwrite,
+        check=check,
+        hint="pass resume=True to continue it or overwrite=True to start again",
+    )
     if last is None:
         return tree, 0, []
     tree, meta = restore_checkpoint(out_dir, tree, last)
@@ -92,24 +117,31 @@ class FitRun:
     def meta(self, epoch: int, rows: list, sched: PlateauState, stopped: str | None) -> dict:
         """The JSON metadata of the checkpoint after ``epoch`` epochs."""
         data = self.data
-        return {"epoch": epoch, "config": self.cfg.to_dict(), "config_name": self.cfg.name,
-                "neuron_id": data.neuron_id.tolist(), "fingerprint": data.fingerprint,
-                "seed": int(self.seed), "dataset_name": str(data.ds.attrs.get("name", "")),
-                "image_shape": list(data.image_shape), "history": rows,
-                "best_epoch": int(sched.best_epoch), "best_score": float(sched.best_score),
-                "stopped": stopped}
+        return {
+            "epoch": epoch,
+            "config": self.cfg.to_dict(),
+            "config_name": self.cfg.name,
+            "neuron_id": data.neuron_id.tolist(),
+            "fingerprint": data.fingerprint,
+            "seed": int(self.seed),
+            "dataset_name": str(data.ds.attrs.get("name", "")),
+            "image_shape": list(data.image_shape),
+            "history": rows,
+            "best_epoch": int(sched.best_epoch),
+            "best_score": float(sched.best_score),
+            "stopped": stopped,
+        }
 
 
 def _copy(tree):
-    return jax.tree.map(jnp.copy, tree)          # no aliasing with donated buffers
+    return jax.tree.map(jnp.copy, tree)  # no aliasing with donated buffers
 
 
 def train_epochs(run: FitRun, tree: dict, rows: list, start_epoch: int):
     """The epoch loop from ``start_epoch``: train, score, schedule, checkpoint. Appends to
     ``rows``; returns ``(best_params, best_state, sched, stopped, failure)``."""
     t = run.cfg.train
-    params, state, opt_state = _copy(tree["params"]), _copy(tree["state"]), _copy(
-        tree["opt_state"])
+    params, state, opt_state = _copy(tree["params"]), _copy(tree["state"]), _copy(tree["opt_state"])
     best_params, best_state = tree["best_params"], tree["best_state"]
     sched = PlateauState(**{k: jnp.asarray(v) for k, v in tree["schedule"].items()})
     bar = progress_bar(t.progress, t.max_epochs, start_epoch, run.cfg.name)
@@ -119,33 +151,53 @@ def train_epochs(run: FitRun, tree: dict, rows: list, start_epoch: int):
             if bool(sched.stopped):
                 break
             t0 = time.perf_counter()
-            params, state, opt_state, metrics, failure = train_epoch(run, params, state,
-                                                                     opt_state, epoch)
+            params, state, opt_state, metrics, failure = train_epoch(
+                run, params, state, opt_state, epoch
+            )
             if failure is not None:
                 break
-            score = val_score(run.predict_fn, params, state, run.data.x_val, run.data.r_val,
-                              t.eval_batch_size)
+            score = val_score(
+                run.predict_fn, params, state, run.data.x_val, run.data.r_val, t.eval_batch_size
+            )
             sched, event = plateau_update(
-                sched, score, epoch, patience=t.patience, factor=t.lr_decay_factor,
-                min_lr=t.min_lr, decay_steps=t.lr_decay_steps, tolerance=t.tolerance)
+                sched,
+                score,
+                epoch,
+                patience=t.patience,
+                factor=t.lr_decay_factor,
+                min_lr=t.min_lr,
+                decay_steps=t.lr_decay_steps,
+                tolerance=t.tolerance,
+            )
             if bool(event.improved):
                 best_params, best_state = _copy(params), _copy(state)
             if bool(event.restore):
                 params, state = _copy(best_params), _copy(best_state)
             opt_state = set_learning_rate(opt_state, sched.lr)
-            rows.append(epoch_row(epoch, metrics, run.data.r_train.shape[1], score, sched.lr,
-                                   t0, event.improved))
+            rows.append(
+                epoch_row(
+                    epoch, metrics, run.data.r_train.shape[1], score, sched.lr, t0, event.improved
+                )
+            )
             if bool(sched.stopped):
                 stopped = "plateau"
             if run.out_dir is not None:
-                tree = {"params": params, "state": state, "opt_state": opt_state,
-                        "best_params": best_params, "best_state": best_state,
-                        "schedule": sched._asdict(), "standardizer": tree["standardizer"]}
-                save_checkpoint(run.out_dir, epoch + 1, tree,
-                                run.meta(epoch + 1, rows, sched, stopped))
+                tree = {
+                    "params": params,
+                    "state": state,
+                    "opt_state": opt_state,
+                    "best_params": best_params,
+                    "best_state": best_state,
+                    "schedule": sched._asdict(),
+                    "standardizer": tree["standardizer"],
+                }
+                save_checkpoint(
+                    run.out_dir, epoch + 1, tree, run.meta(epoch + 1, rows, sched, stopped)
+                )
             bar.update(1)
-            bar.set_postfix(loss=f"{rows[-1]['loss']:.4f}", val_corr=f"{score:.4f}",
-                            lr=f"{float(sched.lr):.2g}")
+            bar.set_postfix(
+                loss=f"{rows[-1]['loss']:.4f}", val_corr=f"{score:.4f}", lr=f"{float(sched.lr):.2g}"
+            )
     finally:
         bar.close()
     if stopped is None:
@@ -161,11 +213,21 @@ def train_epoch(run: FitRun, params, state, opt_state, epoch: int):
     step (the epoch stops there), else None."""
     epoch_key = jax.random.fold_in(run.key, 1 + epoch)
     metrics, pending, failure = [], None, None
-    for b, batch in enumerate(iterate(run.data.x_train, run.data.r_train, run.bs, shuffle=True,
-                                      seed=run.seed, epoch=epoch)):
+    for b, batch in enumerate(
+        iterate(
+            run.data.x_train, run.data.r_train, run.bs, shuffle=True, seed=run.seed, epoch=epoch
+        )
+    ):
         params, state, opt_state, m = run.step(
-            params, state, opt_state, batch.images, batch.responses, batch.mask,
-            jax.random.fold_in(epoch_key, b), run.hparams)
+            params,
+            state,
+            opt_state,
+            batch.images,
+            batch.responses,
+            batch.mask,
+            jax.random.fold_in(epoch_key, b),
+            run.hparams,
+        )
         if pending is not None and not bool(pending[1]["finite"]):
             failure = pending
             break
@@ -179,31 +241,38 @@ def train_epoch(run: FitRun, params, state, opt_state, epoch: int):
     return params, state, opt_state, metrics, failure
 
 
-def epoch_row(epoch: int, metrics: list, n_neurons: int, score, lr, t0: float,
-               improved) -> dict:
+def epoch_row(epoch: int, metrics: list, n_neurons: int, score, lr, t0: float, improved) -> dict:
     """The history row of an epoch from its step metrics."""
     ms = jax.device_get(metrics)
     n_real = sum(float(m["n"]) for m in ms)
-    return {"epoch": epoch,
-            "loss": sum(float(m["data_loss"]) for m in ms) / max(n_real * n_neurons, 1),
-            "objective": float(np.mean([float(m["loss"]) for m in ms])),
-            "reg": float(ms[-1]["reg"]), "val_correlation": float(score),
-            "lr": float(lr), "seconds": time.perf_counter() - t0,
-            "improved": bool(improved)}
+    return {
+        "epoch": epoch,
+        "loss": sum(float(m["data_loss"]) for m in ms) / max(n_real * n_neurons, 1),
+        "objective": float(np.mean([float(m["loss"]) for m in ms])),
+        "reg": float(ms[-1]["reg"]),
+        "val_correlation": float(score),
+        "lr": float(lr),
+        "seconds": time.perf_counter() - t0,
+        "improved": bool(improved),
+    }
 
 
 def nonfinite_error(result, failure, run: FitRun) -> TrainingError:
     """The TrainingError of a non-finite step, carrying the best model so far."""
     epoch, fb, gstep, trials, fm = failure
-    kept = (f"the best model (epoch {result.best_epoch}, validation correlation "
-            f"{result.best_score:.4f}) is kept" if result.best_epoch >= 0
-            else "no epoch improved on the initial model, which is returned")
+    kept = (
+        f"the best model (epoch {result.best_epoch}, validation correlation "
+        f"{result.best_score:.4f}) is kept"
+        if result.best_epoch >= 0
+        else "no epoch improved on the initial model, which is returned"
+    )
     where = f" in {checkpoint_dir(run.out_dir)}" if run.out_dir is not None else ""
     err = TrainingError(
         f"non-finite training objective ({float(fm['loss'])}) at epoch {epoch}, step "
         f"{gstep} (batch {fb} of {run.steps_per_epoch} in the epoch, train-tier trials "
         f"{trials[:8].tolist()}{' ...' if len(trials) > 8 else ''}); training stopped "
-        f"and {kept}{where}. Lower train.lr or check the data of these trials.")
+        f"and {kept}{where}. Lower train.lr or check the data of these trials."
+    )
     err.result, err.epoch, err.step, err.batch = result, epoch, gstep, fb
     return err
 
@@ -217,5 +286,13 @@ def val_score(predict_fn, params, state, x_val, r_val, batch_size: int) -> float
     return float(jnp.mean(masked_correlation(pred, r_val)))
 
 
-__all__ = ["FitRun", "epoch_row", "initial_tree", "nonfinite_error", "resume_run",
-           "train_epoch", "train_epochs", "val_score"]
+__all__ = [
+    "FitRun",
+    "epoch_row",
+    "initial_tree",
+    "nonfinite_error",
+    "resume_run",
+    "train_epoch",
+    "train_epochs",
+    "val_score",
+]

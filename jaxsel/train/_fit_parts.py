@@ -1,4 +1,4 @@
-"""Pieces shared by :func:`jaxsel.train.fit.fit` and :func:`jaxsel.train.many.fit_many`.
+"""Pieces shared by :func:`jaxsel.train._fit.fit` and :func:`jaxsel.train._many.fit_many`.
 
 * :func:`resolve_config` — a Config from a Config, a named config or a dict;
 * :func:`prepare_data` — validate, add statistics, fingerprint, standardize the train and
@@ -23,15 +23,15 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._compile_cache import cached
-from jaxsel.data.batches import tier_arrays
-from jaxsel.data.dataset import fingerprint as data_fingerprint
-from jaxsel.data.dataset import validate, with_statistics
-from jaxsel.data.transforms import standardizer as make_standardizer
-from jaxsel.errors import ConfigError, DataError
-from jaxsel.models.model import Model
-from jaxsel.train.checkpoint import checkpoint_dir, latest_epoch, read_meta
-from jaxsel.train.config import RESUMABLE_FIELDS, Config, named_config
-from jaxsel.train.step import make_optimizer, make_predict, make_train_step
+from jaxsel._errors import ConfigError, DataError
+from jaxsel.data._batches import tier_arrays
+from jaxsel.data._dataset import fingerprint as data_fingerprint
+from jaxsel.data._dataset import validate, with_statistics
+from jaxsel.data._transforms import standardizer as make_standardizer
+from jaxsel.models._model import Model
+from jaxsel.train._checkpoint import checkpoint_dir, latest_epoch, read_meta
+from jaxsel.train._config import RESUMABLE_FIELDS, Config, named_config
+from jaxsel.train._step import make_optimizer, make_predict, make_train_step
 
 HISTORY_VARS = ("loss", "objective", "reg", "val_correlation", "lr", "seconds")
 
@@ -44,8 +44,9 @@ def resolve_config(config) -> Config:
         return named_config(config)
     if isinstance(config, dict):
         return Config.from_dict(config)
-    raise ConfigError(f"config must be a Config, a named config or a dict (got "
-                      f"{type(config).__name__})")
+    raise ConfigError(
+        f"config must be a Config, a named config or a dict (got {type(config).__name__})"
+    )
 
 
 @dataclass
@@ -55,7 +56,7 @@ class TrainData:
     Attributes:
       ds: the dataset (with ``response_std`` statistics).
       fingerprint: its fingerprint.
-      standardizer: the :func:`jaxsel.data.transforms.standardizer` fitted on it.
+      standardizer: the :func:`jaxsel.data._transforms.standardizer` fitted on it.
       x_train, r_train, x_val, r_val: standardized float32 images and responses.
       image_shape: (channel, y, x).
       neuron_id: (neuron,) ids.
@@ -78,9 +79,11 @@ class TrainData:
     def standardizer_arrays(self) -> dict:
         """``{"image_mean", "image_std", "response_scale"}`` as float32 NumPy arrays."""
         st = self.standardizer
-        return {"image_mean": np.asarray(st.image_mean, np.float32),
-                "image_std": np.asarray(st.image_std, np.float32),
-                "response_scale": np.asarray(st.response_scale, np.float32)}
+        return {
+            "image_mean": np.asarray(st.image_mean, np.float32),
+            "image_std": np.asarray(st.image_std, np.float32),
+            "response_scale": np.asarray(st.response_scale, np.float32),
+        }
 
 
 def prepare_data(dataset: xr.Dataset, train) -> TrainData:
@@ -95,13 +98,16 @@ def prepare_data(dataset: xr.Dataset, train) -> TrainData:
     x_train, r_train = tier_arrays(ds, "train")
     x_val, r_val = tier_arrays(ds, "validation")
     return TrainData(
-        ds=ds, fingerprint=fp, standardizer=st,
+        ds=ds,
+        fingerprint=fp,
+        standardizer=st,
         x_train=np.asarray(st.images(x_train), np.float32),
         r_train=np.asarray(st.responses(r_train), np.float32),
         x_val=np.asarray(st.images(x_val), np.float32),
         r_val=np.asarray(st.responses(r_val), np.float32),
         image_shape=tuple(ds.sizes[d] for d in ("channel", "y", "x")),
-        neuron_id=ds["neuron_id"].values)
+        neuron_id=ds["neuron_id"].values,
+    )
 
 
 def source_grid(ds: xr.Dataset, cfg: Config):
@@ -112,25 +118,27 @@ def source_grid(ds: xr.Dataset, cfg: Config):
     names = ["cortex_x", "cortex_y", "cortex_z"][: gmp.input_dimensions]
     missing = [n for n in names if n not in ds.coords]
     if missing:
-        raise DataError(f"the grid_mean_predictor needs cortical coordinates {names}; "
-                        f"missing {missing}", field="cortex_xyz",
-                        expected="cortical positions per neuron, or model.grid_mean_predictor "
-                                 "= null")
+        raise DataError(
+            f"the grid_mean_predictor needs cortical coordinates {names}; missing {missing}",
+            field="cortex_xyz",
+            expected="cortical positions per neuron, or model.grid_mean_predictor = null",
+        )
     return np.stack([ds[n].values for n in names], axis=1).astype(np.float32)
 
 
 def initial_positions(mcfg, x_train, r_train):
     """(neuron, 2) data-driven initial readout positions when ``mcfg.readout_init ==
     "energy"`` (a CNN without a grid-mean predictor), else None."""
-    if (mcfg.readout_init != "energy" or mcfg.kind != "cnn"
-            or mcfg.grid_mean_predictor is not None):
+    if mcfg.readout_init != "energy" or mcfg.kind != "cnn" or mcfg.grid_mean_predictor is not None:
         return None
-    from jaxsel.models.readout_init import energy_positions
+    from jaxsel.models._readout_init import energy_positions
+
     return energy_positions(x_train, r_train)
 
 
-def open_run(out_dir: Path, *, resume: bool, overwrite: bool, check: Callable[[dict], None],
-             hint: str) -> int | None:
+def open_run(
+    out_dir: Path, *, resume: bool, overwrite: bool, check: Callable[[dict], None], hint: str
+) -> int | None:
     """The checkpoint of ``out_dir`` to resume from, or None to start from scratch.
 
     With ``resume`` and a checkpoint, ``check(meta)`` must accept its metadata (it raises
@@ -144,8 +152,9 @@ def open_run(out_dir: Path, *, resume: bool, overwrite: bool, check: Callable[[d
         check(read_meta(out_dir, last))
         return last
     if not overwrite:
-        raise ConfigError(f"{checkpoint_dir(out_dir)} already holds a checkpoint (epoch "
-                          f"{last}); {hint}")
+        raise ConfigError(
+            f"{checkpoint_dir(out_dir)} already holds a checkpoint (epoch {last}); {hint}"
+        )
     shutil.rmtree(checkpoint_dir(out_dir))
     return None
 
@@ -161,8 +170,10 @@ def config_diff(saved: dict, cfg: Config) -> list[str]:
             if part == "train" and k in RESUMABLE_FIELDS:
                 continue
             if a.get(k, "<missing>") != b.get(k, "<missing>"):
-                diffs.append(f"{part}.{k}: checkpoint {a.get(k, '<missing>')!r} != "
-                             f"now {b.get(k, '<missing>')!r}")
+                diffs.append(
+                    f"{part}.{k}: checkpoint {a.get(k, '<missing>')!r} != "
+                    f"now {b.get(k, '<missing>')!r}"
+                )
     return diffs
 
 
@@ -176,9 +187,18 @@ def history_dataset(rows: list[dict]) -> xr.Dataset:
 
 def step_key(t):
     """The training-config fields the compiled step depends on (others may change freely)."""
-    return dataclasses.replace(t, max_epochs=1, progress=False, eval_batch_size=1,
-                               batch_size=1, patience=1, lr_decay_steps=1, tolerance=0.0,
-                               lr_decay_factor=1.0, min_lr=0.0)
+    return dataclasses.replace(
+        t,
+        max_epochs=1,
+        progress=False,
+        eval_batch_size=1,
+        batch_size=1,
+        patience=1,
+        lr_decay_steps=1,
+        tolerance=0.0,
+        lr_decay_factor=1.0,
+        min_lr=0.0,
+    )
 
 
 def compiled_step(model: Model, train):
@@ -211,9 +231,21 @@ def progress_bar(enabled: bool, total: int, initial: int, name: str):
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
+
     return tqdm(total=total, initial=initial, desc=f"fit {name}", unit="epoch")
 
 
-__all__ = ["HISTORY_VARS", "TrainData", "compiled_step", "config_diff", "history_dataset",
-           "initial_positions", "open_run", "prepare_data", "progress_bar", "resolve_config",
-           "source_grid", "step_key"]
+__all__ = [
+    "HISTORY_VARS",
+    "TrainData",
+    "compiled_step",
+    "config_diff",
+    "history_dataset",
+    "initial_positions",
+    "open_run",
+    "prepare_data",
+    "progress_bar",
+    "resolve_config",
+    "source_grid",
+    "step_key",
+]

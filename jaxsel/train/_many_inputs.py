@@ -1,4 +1,4 @@
-"""Inputs of :func:`jaxsel.train.many.fit_many`: per-model seeds, hyperparameters and
+"""Inputs of :func:`jaxsel.train._many.fit_many`: per-model seeds, hyperparameters and
 targets (broadcast to K models), the stacked initial models and each epoch's batch indices."""
 
 from __future__ import annotations
@@ -9,14 +9,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsel.data.batches import n_batches
-from jaxsel.errors import ConfigError, DataError
-from jaxsel.models.model import build_model, elu1_inverse
-from jaxsel.train.config import Config
+from jaxsel._errors import ConfigError, DataError
+from jaxsel.data._batches import n_batches
+from jaxsel.models._model import build_model, elu1_inverse
+from jaxsel.train._config import Config
 
 REG_FIELDS = ("gamma_input", "gamma_hidden", "gamma_readout")
-SCHEDULE_FIELDS = ("lr", "lr_decay_factor", "patience", "lr_decay_steps", "min_lr",
-                   "tolerance", "max_epochs")
+SCHEDULE_FIELDS = (
+    "lr",
+    "lr_decay_factor",
+    "patience",
+    "lr_decay_steps",
+    "min_lr",
+    "tolerance",
+    "max_epochs",
+)
 INIT_FIELDS = ("init_mu_range", "init_sigma", "init_std")
 PER_MODEL_FIELDS = REG_FIELDS + SCHEDULE_FIELDS + INIT_FIELDS
 _INT_FIELDS = ("patience", "lr_decay_steps", "max_epochs")
@@ -27,14 +34,18 @@ def per_model(seeds, hparams, targets, n_neurons: int):
     hparams = dict(hparams or {})
     bad = [k for k in hparams if k not in PER_MODEL_FIELDS]
     if bad:
-        raise ConfigError(f"hparams {bad} cannot vary within one fit_many program (per-model "
-                          f"fields: {', '.join(PER_MODEL_FIELDS)}); fields that change shapes "
-                          f"or the architecture are swept by jaxsel.train.sweep, one program "
-                          f"per value")
+        raise ConfigError(
+            f"hparams {bad} cannot vary within one fit_many program (per-model "
+            f"fields: {', '.join(PER_MODEL_FIELDS)}); fields that change shapes "
+            f"or the architecture are swept by jaxsel.train._sweep, one program "
+            f"per value"
+        )
     if isinstance(targets, str):
         if targets != "per_neuron":
-            raise ConfigError(f"targets = {targets!r}: use 'per_neuron', None (every model "
-                              f"predicts every neuron) or an int array (model, n_out)")
+            raise ConfigError(
+                f"targets = {targets!r}: use 'per_neuron', None (every model "
+                f"predicts every neuron) or an int array (model, n_out)"
+            )
         targets = np.arange(n_neurons)[:, None]
     lengths = {}
     seeds_a = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
@@ -62,9 +73,11 @@ def per_model(seeds, hparams, targets, n_neurons: int):
     k = max(lengths.values())
     for name, n in lengths.items():
         if n not in (1, k):
-            raise ConfigError(f"{name} has {n} models but others have {k}: give one value "
-                              f"(shared) or one per model")
-    rep = lambda a: np.repeat(a, k, 0) if len(a) == 1 and k > 1 else a   # noqa: E731
+            raise ConfigError(
+                f"{name} has {n} models but others have {k}: give one value "
+                f"(shared) or one per model"
+            )
+    rep = lambda a: np.repeat(a, k, 0) if len(a) == 1 and k > 1 else a  # noqa: E731
     return rep(seeds_a), {n: rep(a) for n, a in hp.items()}, rep(t), k
 
 
@@ -83,8 +96,9 @@ def per_model_values(cfg: Config, hp: dict, k: int) -> dict:
     return out
 
 
-def init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, grids,
-                 positions=None):
+def init_models(
+    cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, grids, positions=None
+):
     """Stacked initial (params, state) as NumPy, model k equal to ``fit``'s init with seed k."""
     k = len(seeds)
     groups: dict[tuple, list[int]] = {}
@@ -96,11 +110,16 @@ def init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, gr
         model = build_model(mcfg, image_shape=image_shape, n_neurons=n_out)
         dummy = None if grids is None else np.asarray(grids[members[0]])
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 0))(
-            jnp.asarray(seeds[members], jnp.uint32))
-        pos = (None if positions is None                # (K, n_out, 2), as fit() sets them
-               else jnp.asarray(np.asarray(positions)[members], jnp.float32))
-        p, st = jax.device_get(jax.vmap(
-            lambda kk, pp: model.init(kk, source_grid=dummy, positions=pp))(keys, pos))
+            jnp.asarray(seeds[members], jnp.uint32)
+        )
+        pos = (
+            None
+            if positions is None  # (K, n_out, 2), as fit() sets them
+            else jnp.asarray(np.asarray(positions)[members], jnp.float32)
+        )
+        p, st = jax.device_get(
+            jax.vmap(lambda kk, pp: model.init(kk, source_grid=dummy, positions=pp))(keys, pos)
+        )
         for j, i in enumerate(members):
             parts[i] = jax.tree.map(lambda a: np.asarray(a[j]), (p, st))
     params, state = jax.tree.map(lambda *a: np.stack(a), *parts)
@@ -110,10 +129,12 @@ def init_models(cfg: Config, image_shape, n_out: int, seeds, vals, mean_resp, gr
     else:
         params["readout"]["bias"] = bias.astype(np.float32)
     if grids is not None:
-        from jaxsel.models.readouts import normalize_source_grid
+        from jaxsel.models._readouts import normalize_source_grid
+
         d = cfg.model.grid_mean_predictor.input_dimensions
         state["consts"]["readout"]["source_grid"] = np.stack(
-            [normalize_source_grid(g[:, :d]) for g in grids])
+            [normalize_source_grid(g[:, :d]) for g in grids]
+        )
     return params, state
 
 
@@ -135,5 +156,13 @@ def epoch_indices(n: int, bs: int, seeds, order_seed, epoch: int):
     return np.stack([one(s) for s in seeds], axis=1).astype(np.int32), mask
 
 
-__all__ = ["INIT_FIELDS", "PER_MODEL_FIELDS", "REG_FIELDS", "SCHEDULE_FIELDS", "epoch_indices",
-           "init_models", "per_model", "per_model_values"]
+__all__ = [
+    "INIT_FIELDS",
+    "PER_MODEL_FIELDS",
+    "REG_FIELDS",
+    "SCHEDULE_FIELDS",
+    "epoch_indices",
+    "init_models",
+    "per_model",
+    "per_model_values",
+]

@@ -1,4 +1,4 @@
-"""``ManyResult``: what :func:`jaxsel.train.many.fit_many` returns (K models on a leading
+"""``ManyResult``: what :func:`jaxsel.train._many.fit_many` returns (K models on a leading
 model axis), and its history/summary datasets."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import xarray as xr
 
-from jaxsel.models.model import Model, build_model
+from jaxsel.models._model import Model, build_model
+from jaxsel.train._config import Config
+from jaxsel.train._fit import FitResult, response_function
 from jaxsel.train._fit_parts import HISTORY_VARS
-from jaxsel.train.config import Config
-from jaxsel.train.fit import FitResult, response_function
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ManyResult:
       seeds: (K,) seeds.
       hparams: ``{field: (K,) values}`` for every per-model field given.
       targets: (K, n_out) neuron indices into the dataset; ``neuron_id`` the same as ids.
-      image_shape, fingerprint, out_dir: as in :class:`~jaxsel.train.fit.FitResult`.
+      image_shape, fingerprint, out_dir: as in :class:`~jaxsel.train._fit.FitResult`.
     """
 
     config: Config
@@ -55,33 +55,43 @@ class ManyResult:
     @property
     def n_models(self) -> int:
         """K, the number of models."""
-        return int(len(self.seeds))
+        return len(self.seeds)
 
     @cached_property
     def model(self) -> Model:
         """The (single-model) architecture shared by the K models."""
-        return build_model(self.config.model, image_shape=self.image_shape,
-                           n_neurons=self.targets.shape[1])
+        return build_model(
+            self.config.model, image_shape=self.image_shape, n_neurons=self.targets.shape[1]
+        )
 
     def member_config(self, k: int) -> Config:
         """The config of model ``k`` (base config with its per-model values)."""
         return self.config.replace(**{n: _py(v[k]) for n, v in self.hparams.items()})
 
     def member(self, k: int) -> FitResult:
-        """Model ``k`` as a :class:`~jaxsel.train.fit.FitResult` (its own history)."""
-        take = lambda t: jax.tree.map(lambda a: np.asarray(a)[k], t)     # noqa: E731
-        h = self.history.isel(model=k).drop_vars(
-            [c for c in self.history.coords if c != "epoch"])
+        """Model ``k`` as a :class:`~jaxsel.train._fit.FitResult` (its own history)."""
+        take = lambda t: jax.tree.map(lambda a: np.asarray(a)[k], t)  # noqa: E731
+        h = self.history.isel(model=k).drop_vars([c for c in self.history.coords if c != "epoch"])
         h = h.isel(epoch=np.flatnonzero(np.isfinite(h["val_correlation"].values)))
         return FitResult(
-            config=self.member_config(k), params=take(self.params), state=take(self.state),
-            standardizer={"image_mean": self.standardizer["image_mean"],
-                          "image_std": self.standardizer["image_std"],
-                          "response_scale": self.standardizer["response_scale"][k]},
-            history=h, best_epoch=int(self.best_epoch[k]), best_score=float(self.best_score[k]),
-            neuron_id=self.neuron_id[k], image_shape=self.image_shape,
-            fingerprint=self.fingerprint, seed=int(self.seeds[k]), stopped=str(self.stopped[k]),
-            out_dir=self.out_dir)
+            config=self.member_config(k),
+            params=take(self.params),
+            state=take(self.state),
+            standardizer={
+                "image_mean": self.standardizer["image_mean"],
+                "image_std": self.standardizer["image_std"],
+                "response_scale": self.standardizer["response_scale"][k],
+            },
+            history=h,
+            best_epoch=int(self.best_epoch[k]),
+            best_score=float(self.best_score[k]),
+            neuron_id=self.neuron_id[k],
+            image_shape=self.image_shape,
+            fingerprint=self.fingerprint,
+            seed=int(self.seeds[k]),
+            stopped=str(self.stopped[k]),
+            out_dir=self.out_dir,
+        )
 
     def response_fn(self):
         """The stacked in-silico pair ``(fn, params)``: ``fn(params, raw_images)`` ->
@@ -89,15 +99,21 @@ class ManyResult:
         if self._fn is None:
             one = response_function(self.model)
             self._fn = jax.vmap(one, in_axes=(0, None))
-        return self._fn, {"params": self.params, "state": self.state,
-                          "standardizer": {
-                              "image_mean": np.broadcast_to(
-                                  self.standardizer["image_mean"],
-                                  (self.n_models,) + np.shape(self.standardizer["image_mean"])),
-                              "image_std": np.broadcast_to(
-                                  self.standardizer["image_std"],
-                                  (self.n_models,) + np.shape(self.standardizer["image_std"])),
-                              "response_scale": self.standardizer["response_scale"]}}
+        return self._fn, {
+            "params": self.params,
+            "state": self.state,
+            "standardizer": {
+                "image_mean": np.broadcast_to(
+                    self.standardizer["image_mean"],
+                    (self.n_models,) + np.shape(self.standardizer["image_mean"]),
+                ),
+                "image_std": np.broadcast_to(
+                    self.standardizer["image_std"],
+                    (self.n_models,) + np.shape(self.standardizer["image_std"]),
+                ),
+                "response_scale": self.standardizer["response_scale"],
+            },
+        }
 
     def response_model(self, which="mean", *, dataset: xr.Dataset | None = None):
         """These models as one :class:`~jaxsel.models.ResponseModel` (rates (batch, n_out)).
@@ -108,6 +124,7 @@ class ManyResult:
           dataset: optional training dataset whose per-neuron coords are attached.
         """
         from jaxsel.train._model_file import many_response_model
+
         return many_response_model(self, which, dataset=dataset)
 
     def summary(self) -> xr.Dataset:
@@ -117,9 +134,14 @@ class ManyResult:
         coord ``hp_lr``)."""
         epochs = np.isfinite(self.history["val_correlation"].values).sum(1)
         return xr.Dataset(
-            {"best_score": ("model", self.best_score), "best_epoch": ("model", self.best_epoch),
-             "epochs": ("model", epochs), "stopped": ("model", self.stopped.astype(str))},
-            coords=_model_coords(self.seeds, self.hparams, self.targets, self.neuron_id))
+            {
+                "best_score": ("model", self.best_score),
+                "best_epoch": ("model", self.best_epoch),
+                "epochs": ("model", epochs),
+                "stopped": ("model", self.stopped.astype(str)),
+            },
+            coords=_model_coords(self.seeds, self.hparams, self.targets, self.neuron_id),
+        )
 
 
 def _py(v):
@@ -139,13 +161,21 @@ def many_history(rows, seeds, hp, targets, neuron_id) -> xr.Dataset:
     """History rows of K models as ``xr.Dataset`` (model, epoch)."""
     k = len(seeds)
     epochs = np.array([r["epoch"] for r in rows], np.int64)
-    data = {n: (("model", "epoch"), np.array([r[n] for r in rows], np.float64).T.reshape(k, -1))
-            for n in HISTORY_VARS}
-    data["improved"] = (("model", "epoch"),
-                        np.array([r["improved"] for r in rows], bool).T.reshape(k, -1))
-    return xr.Dataset(data, coords={"epoch": epochs,
-                                    **_model_coords(seeds, hp, targets, neuron_id,
-                                                   avoid=HISTORY_VARS)})
+    data = {
+        n: (("model", "epoch"), np.array([r[n] for r in rows], np.float64).T.reshape(k, -1))
+        for n in HISTORY_VARS
+    }
+    data["improved"] = (
+        ("model", "epoch"),
+        np.array([r["improved"] for r in rows], bool).T.reshape(k, -1),
+    )
+    return xr.Dataset(
+        data,
+        coords={
+            "epoch": epochs,
+            **_model_coords(seeds, hp, targets, neuron_id, avoid=HISTORY_VARS),
+        },
+    )
 
 
 __all__ = ["ManyResult", "many_history"]

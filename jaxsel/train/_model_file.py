@@ -28,13 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxsel._atomic import atomic_directory
 from jaxsel._compile_cache import cached
-from jaxsel.atomic import atomic_directory
-from jaxsel.errors import DataError
+from jaxsel._errors import DataError
 from jaxsel.models import ResponseModel
-from jaxsel.models.model import Model, build_model
-from jaxsel.train.config import Config
-from jaxsel.train.fit import FitResult, response_function
+from jaxsel.models._model import Model, build_model
+from jaxsel.train._config import Config
+from jaxsel.train._fit import FitResult, response_function
 
 FORMAT_VERSION = 1
 KINDS = ("single", "ensemble_mean")
@@ -44,9 +44,11 @@ ARRAYS_DIR = "arrays"
 
 # --------------------------------------------------------------------------- building models
 
+
 def _ensemble_mean_fn(model: Model):
     """``fn(params, raw_images)``: the mean rate over a stack of models (leading axis); the
     same function object per model (so jit caches it)."""
+
     def build():
         one = jax.vmap(response_function(model), in_axes=(0, None))
 
@@ -71,9 +73,11 @@ def _neuron_coords(dataset, neuron_id) -> dict:
     try:
         idx = np.array([pos[v.item() if hasattr(v, "item") else v] for v in neuron_id])
     except KeyError as err:
-        raise DataError(f"neuron {err.args[0]!r} of the model is not in the dataset",
-                        field="dataset", expected="the dataset the model was trained on") \
-            from None
+        raise DataError(
+            f"neuron {err.args[0]!r} of the model is not in the dataset",
+            field="dataset",
+            expected="the dataset the model was trained on",
+        ) from None
     out = {}
     for name, c in dataset.coords.items():
         if name != "neuron_id" and c.dims == ("neuron",) and c.dtype.kind in "biufUSO":
@@ -83,24 +87,33 @@ def _neuron_coords(dataset, neuron_id) -> dict:
 
 def _provenance(result, **extra) -> dict:
     from jaxsel import __version__
-    return {"jaxsel_version": __version__, "git_commit": _git_commit(),
-            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(
-                timespec="seconds"),
-            "dataset_fingerprint": str(result.fingerprint), **extra}
+
+    return {
+        "jaxsel_version": __version__,
+        "git_commit": _git_commit(),
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "dataset_fingerprint": str(result.fingerprint),
+        **extra,
+    }
 
 
 def _git_commit() -> str | None:
     """The commit of the checkout jaxsel is imported from (None outside a git checkout)."""
     try:
-        package = Path(__file__).resolve().parents[1]          # .../jaxsel
-        out = subprocess.run(["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=False)
+        package = Path(__file__).resolve().parents[1]  # .../jaxsel
+        out = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         lines = out.stdout.split()
         if out.returncode != 0 or len(lines) != 2:
             return None
         # only the checkout jaxsel itself lives in (not e.g. a project holding a venv)
         return lines[1] if Path(lines[0]).resolve() == package.parent else None
-    except Exception:       # noqa: BLE001  (best effort: no git, no checkout, timeout)
+    except Exception:
         return None
 
 
@@ -108,23 +121,33 @@ def fit_response_model(result: FitResult, *, dataset=None) -> ResponseModel:
     """A :class:`FitResult` as a :class:`ResponseModel` (see ``FitResult.response_model``)."""
     fn, params = result.response_fn()
     neuron_id = np.asarray(result.neuron_id)
-    meta = {"kind": "single", "config": result.config.to_dict(),
-            "config_name": result.config.name,
-            "provenance": _provenance(result, seed=int(result.seed),
-                                      best_epoch=int(result.best_epoch),
-                                      best_score=float(result.best_score),
-                                      stopped=str(result.stopped))}
-    return ResponseModel(cast(Callable, fn), params,
-                         image_shape=tuple(int(s) for s in result.image_shape),
-                         neuron_id=neuron_id, coords=_neuron_coords(dataset, neuron_id),
-                         meta=meta)
+    meta = {
+        "kind": "single",
+        "config": result.config.to_dict(),
+        "config_name": result.config.name,
+        "provenance": _provenance(
+            result,
+            seed=int(result.seed),
+            best_epoch=int(result.best_epoch),
+            best_score=float(result.best_score),
+            stopped=str(result.stopped),
+        ),
+    }
+    return ResponseModel(
+        cast(Callable, fn),
+        params,
+        image_shape=tuple(int(s) for s in result.image_shape),
+        neuron_id=neuron_id,
+        coords=_neuron_coords(dataset, neuron_id),
+        meta=meta,
+    )
 
 
 def many_response_model(result, which="mean", *, dataset=None) -> ResponseModel:
     """A ``ManyResult`` as a :class:`ResponseModel`: the ensemble mean or one member.
 
     Args:
-      result: a :class:`~jaxsel.train.many.ManyResult`.
+      result: a :class:`~jaxsel.train._many.ManyResult`.
       which: ``"mean"`` (the mean rate over all models; they must model the same neurons)
         or a model index ``k`` (that member alone).
       dataset: optional training dataset for per-neuron coords.
@@ -132,25 +155,38 @@ def many_response_model(result, which="mean", *, dataset=None) -> ResponseModel:
     if not isinstance(which, str):
         return fit_response_model(result.member(int(which)), dataset=dataset)
     if which != "mean":
-        raise DataError(f"which = {which!r}", field="which",
-                        expected="'mean' or a model index")
+        raise DataError(f"which = {which!r}", field="which", expected="'mean' or a model index")
     targets = np.asarray(result.targets)
     if not (targets == targets[:1]).all():
-        raise DataError("the models predict different neurons, so they have no ensemble mean",
-                        field="which", expected="a model index (which=k)")
+        raise DataError(
+            "the models predict different neurons, so they have no ensemble mean",
+            field="which",
+            expected="a model index (which=k)",
+        )
     _, params = result.response_fn()
     params = jax.tree.map(np.asarray, params)
     neuron_id = np.asarray(result.neuron_id)[0]
-    meta = {"kind": "ensemble_mean", "n_models": int(result.n_models),
-            "config": result.config.to_dict(), "config_name": result.config.name,
-            "provenance": _provenance(result, seed=[int(s) for s in result.seeds],
-                                      best_epoch=[int(e) for e in result.best_epoch],
-                                      best_score=[float(s) for s in result.best_score],
-                                      stopped=[str(s) for s in result.stopped])}
-    return ResponseModel(_ensemble_mean_fn(result.model), params,
-                         image_shape=tuple(int(s) for s in result.image_shape),
-                         neuron_id=neuron_id, coords=_neuron_coords(dataset, neuron_id),
-                         meta=meta)
+    meta = {
+        "kind": "ensemble_mean",
+        "n_models": int(result.n_models),
+        "config": result.config.to_dict(),
+        "config_name": result.config.name,
+        "provenance": _provenance(
+            result,
+            seed=[int(s) for s in result.seeds],
+            best_epoch=[int(e) for e in result.best_epoch],
+            best_score=[float(s) for s in result.best_score],
+            stopped=[str(s) for s in result.stopped],
+        ),
+    }
+    return ResponseModel(
+        _ensemble_mean_fn(result.model),
+        params,
+        image_shape=tuple(int(s) for s in result.image_shape),
+        neuron_id=neuron_id,
+        coords=_neuron_coords(dataset, neuron_id),
+        meta=meta,
+    )
 
 
 def as_response_model(model, *, which="mean", dataset=None) -> ResponseModel:
@@ -176,9 +212,12 @@ def as_response_model(model, *, which="mean", dataset=None) -> ResponseModel:
         return many_response_model(model, which, dataset=dataset)
     if isinstance(model, (tuple, list)) and len(model) == 2 and callable(model[0]):
         return ResponseModel(model[0], model[1])
-    raise DataError(f"got a {type(model).__name__}", field="model",
-                    expected="a ResponseModel, FitResult, ManyResult, (fn, params) pair or "
-                             "a saved model folder")
+    raise DataError(
+        f"got a {type(model).__name__}",
+        field="model",
+        expected="a ResponseModel, FitResult, ManyResult, (fn, params) pair or "
+        "a saved model folder",
+    )
 
 
 def predict_responses(model, images, *, image_id=None, batch_size: int = 256):
@@ -206,11 +245,17 @@ def predict_responses(model, images, *, image_id=None, batch_size: int = 256):
         coords["neuron_id"] = ("neuron", np.asarray(m.neuron_id))
         coords.update({k: ("neuron", np.asarray(v)) for k, v in m.coords.items()})
     units = m.meta.get("units", {}).get("rates", "response units of the training data")
-    return xr.DataArray(rates, dims=("image", "neuron"), coords=coords, name="responses",
-                        attrs={"units": units, "model": str(m.meta.get("config_name", ""))})
+    return xr.DataArray(
+        rates,
+        dims=("image", "neuron"),
+        coords=coords,
+        name="responses",
+        attrs={"units": units, "model": str(m.meta.get("config_name", ""))},
+    )
 
 
 # --------------------------------------------------------------------------- save / load
+
 
 def _json_array(a) -> dict:
     a = np.asarray(a)
@@ -241,19 +286,27 @@ def save_model(model, path, *, dataset=None, which="mean", overwrite: bool = Fal
     """
     m = as_response_model(model, which=which, dataset=dataset)
     if m.meta.get("kind") not in KINDS or "config" not in m.meta:
-        raise DataError("this model has no architecture config", field="model",
-                        expected="a model from fit, fit_many or load_model")
+        raise DataError(
+            "this model has no architecture config",
+            field="model",
+            expected="a model from fit, fit_many or load_model",
+        )
     if dataset is not None and not m.coords:
-        m = ResponseModel(m.fn, m.params, m.image_shape, m.neuron_id,
-                          _neuron_coords(dataset, m.neuron_id), m.meta)
+        m = ResponseModel(
+            m.fn, m.params, m.image_shape, m.neuron_id, _neuron_coords(dataset, m.neuron_id), m.meta
+        )
     path = Path(path)
-    meta = {"format_version": FORMAT_VERSION,
-            **{k: v for k, v in m.meta.items() if k not in ("path", "format_version")},
-            "image_shape": [int(s) for s in m.image_shape],
-            "neuron_id": _json_array(m.neuron_id),
-            "coords": {k: _json_array(v) for k, v in m.coords.items()},
-            "units": {"images": "raw pixel units of the training data",
-                      "rates": "response units of the training data (e.g. spike counts)"}}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        **{k: v for k, v in m.meta.items() if k not in ("path", "format_version")},
+        "image_shape": [int(s) for s in m.image_shape],
+        "neuron_id": _json_array(m.neuron_id),
+        "coords": {k: _json_array(v) for k, v in m.coords.items()},
+        "units": {
+            "images": "raw pixel units of the training data",
+            "rates": "response units of the training data (e.g. spike counts)",
+        },
+    }
     text = json.dumps(meta, indent=1)
     arrays = jax.tree.map(np.asarray, m.params)
     with atomic_directory(path, overwrite=overwrite) as tmp:
@@ -268,29 +321,51 @@ def read_model_meta(path) -> dict:
     path = Path(path)
     f = path / META_FILE
     if not path.is_dir():
-        raise DataError("no such model folder", file=path, field="model",
-                        expected="a folder written by jaxsel save_model")
+        raise DataError(
+            "no such model folder",
+            file=path,
+            field="model",
+            expected="a folder written by jaxsel save_model",
+        )
     try:
         meta = json.loads(f.read_text())
     except FileNotFoundError:
-        raise DataError(f"no {META_FILE} in the folder", file=path, field="model",
-                        expected="a folder written by jaxsel save_model") from None
+        raise DataError(
+            f"no {META_FILE} in the folder",
+            file=path,
+            field="model",
+            expected="a folder written by jaxsel save_model",
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"corrupt {META_FILE} ({err})", file=f, field="model",
-                        expected="a folder written by jaxsel save_model; save it again") \
-            from None
+        raise DataError(
+            f"corrupt {META_FILE} ({err})",
+            file=f,
+            field="model",
+            expected="a folder written by jaxsel save_model; save it again",
+        ) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if not isinstance(version, int):
-        raise DataError(f"format_version = {version!r}", file=f, field="format_version",
-                        expected="an integer format version")
+        raise DataError(
+            f"format_version = {version!r}",
+            file=f,
+            field="format_version",
+            expected="an integer format version",
+        )
     if version > FORMAT_VERSION:
-        raise DataError(f"written in model format {version}; this jaxsel reads formats up to "
-                        f"{FORMAT_VERSION}", file=f, field="format_version",
-                        expected="a newer jaxsel (upgrade it) to load this model")
+        raise DataError(
+            f"written in model format {version}; this jaxsel reads formats up to {FORMAT_VERSION}",
+            file=f,
+            field="format_version",
+            expected="a newer jaxsel (upgrade it) to load this model",
+        )
     missing = [k for k in ("kind", "config", "image_shape", "neuron_id") if k not in meta]
     if missing or meta["kind"] not in KINDS:
-        raise DataError(f"missing keys {missing} or unknown kind {meta.get('kind')!r}",
-                        file=f, field="model", expected=f"kind in {KINDS}")
+        raise DataError(
+            f"missing keys {missing} or unknown kind {meta.get('kind')!r}",
+            file=f,
+            field="model",
+            expected=f"kind in {KINDS}",
+        )
     return meta
 
 
@@ -298,16 +373,22 @@ def _restore_arrays(path: Path, like) -> dict:
     try:
         with ocp.StandardCheckpointer() as ckptr:
             tree = ckptr.restore((path / ARRAYS_DIR).absolute())
-    except Exception as err:      # noqa: BLE001  (orbax raises many types for bad folders)
-        raise DataError(f"cannot read the parameters ({type(err).__name__}: "
-                        f"{str(err)[:200]})", file=path / ARRAYS_DIR, field="arrays",
-                        expected="the orbax checkpoint written by save_model") from None
+    except Exception as err:
+        raise DataError(
+            f"cannot read the parameters ({type(err).__name__}: {str(err)[:200]})",
+            file=path / ARRAYS_DIR,
+            field="arrays",
+            expected="the orbax checkpoint written by save_model",
+        ) from None
     got = jax.tree.map(lambda a: tuple(np.shape(a)), tree)
     want = jax.tree.map(lambda a: tuple(a.shape), like)
     if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
-        raise DataError("the parameters do not match the architecture in model.json",
-                        file=path / ARRAYS_DIR, field="arrays",
-                        expected="the arrays written with this model.json")
+        raise DataError(
+            "the parameters do not match the architecture in model.json",
+            file=path / ARRAYS_DIR,
+            field="arrays",
+            expected="the arrays written with this model.json",
+        )
     return tree
 
 
@@ -330,13 +411,18 @@ def load_model(path) -> ResponseModel:
     model = build_model(cfg.model, image_shape=image_shape, n_neurons=len(neuron_id))
     src = None
     if cfg.model.grid_mean_predictor is not None and cfg.model.readout == "gaussian":
-        src = np.zeros((len(neuron_id), cfg.model.grid_mean_predictor.input_dimensions),
-                       np.float32)
+        src = np.zeros((len(neuron_id), cfg.model.grid_mean_predictor.input_dimensions), np.float32)
     params, state = jax.eval_shape(lambda k: model.init(k, source_grid=src), jax.random.key(0))
     img = image_shape if cfg.train.per_pixel else ()
-    like = {"params": params, "state": state,
-            "standardizer": {"image_mean": np.zeros(img), "image_std": np.zeros(img),
-                             "response_scale": np.zeros(len(neuron_id))}}
+    like = {
+        "params": params,
+        "state": state,
+        "standardizer": {
+            "image_mean": np.zeros(img),
+            "image_std": np.zeros(img),
+            "response_scale": np.zeros(len(neuron_id)),
+        },
+    }
     if meta["kind"] == "ensemble_mean":
         k = int(meta["n_models"])
         like = jax.tree.map(lambda a: np.zeros((k,) + tuple(a.shape)), like)
@@ -345,13 +431,25 @@ def load_model(path) -> ResponseModel:
         fn = _single_fn(model)
     tree = _restore_arrays(path, like)
     coords = {k: _from_json_array(v) for k, v in meta.get("coords", {}).items()}
-    keep = {k: v for k, v in meta.items()
-            if k not in ("image_shape", "neuron_id", "coords", "format_version")}
+    keep = {
+        k: v
+        for k, v in meta.items()
+        if k not in ("image_shape", "neuron_id", "coords", "format_version")
+    }
     keep["format_version"] = int(meta["format_version"])
     keep["path"] = str(path)
-    return ResponseModel(fn, tree, image_shape=image_shape, neuron_id=neuron_id, coords=coords,
-                         meta=keep)
+    return ResponseModel(
+        fn, tree, image_shape=image_shape, neuron_id=neuron_id, coords=coords, meta=keep
+    )
 
 
-__all__ = ["FORMAT_VERSION", "as_response_model", "fit_response_model", "load_model",
-           "many_response_model", "predict_responses", "read_model_meta", "save_model"]
+__all__ = [
+    "FORMAT_VERSION",
+    "as_response_model",
+    "fit_response_model",
+    "load_model",
+    "many_response_model",
+    "predict_responses",
+    "read_model_meta",
+    "save_model",
+]

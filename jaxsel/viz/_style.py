@@ -20,8 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 STYLE: dict[str, Any] = {
-    "image.interpolation": "nearest",      # pixels are data: never smooth them
-    "image.origin": "upper",               # [y, x] with y downwards (jaxsel.data.stimuli)
+    "image.interpolation": "nearest",  # pixels are data: never smooth them
+    "image.origin": "upper",  # [y, x] with y downwards (jaxsel.data._stimuli)
     "axes.titlesize": "medium",
     "legend.frameon": False,
     "savefig.dpi": 120,
@@ -56,8 +56,9 @@ def new_figure(figsize: tuple[float, float], *, layout: str | None = None, **kwa
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, *, dpi: float | None = None,
-                tight: bool = True) -> Path:
+def save_figure(
+    fig: Figure, path: str | Path, *, dpi: float | None = None, tight: bool = True
+) -> Path:
     """Write ``fig`` to ``path`` atomically (format from the suffix) and release it.
 
     The file is written under a temporary name in the same folder and renamed, so a
@@ -79,14 +80,18 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: float | None = None,
     try:
         with matplotlib.rc_context(STYLE):
             extra = {} if dpi is None else {"dpi": dpi}
-            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png",
-                        bbox_inches="tight" if tight else None, **extra)
+            fig.savefig(
+                tmp,
+                format=path.suffix.lstrip(".") or "png",
+                bbox_inches="tight" if tight else None,
+                **extra,
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None and getattr(fig.canvas, "manager", None) is not None:
-        plt.close(fig)                     # only pyplot figures have a manager
+        plt.close(fig)  # only pyplot figures have a manager
     return path
 
 

@@ -18,18 +18,26 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-TWIN = {"seed": 1, "n_neurons": 6, "shape": (18, 32), "n_train": 64, "n_validation": 16,
-        "n_test": 8, "test_repeats": 2}
+TWIN = {
+    "seed": 1,
+    "n_neurons": 6,
+    "shape": (18, 32),
+    "n_train": 64,
+    "n_validation": 16,
+    "n_test": 8,
+    "test_repeats": 2,
+}
 
 
 def main() -> None:
-    from jaxsel.data.twin_simulate import simulate
-    from jaxsel.train import fit, predict, save_model
+    from jaxsel.data._twin_simulate import simulate
+    from jaxsel.models import predict
+    from jaxsel.train import fit, save_model
 
     ds, _ = simulate(**TWIN)
     res = fit("ln", ds, seed=0, max_epochs=2, progress=False)
     save_model(res, HERE / "saved_model_v1", dataset=ds, overwrite=True)
-    images = ds["images"].values[:5].astype(np.float32)        # raw pixels, (5, 1, 18, 32)
+    images = ds["images"].values[:5].astype(np.float32)  # raw pixels, (5, 1, 18, 32)
     np.save(HERE / "saved_model_v1_images.npy", images)
     np.save(HERE / "saved_model_v1_rates.npy", predict(res, images).astype(np.float32))
     print(f"wrote {HERE / 'saved_model_v1'} and its images/rates")

@@ -1,0 +1,370 @@
+"""Allen Brain Observatory (Neuropixels, Visual Coding) natural scenes from an NWB file.
+
+Read with h5py only (no pynwb). What is used from the file:
+
+* ``units/id``, ragged ``units/spike_times`` + ``units/spike_times_index`` (end offsets);
+* the unit's brain area: a ``units/ecephys_structure_acronym`` column, or the electrodes
+  table ``general/extracellular_ephys/electrodes`` (column ``location`` or
+  ``ecephys_structure_acronym``) reached through ``units/electrodes`` (row indices, ragged
+  with ``units/electrodes_index``: the first electrode counts) or ``units/peak_channel_id``
+  (matched to the electrodes' ``id``);
+* QC columns on ``units`` (``isi_violations``, ``amplitude_cutoff``, ``presence_ratio``,
+  ``snr``, ``quality``, ...);
+* ``intervals/natural_scenes_presentations/{start_time, stop_time, frame}``; frame -1 is the
+  blank and is dropped.
+
+The 118 scenes are not in the NWB file: pass them as an array or folder (frame ``k`` is the
+``k``-th image, folders in natural name order). Responses are spike counts in
+``[start + t0, start + t1]`` (both ends included). Tier rule: the distinct frames (scene
+ids) are permuted with ``seed`` and split by ``tiers`` fractions (default 70 % train, 10 %
+validation, 20 % test); all presentations of one scene share its tier, so every tier has
+~50 repeats per scene and the test tier is repeated as the reliability measures need.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from jaxsel._errors import DataError
+from jaxsel.data._arrays import split_tiers
+from jaxsel.data._dataset import TIERS, make_dataset
+from jaxsel.data._image_folder import load_images
+
+#: AllenSDK's default unit filters (inclusive bounds, as in ``EcephysSession``).
+ALLEN_QC: dict[str, tuple[str, float | str]] = {
+    "isi_violations": ("<=", 0.5),
+    "amplitude_cutoff": ("<=", 0.1),
+    "presence_ratio": (">=", 0.9),
+}
+_OPS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_ELECTRODES = "general/extracellular_ephys/electrodes"
+
+
+def count_spikes(spike_times: Sequence[np.ndarray], starts, stops) -> np.ndarray:
+    """Spike counts per (window, unit) in closed windows ``[start, stop]``.
+
+    Args:
+      spike_times: one 1-D array of spike times per unit (sorted here if needed).
+      starts, stops: (window,) window bounds.
+
+    Returns:
+      int64 array (window, unit).
+    """
+    starts = np.asarray(starts, dtype=np.float64)
+    stops = np.asarray(stops, dtype=np.float64)
+    out = np.empty((starts.shape[0], len(spike_times)), dtype=np.int64)
+    for u, s in enumerate(spike_times):
+        s = np.asarray(s, dtype=np.float64)
+        if s.size > 1 and (np.diff(s) < 0).any():
+            s = np.sort(s)
+        out[:, u] = np.searchsorted(s, stops, "right") - np.searchsorted(s, starts, "left")
+    return out
+
+
+def _get(f, name: str, where, expected: str | None = None) -> Any:
+    """The HDF5 object (dataset or group) at ``name``, or a DataError naming it."""
+    if name not in f:
+        raise DataError("missing", file=where, field=name, expected=expected)
+    return f[name]
+
+
+def _read(dset) -> np.ndarray:
+    import h5py
+
+    if h5py.check_string_dtype(dset.dtype) is not None:
+        return np.asarray(dset.asstr()[()], dtype=str)
+    a = dset[()]
+    return (
+        a.astype(str)
+        if getattr(a, "dtype", None) is not None and a.dtype.kind in "SO"
+        else np.asarray(a)
+    )
+
+
+def _area_from_electrodes(f, n_units: int, where) -> np.ndarray | None:
+    if _ELECTRODES not in f:
+        return None
+    el = f[_ELECTRODES]
+    col = next((c for c in ("location", "ecephys_structure_acronym") if c in el), None)
+    if col is None:
+        return None
+    locations = _read(el[col])
+    if "units/electrodes" in f:
+        rows = np.asarray(f["units/electrodes"][()], dtype=np.int64)
+        if "units/electrodes_index" in f:
+            ends = np.asarray(f["units/electrodes_index"][()], dtype=np.int64)
+            if ends.shape != (n_units,) or (np.diff(ends) < 1).any() or ends[0] < 1:
+                raise DataError(
+                    "every unit needs at least one electrode",
+                    file=where,
+                    field="units/electrodes_index",
+                )
+            rows = rows[np.concatenate([[0], ends[:-1]])]
+    elif "units/peak_channel_id" in f and "id" in el:
+        channel = np.asarray(f["units/peak_channel_id"][()], dtype=np.int64)
+        ids = np.asarray(el["id"][()], dtype=np.int64)
+        pos = {v: i for i, v in enumerate(ids.tolist())}
+        unknown = [c for c in channel.tolist() if c not in pos]
+        if unknown:
+            raise DataError(
+                f"peak channels {unknown[:5]} not in the electrodes table",
+                file=where,
+                field="units/peak_channel_id",
+            )
+        rows = np.array([pos[c] for c in channel.tolist()], dtype=np.int64)
+    else:
+        return None
+    if rows.shape != (n_units,) or rows.min(initial=0) < 0 or rows.max(initial=0) >= len(locations):
+        raise DataError(
+            f"electrode rows of shape {rows.shape} out of range for {len(locations)} electrodes",
+            file=where,
+            field="units/electrodes",
+        )
+    return locations[rows]
+
+
+def _unit_areas(f, n_units: int, where) -> np.ndarray | None:
+    if "units/ecephys_structure_acronym" in f:
+        area = _read(f["units/ecephys_structure_acronym"])
+        if area.shape != (n_units,):
+            raise DataError(
+                f"has shape {area.shape}",
+                file=where,
+                field="units/ecephys_structure_acronym",
+                expected=f"({n_units},)",
+            )
+        return area
+    return _area_from_electrodes(f, n_units, where)
+
+
+def _qc_mask(f, qc: Mapping, n_units: int, where) -> np.ndarray:
+    keep = np.ones(n_units, dtype=bool)
+    for column, rule in qc.items():
+        try:
+            op, threshold = rule
+            fn = _OPS[op]
+        except (TypeError, ValueError, KeyError):
+            raise DataError(
+                f"QC rule {rule!r} for '{column}'",
+                field="qc",
+                expected=f"(operator, threshold) with operator in {list(_OPS)}",
+            ) from None
+        values = _read(
+            _get(
+                f,
+                f"units/{column}",
+                where,
+                expected=f"a QC column for the rule {column} {op} {threshold} "
+                f"(or drop it from qc=)",
+            )
+        )
+        if values.shape != (n_units,):
+            raise DataError(
+                f"has shape {values.shape}",
+                file=where,
+                field=f"units/{column}",
+                expected=f"({n_units},)",
+            )
+        try:
+            if values.dtype.kind in "fiub":
+                threshold = float(threshold)
+            with np.errstate(invalid="ignore"):
+                keep &= np.asarray(fn(values, threshold), dtype=bool)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"cannot compare values of dtype {values.dtype} with {threshold!r}",
+                file=where,
+                field=f"units/{column}",
+                expected="a threshold of the column's type",
+            ) from None
+    return keep
+
+
+def _presentations(f, stimulus: str, where) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    group = f"intervals/{stimulus}_presentations"
+    _get(
+        f,
+        group,
+        where,
+        expected="the natural scenes stimulus table (is this a Brain "
+        "Observatory session with natural scenes?)",
+    )
+    cols = {}
+    for c in ("start_time", "stop_time", "frame"):
+        cols[c] = _read(_get(f, f"{group}/{c}", where))
+    try:
+        frame = cols["frame"].astype(np.float64)
+    except ValueError:
+        raise DataError(
+            "frame values are not numbers", file=where, field=f"{group}/frame"
+        ) from None
+    start = cols["start_time"].astype(np.float64)
+    stop = cols["stop_time"].astype(np.float64)
+    if not (start.shape == stop.shape == frame.shape) or start.ndim != 1:
+        raise DataError(
+            f"columns have shapes {start.shape}, {stop.shape}, {frame.shape}",
+            file=where,
+            field=group,
+            expected="equal-length columns",
+        )
+    if not (np.isfinite(frame).all() and (frame == np.round(frame)).all()):
+        raise DataError("frame values are not integers", file=where, field=f"{group}/frame")
+    frame = frame.astype(np.int64)
+    if (frame < -1).any():
+        raise DataError(
+            f"frame value {frame.min()}",
+            file=where,
+            field=f"{group}/frame",
+            expected="scene indices >= 0, or -1 for the blank",
+        )
+    keep = frame >= 0
+    if not keep.any():
+        raise DataError("only blank presentations", file=where, field=f"{group}/frame")
+    return start[keep], stop[keep], frame[keep]
+
+
+def load_allen_nwb(
+    nwb_path: str | Path,
+    images,
+    *,
+    area: str | Sequence[str] | None = "VISam",
+    window: tuple[float, float] | None = (0.05, 0.25),
+    qc: Mapping[str, tuple[str, float | str]] | None = None,
+    tiers: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    image_size: Sequence[int] | None = (36, 64),
+    stimulus: str = "natural_scenes",
+    require_tiers: Sequence[str] | None = None,
+    require_repeats: bool = True,
+    name: str | None = None,
+) -> xr.Dataset:
+    """Spike counts of selected units to the natural scenes of an Allen Neuropixels session.
+
+    Args:
+      nwb_path: the session's NWB (HDF5) file.
+      images: the scenes, (n_scenes, y, x) array or a folder/file for
+        :func:`jaxsel.data._image_folder.load_images`; frame ``k`` is image ``k``.
+      area: keep units in this area (or any of these areas); None keeps all units.
+      window: (t0, t1) seconds after each onset; None counts in [start_time, stop_time].
+      qc: unit filters ``{column: (operator, threshold)}``; None = :data:`ALLEN_QC`
+        (isi_violations <= 0.5, amplitude_cutoff <= 0.1, presence_ratio >= 0.9), ``{}`` =
+        none. Units with NaN in a QC column fail it. A rule on a missing column is an error.
+      tiers: (train, validation, test) fractions of the scene ids (see the module notes).
+      seed: seed of the tier split.
+      image_size: (height, width) images are resized to; None keeps their size.
+      stimulus: presentation table ``intervals/<stimulus>_presentations``.
+      require_tiers: tiers that must have trials (default: those with a positive fraction).
+      require_repeats: the test tier must contain repeated scenes.
+      name: dataset name (default: the file's stem).
+
+    Returns:
+      The validated dataset (``counts=True``): trial per non-blank presentation, neuron per
+      selected unit (``neuron_id`` = unit id, ``area`` coord when known).
+
+    Raises:
+      DataError: naming the file and field (missing table or column, no units left, ...).
+    """
+    import h5py
+
+    where = str(nwb_path)
+    nwb_path = Path(nwb_path)
+    if window is not None:
+        t0, t1 = (float(w) for w in window)
+        if not t1 > t0:
+            raise DataError(
+                f"window {window}",
+                file=where,
+                field="window",
+                expected="(t0, t1) with t1 > t0 (a reversed window would give negative counts)",
+            )
+    if not nwb_path.is_file():
+        raise DataError("file not found", file=where, field="nwb")
+    qc = ALLEN_QC if qc is None else dict(qc)
+    areas = None if area is None else ([area] if isinstance(area, str) else list(area))
+    try:
+        f = h5py.File(nwb_path, "r")
+    except OSError as err:
+        raise DataError(f"not a readable HDF5/NWB file ({err})", file=where, field="nwb") from None
+    with f:
+        unit_id = _read(_get(f, "units/id", where))
+        n_units = unit_id.shape[0]
+        times = _get(f, "units/spike_times", where)
+        ends = np.asarray(_get(f, "units/spike_times_index", where)[()], dtype=np.int64)
+        if (
+            ends.shape != (n_units,)
+            or (np.diff(ends) < 0).any()
+            or ends.max(initial=0) > times.shape[0]
+        ):
+            raise DataError(
+                f"index of shape {ends.shape} (last {ends[-1:]}) for {n_units} "
+                f"units and {times.shape[0]} spikes",
+                file=where,
+                field="units/spike_times_index",
+                expected="non-decreasing end offsets, one per unit",
+            )
+        unit_area = _unit_areas(f, n_units, where)
+        keep = _qc_mask(f, qc, n_units, where)
+        n_qc = int(keep.sum())
+        if areas is not None:
+            if unit_area is None:
+                raise DataError(
+                    "no brain area for the units",
+                    file=where,
+                    field="units/ecephys_structure_acronym",
+                    expected="an area column on units, or units/electrodes "
+                    f"with {_ELECTRODES}/location",
+                )
+            keep &= np.isin(unit_area, areas)
+        sel = np.flatnonzero(keep)
+        if sel.size == 0:
+            raise DataError(
+                f"no unit left: {n_qc} of {n_units} pass QC {qc}, of those none in area {areas}",
+                file=where,
+                field="units",
+                expected="at least one unit (check area= and qc=)",
+            )
+        starts = np.concatenate([[0], ends[:-1]])
+        spikes = [np.asarray(times[starts[u] : ends[u]], dtype=np.float64) for u in sel]
+        start, stop, frame = _presentations(f, stimulus, where)
+    if window is None:
+        lo, hi = start, stop
+    else:
+        lo, hi = start + t0, start + t1
+    counts = count_spikes(spikes, lo, hi)
+    scenes = load_images(images, size=image_size)
+    if scenes.shape[0] <= frame.max():
+        raise DataError(
+            f"{scenes.shape[0]} images but frames up to {frame.max()}",
+            file=images if isinstance(images, (str, Path)) else where,
+            field="images",
+            expected=f"at least {frame.max() + 1} scene images",
+        )
+    tier = split_tiers(frame, tiers, seed)  # validates the fractions first
+    if require_tiers is None:
+        require_tiers = tuple(t for t, fr in zip(TIERS, tiers, strict=True) if fr > 0)
+    return make_dataset(
+        scenes[frame],
+        counts,
+        image_id=frame,
+        tier=tier,
+        neuron_id=unit_id[sel],
+        area=None if unit_area is None else unit_area[sel],
+        name=name or nwb_path.stem,
+        source=where,
+        counts=True,
+        require_tiers=require_tiers,
+        require_repeats=require_repeats,
+    )

@@ -1,0 +1,248 @@
+"""Stimulus images from folders, files and arrays (grayscale, resized with Pillow).
+
+Pixel values keep the file's own scale (0..255 for 8-bit files, 0..65535 for 16-bit TIFFs);
+colour images are converted to gray with Pillow's ITU-R 601-2 luma. Resizing is bilinear
+(Pillow's resampling, which filters properly when shrinking), per image and channel, in
+float32, so no precision is lost to 8-bit rounding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxsel._errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders embedded numbers numerically (``img2`` before ``img10``)."""
+    return [
+        (0, int(tok), "") if tok.isdigit() else (1, 0, tok.lower())
+        for tok in re.split(r"(\d+)", name)
+        if tok
+    ]
+
+
+def _check_size(size, where) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"image size {size!r} is not a pair of integers",
+            file=where,
+            field="size",
+            expected="(height, width)",
+        ) from None
+    if h < 1 or w < 1:
+        raise DataError(
+            f"image size {size!r} is not positive",
+            file=where,
+            field="size",
+            expected="(height, width) >= 1",
+        )
+    return h, w
+
+
+def resize_plane(plane: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize one 2-D float image to ``size`` = (height, width) (bilinear); None keeps it."""
+    plane = np.asarray(plane, dtype=np.float32)
+    if size is None or tuple(plane.shape) == tuple(size):
+        return plane
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(plane))
+    return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def read_image(file: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one PNG/JPEG/TIFF/BMP file as a grayscale float32 (height, width) array.
+
+    Args:
+      file: the image file.
+      size: (height, width) to resize to, or None to keep the file's size.
+
+    Returns:
+      float32 array on the file's own intensity scale.
+
+    Raises:
+      DataError: the file is missing or not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    size = _check_size(size, file)
+    try:
+        with Image.open(file) as im:
+            im.load()
+            if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+                arr = np.asarray(im, dtype=np.float32)
+            else:
+                arr = np.asarray(im.convert("L"), dtype=np.float32)
+    except FileNotFoundError:
+        raise DataError("file not found", file=file, field="image") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(
+            f"not a readable image ({err})",
+            file=file,
+            field="image",
+            expected="a PNG, JPEG, TIFF or BMP file",
+        ) from None
+    if arr.ndim != 2:
+        raise DataError(
+            f"image has shape {arr.shape}",
+            file=file,
+            field="image",
+            expected="a single-frame grayscale or colour image",
+        )
+    return resize_plane(arr, size)
+
+
+def list_image_files(path: str | Path) -> list[Path]:
+    """Image files (by extension, hidden files skipped) in a folder, in natural order."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("image folder not found", file=path, field="images")
+    if not path.is_dir():
+        raise DataError(
+            "not a folder", file=path, field="images", expected="a folder of PNG/JPEG/TIFF images"
+        )
+    files = [
+        p
+        for p in path.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    if not files:
+        raise DataError(
+            "no image files",
+            file=path,
+            field="images",
+            expected=f"files ending in {', '.join(IMAGE_EXTENSIONS)}",
+        )
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def load_image_folder(
+    path: str | Path, size: Sequence[int] | None = (36, 64)
+) -> tuple[np.ndarray, list[str]]:
+    """Read every image in a folder as grayscale float32, resized.
+
+    Files are ordered naturally by name (``2.png`` before ``10.png``); hidden files and
+    files with other extensions are skipped.
+
+    Args:
+      path: a folder of PNG/JPEG/TIFF/BMP files.
+      size: (height, width) every image is resized to; None keeps the files' sizes, which
+        must then agree.
+
+    Returns:
+      ``(images, names)``: float32 array (n, 1, height, width) and the file names.
+
+    Raises:
+      DataError: missing folder, no images, an unreadable file, or (size None) mixed sizes.
+    """
+    size = _check_size(size, path)
+    files = list_image_files(path)
+    planes = []
+    for f in files:
+        plane = read_image(f, size)
+        if planes and plane.shape != planes[0].shape:
+            raise DataError(
+                f"image has shape {plane.shape} but {files[0].name} has {planes[0].shape}",
+                file=f,
+                field="image",
+                expected="images of one size (or pass size=(h, w))",
+            )
+        planes.append(plane)
+    return np.stack(planes)[:, None], [f.name for f in files]
+
+
+def _as_nchw(arr: np.ndarray, where) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[None, None]
+    elif arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim != 4:
+        raise DataError(
+            f"images have shape {arr.shape}",
+            file=where,
+            field="images",
+            expected="(y, x), (n, y, x) or (n, channel, y, x)",
+        )
+    return arr
+
+
+def load_images(arrays_or_path, size: Sequence[int] | None = None) -> np.ndarray:
+    """Stimuli from an array, an image folder, an image file or a ``.npy``/``.npz`` file.
+
+    A 2-D array is one image, a 3-D array is (n, y, x) (also a movie (time, y, x)), a 4-D
+    array is (n, channel, y, x). A ``.npz`` must hold ``images`` or a single array.
+
+    Args:
+      arrays_or_path: an array-like, or a path to a folder, image file, ``.npy`` or ``.npz``.
+      size: (height, width) to resize to; None keeps the size.
+
+    Returns:
+      float32 array (n, channel, height, width).
+
+    Raises:
+      DataError: missing path, unknown format, wrong shape or non-finite values.
+    """
+    where = "images"
+    size = _check_size(size, where)
+    if isinstance(arrays_or_path, (str, Path)):
+        path = Path(arrays_or_path)
+        where = path
+        if not path.exists():
+            raise DataError("not found", file=path, field="images")
+        suffix = path.suffix.lower()
+        if path.is_dir():
+            return load_image_folder(path, size)[0]
+        if suffix in IMAGE_EXTENSIONS:
+            return read_image(path, size)[None, None]
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                if "images" in keys:
+                    arr = z["images"]
+                elif len(keys) == 1:
+                    arr = z[keys[0]]
+                else:
+                    raise DataError(f"no 'images' array among {keys}", file=path, field="images")
+        else:
+            raise DataError(
+                f"unknown stimulus format '{suffix}'",
+                file=path,
+                field="images",
+                expected="a folder, an image file, .npy or .npz",
+            )
+    else:
+        arr = arrays_or_path
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(
+            f"images have dtype {arr.dtype}", file=where, field="images", expected="numbers"
+        )
+    arr = _as_nchw(arr.astype(np.float32, copy=False), where)
+    if not np.isfinite(arr).all():
+        n = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise DataError(
+            f"non-finite pixel values in image {n}",
+            file=where,
+            field="images",
+            expected="finite numbers",
+        )
+    if size is None or arr.shape[2:] == size:
+        return np.ascontiguousarray(arr)
+    out = np.empty(arr.shape[:2] + size, dtype=np.float32)
+    for i in range(arr.shape[0]):
+        for c in range(arr.shape[1]):
+            out[i, c] = resize_plane(arr[i, c], size)
+    return out

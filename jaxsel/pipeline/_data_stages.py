@@ -1,0 +1,85 @@
+"""Pipeline stages ``data`` (simulate the twin or load recordings) and ``select``
+(reliability, tuning statistics and the selection rule)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from jaxsel.data._twin_io import write_twin
+from jaxsel.measures._selection import save_table_csv, selection_table
+from jaxsel.pipeline._context import Context, median, save_nc, spearman
+from jaxsel.pipeline._rundir import write_json
+
+
+def stage_data(ctx: Context) -> list[str]:
+    """Simulate the twin (into ``data/``) or load the recordings; write a summary."""
+    cfg = ctx.cfg
+    out = ["data/summary.json"]
+    if ctx.is_twin:
+        ds, twin = write_twin(
+            ctx.rd / "data", force=True, seed=cfg.run.seed, **asdict(cfg.data.twin)
+        )
+        ctx.cache["twin"] = twin
+        ctx.cache.pop("dataset", None)  # reload from disk, as a resumed run would
+        del ds
+        out += ["data/static", "data/ground_truth"]
+    ds = ctx.dataset()
+    tiers = ds["tier"].values
+    summary = {
+        "name": str(ds.attrs.get("name", "")),
+        "source": cfg.data.source,
+        "n_neurons": int(ds.sizes["neuron"]),
+        "n_trials": int(ds.sizes["trial"]),
+        "image_shape": [int(ds.sizes[k]) for k in ("channel", "y", "x")],
+        "trials_per_tier": {t: int((tiers == t).sum()) for t in ("train", "validation", "test")},
+        "test_images": len(np.unique(ds["image_id"].values[tiers == "test"])),
+        "response_mean": float(np.mean(ds["responses"].values)),
+    }
+    if "area" in ds.coords:
+        a, c = np.unique(ds["area"].values.astype(str), return_counts=True)
+        summary["areas"] = {str(k): int(v) for k, v in zip(a, c)}
+    twin = ctx.twin()
+    if twin is not None:
+        kinds, counts = np.unique(twin.kinds, return_counts=True)
+        summary["twin_kinds"] = {str(k): int(v) for k, v in zip(kinds, counts)}
+        summary["twin_norm_budget"] = float(twin.meta["norm_budget"])
+    (ctx.rd / "data").mkdir(exist_ok=True)
+    write_json(ctx.rd / "data" / "summary.json", summary)
+    ctx.rd.update_metrics(n_neurons=summary["n_neurons"], n_trials=summary["n_trials"])
+    ctx.log.info(
+        f"  {summary['n_neurons']} neurons, {summary['n_trials']} trials "
+        f"{summary['trials_per_tier']}, {summary['test_images']} test images"
+    )
+    return out
+
+
+def stage_select(ctx: Context) -> list[str]:
+    """Reliability and tuning statistics of every neuron and the selection rule."""
+    table = selection_table(ctx.dataset(), ctx.cfg.select)
+    twin = ctx.twin()
+    metrics = {"n_selected": int(table["selected"].sum())}
+    if twin is not None:
+        order = np.searchsorted(twin.neuron_id, table["neuron_id"].values)
+        table["true_oracle"] = ("neuron", np.asarray(twin.params["true_oracle"])[order])
+        table["true_fev"] = ("neuron", np.asarray(twin.params["true_fev"])[order])
+        table["kind"] = ("neuron", twin.kinds[order].astype(str))
+        metrics["oracle_spearman_vs_truth"] = spearman(table["oracle"], table["true_oracle"])
+        sel = table["selected"].values.astype(bool)
+        metrics["selected_true_oracle_median"] = median(table["true_oracle"].values[sel])
+        metrics["rejected_true_oracle_median"] = median(table["true_oracle"].values[~sel])
+    save_nc(table, ctx.rd / "selection.nc")
+    save_table_csv(table, ctx.rd / "selection.csv")
+    ctx.cache["selection"] = table
+    ctx.cache.pop("train_dataset", None)
+    ctx.rd.update_metrics(**metrics)
+    ctx.log.info(
+        f"  selected {metrics['n_selected']} of {table.sizes['neuron']} neurons"
+        + (
+            f"; oracle vs truth Spearman {metrics['oracle_spearman_vs_truth']:.3f}"
+            if "oracle_spearman_vs_truth" in metrics
+            else ""
+        )
+    )
+    return ["selection.nc", "selection.csv"]

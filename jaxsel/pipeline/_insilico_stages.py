@@ -1,0 +1,284 @@
+"""Pipeline stages ``mei`` (MEIs, gradient RFs, cross-activation, recovery against the
+twin) and ``gabor`` (optimal Gabors, stimulus comparison)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxsel._errors import MissingInput
+from jaxsel.data import (
+    BACKGROUND,
+    SCALE,
+    global_image_stats,
+    norm_budget,
+    to_contrast,
+    unique_images,
+)
+from jaxsel.data._zarr_store import load_zarr, save_zarr
+from jaxsel.insilico import recipes
+from jaxsel.insilico._cross_activation import cross_activation, diagonal_selectivity
+from jaxsel.insilico._gabor_search import gabor_bank, optimal_gabors
+from jaxsel.insilico._gradients import gradient_rf
+from jaxsel.insilico._image_metrics import best_natural_images, stimulus_comparison
+from jaxsel.insilico._mei import best_seed, optimize_meis
+from jaxsel.insilico._recovery import gabor_recovery, mei_recovery
+from jaxsel.models import predict
+from jaxsel.pipeline._context import Context, median, open_nc, save_nc
+
+
+def _mei_config(ctx: Context):
+    """The MEIConfig of ``[mei]``: its recipe with the data's constants, plus overrides."""
+    m = ctx.cfg.mei
+    ov = dict(m.overrides)
+    ds = ctx.dataset()
+    recipe = recipes.resolve(m.recipe)
+    if recipe == "norm":
+        twin = ctx.twin()
+        if twin is not None:
+            budget = float(twin.meta["norm_budget"]) * m.norm_fraction
+            return recipes.norm(budget, **ov)
+        mu, sd = global_image_stats(ds)
+        train = ds["images"].values[ds["tier"].values == "train"]
+        budget = norm_budget(to_contrast(train, mu, sd), center=True)
+        return recipes.norm(budget * m.norm_fraction, background=mu, scale=sd, **ov)
+    if recipe == "mean_std":
+        mu, sd = global_image_stats(ds)
+        return recipes.mean_std(mu, sd, **ov)
+    train = ds["images"].values[ds["tier"].values == "train"]
+    return recipes.fft_preconditioned(
+        recipes.mean_image_std(train), (float(train.min()), float(train.max())), **ov
+    )
+
+
+def _mei_neurons(ctx: Context) -> np.ndarray:
+    """Indices (into the selected neurons) that get MEIs: all, or the n most reliable."""
+    sel = ctx.selection()
+    keep = sel["selected"].values.astype(bool)
+    oracle = sel["oracle"].values[keep]
+    n = len(oracle)
+    if ctx.cfg.mei.n_neurons and ctx.cfg.mei.n_neurons < n:
+        return np.sort(np.argsort(-np.nan_to_num(oracle, nan=-1.0))[: ctx.cfg.mei.n_neurons])
+    return np.arange(n)
+
+
+def _save_mei(res, ctx: Context, tag: str) -> list[str]:
+    """MEI images to zarr, the rest (activation, trace) to netCDF."""
+    out = _save_array(res["mei"], ctx, f"mei_{tag}")
+    save_nc(res.drop_vars("mei"), ctx.rd / f"mei_{tag}.nc")
+    return [out, f"mei_{tag}.nc"]
+
+
+def _save_array(arr, ctx: Context, name: str) -> str:
+    """Write an xarray DataArray to ``arrays/<name>.zarr``; returns the relative path."""
+    (ctx.rd / "arrays").mkdir(exist_ok=True)
+    save_zarr(arr, ctx.rd / "arrays" / f"{name}.zarr", overwrite=True)
+    return f"arrays/{name}.zarr"
+
+
+def load_mei(run: Path, tag: str):
+    """Reopen the MEI result ``tag`` ('model' or 'truth') of a run as one Dataset."""
+    ds = open_nc(Path(run) / f"mei_{tag}.nc")
+    mei = load_zarr(Path(run) / "arrays" / f"mei_{tag}.zarr")
+    return ds.assign(mei=mei.reset_coords(drop=True))
+
+
+def stage_mei(ctx: Context) -> list[str]:
+    """MEIs of the CNN (and of the true neurons), gradient RFs, cross-activation, recovery."""
+    m = ctx.cfg.mei
+    mcfg = _mei_config(ctx)
+    ds = ctx.train_dataset()
+    ids = ds["neuron_id"].values
+    idx = _mei_neurons(ctx)
+    shape = tuple(int(ds.sizes[k]) for k in ("channel", "y", "x"))
+    mean_image = ds["image_mean"].values
+    outputs, metrics = [], {}
+    common = dict(
+        config=mcfg,
+        image_shape=shape,
+        seeds=m.seeds,
+        chunk_size=m.chunk_size,
+        seed=ctx.cfg.run.seed,
+        neuron_id=ids[idx],
+    )
+    model = None
+    try:
+        model = ctx.model(ctx.cfg.train.models[-1])
+    except MissingInput as err:
+        if ctx.twin_selected() is None or not m.truth:
+            raise MissingInput(
+                f"mei: no trained model ({err}) and no twin ground truth to optimise instead"
+            ) from None
+        ctx.log.info(f"  no trained model ({err}); MEIs of the truth only")
+        ctx.partial = True
+    results = {}
+    if model is not None:
+        fn, params = model
+        ctx.log.info(f"  model MEIs: {len(idx)} neurons x {m.seeds} seeds, {mcfg.steps} steps")
+        results["model"] = best_seed(optimize_meis(fn, params, idx, **common))
+        outputs.append(
+            _save_array(
+                gradient_rf(fn, params, mean_image, neurons=idx, neuron_id=ids[idx]),
+                ctx,
+                "grad_rf_model",
+            )
+        )
+        ca = cross_activation(fn, params, results["model"])
+        save_nc(ca, ctx.rd / "cross_activation.nc")
+        outputs.append("cross_activation.nc")
+        metrics["cross_activation_diagonal_fraction"] = diagonal_selectivity(ca)
+        a = results["model"]["activation"].values
+        nat = unique_images(ds, "test").values
+        best_nat = predict((fn, params), nat)[:, idx].max(0)
+        metrics["mei_vs_best_natural_model_ratio_median"] = median(a / np.maximum(best_nat, 1e-12))
+    truth = ctx.twin_selected()
+    if truth is not None and m.truth:
+        tfn, tparams = truth
+        ctx.log.info(f"  true-neuron MEIs: {len(idx)} neurons")
+        results["truth"] = best_seed(optimize_meis(tfn, tparams, idx, **common))
+        outputs.append(
+            _save_array(
+                gradient_rf(tfn, tparams, mean_image, neurons=idx, neuron_id=ids[idx]),
+                ctx,
+                "grad_rf_truth",
+            )
+        )
+    for tag, res in results.items():
+        outputs += _save_mei(res, ctx, tag)
+    twin = ctx.twin()
+    if twin is not None and results:
+        nat = unique_images(ds, "test").values
+        tidx = np.searchsorted(twin.neuron_id, ids[idx])
+        for tag, res in results.items():
+            rec = mei_recovery(res, twin, tidx, natural_images=nat)
+            save_nc(rec, ctx.rd / f"recovery_{tag}.nc")
+            outputs.append(f"recovery_{tag}.nc")
+            kinds = rec["kind"].values
+            pre = "mei" if tag == "model" else "truemei"
+            responsive = kinds != "unresponsive"
+            metrics.update(
+                {
+                    f"{pre}_truth_r_simple_median": median(
+                        rec["pearson_r"].values[kinds == "simple"]
+                    ),
+                    f"{pre}_truth_r_complex_median": median(
+                        rec["phase_match"].values[kinds == "complex"]
+                    ),
+                    f"{pre}_true_drive_fraction_median": median(
+                        rec["frac_true_max"].values[responsive]
+                    ),
+                    f"{pre}_vs_best_natural_ratio_median": median(
+                        rec["natural_ratio"].values[responsive]
+                    ),
+                }
+            )
+    if twin is None and "mei_vs_best_natural_model_ratio_median" in metrics:
+        metrics["mei_vs_best_natural_ratio_median"] = metrics[
+            "mei_vs_best_natural_model_ratio_median"
+        ]
+    ctx.rd.update_metrics(**metrics)
+    for k, v in metrics.items():
+        ctx.log.info(f"  {k} = {v:.3f}")
+    return outputs
+
+
+def mei_budget(ctx: Context, mcfg=None) -> tuple[float, float, float]:
+    """``(norm, background, scale)``: the contrast L2 budget shared by MEIs and Gabors."""
+    mcfg = mcfg or _mei_config(ctx)
+    if mcfg.norm is not None:
+        return float(mcfg.norm), float(mcfg.offset), float(mcfg.scale)
+    twin = ctx.twin()
+    if twin is not None:
+        return float(twin.meta["norm_budget"]), BACKGROUND, SCALE
+    mu, sd = global_image_stats(ctx.dataset())
+    x = ctx.dataset()["images"].values[:512]
+    return norm_budget(to_contrast(x, mu, sd), center=True), mu, sd
+
+
+def stage_gabor(ctx: Context) -> list[str]:
+    """Optimal Gabors of the CNN (and of the true neurons) at the MEI budget."""
+    g = ctx.cfg.gabor
+    ds = ctx.train_dataset()
+    ids = ds["neuron_id"].values
+    idx = _mei_neurons(ctx)
+    shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
+    norm, background, scale = mei_budget(ctx)
+    bank = gabor_bank(shape, **g.bank)
+    kw = dict(
+        norm=norm,
+        neurons=idx,
+        neuron_id=ids[idx],
+        bank=bank,
+        steps=g.steps,
+        lr=g.lr,
+        background=background,
+        scale=scale,
+        channels=int(ds.sizes["channel"]),
+    )
+    models = {}
+    try:
+        models["model"] = ctx.model(ctx.cfg.train.models[-1])
+    except MissingInput as err:
+        if ctx.twin_selected() is None or not g.truth:
+            raise MissingInput(
+                f"gabor: no trained model ({err}) and no twin ground truth to fit Gabors to instead"
+            ) from None
+        ctx.log.info(f"  no trained model ({err}); Gabors of the truth only")
+        ctx.partial = True
+    truth = ctx.twin_selected()
+    if truth is not None and g.truth:
+        models["truth"] = truth
+    outputs, metrics = [], {}
+    twin = ctx.twin()
+    for tag, (fn, params) in models.items():
+        ctx.log.info(
+            f"  {tag} Gabors: {len(idx)} neurons, bank of {len(bank['x0'])}, {g.steps} steps"
+        )
+        res = optimal_gabors(fn, params, shape, **kw)
+        outputs.append(_save_array(res["image"], ctx, f"gabor_{tag}"))
+        save_nc(res.drop_vars("image"), ctx.rd / f"gabor_{tag}.nc")
+        outputs.append(f"gabor_{tag}.nc")
+        pre = "gabor" if tag == "model" else "truegabor"
+        if (ctx.rd / f"mei_{tag}.nc").is_file():
+            mei = load_mei(ctx.rd.path, tag)
+            if np.array_equal(mei["neuron_id"].values, res["neuron_id"].values):
+                metrics[f"{pre}_vs_mei_activation_ratio_median"] = median(
+                    res["response"].values / np.maximum(mei["activation"].values, 1e-12)
+                )
+                nat = best_natural_images(fn, params, unique_images(ds, "test").values, neurons=idx)
+                comp = stimulus_comparison(
+                    fn,
+                    params,
+                    {
+                        "mei": mei["mei"].values,
+                        "gabor": res["image"].values,
+                        "natural": nat["image"].values,
+                    },
+                    neurons=idx,
+                    neuron_id=ids[idx],
+                    radius=float(2.0 * np.median(res["sigma"].values)),
+                    centers=np.stack([res["x0"].values, res["y0"].values], 1),
+                )
+                save_nc(comp, ctx.rd / f"comparison_{tag}.nc")
+                outputs.append(f"comparison_{tag}.nc")
+                act = comp["activation"]
+                metrics[f"{pre}_mei_vs_natural_model_ratio_median"] = median(
+                    act.sel(stimulus="mei").values
+                    / np.maximum(act.sel(stimulus="natural").values, 1e-12)
+                )
+        if twin is not None:
+            tidx = np.searchsorted(twin.neuron_id, ids[idx])
+            rec = gabor_recovery(res, twin, tidx)
+            save_nc(rec, ctx.rd / f"gabor_recovery_{tag}.nc")
+            outputs.append(f"gabor_recovery_{tag}.nc")
+            kinds = rec["kind"].values
+            oriented = np.isin(kinds, ("simple", "complex", "suppressed"))
+            metrics[f"{pre}_orientation_error_deg_median"] = median(
+                rec["theta_error_deg"].values[oriented]
+            )
+            metrics[f"{pre}_sf_rel_error_median"] = median(rec["sf_rel_error"].values[oriented])
+    ctx.rd.update_metrics(**metrics)
+    for k, v in metrics.items():
+        ctx.log.info(f"  {k} = {v:.3f}")
+    return outputs

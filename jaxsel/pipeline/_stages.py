@@ -1,0 +1,151 @@
+"""The pipeline stages: one function per stage, each a thin call into the library.
+
+A stage reads what it needs through the :class:`Context` (which loads earlier stages'
+outputs from the run folder, so a resumed run works), writes its outputs into the run
+folder and returns their relative paths; :func:`run_pipeline` records a done-marker holding
+the hash of the config sections the stage depends on (:data:`DEPENDS`). A stage that lacks
+an input (no trained model, no ground truth) raises :class:`~jaxsel._errors.MissingInput`:
+the run goes on, records the stage as ``"not applicable: <reason>"`` and the report and the
+command line say so.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tqdm.auto import tqdm
+
+from jaxsel._errors import MissingInput
+from jaxsel.pipeline._config_docs import to_toml
+from jaxsel.pipeline._config_io import section_hash
+from jaxsel.pipeline._config_schema import STAGES, Config
+from jaxsel.pipeline._context import Context, check_data_paths
+from jaxsel.pipeline._data_stages import stage_data, stage_select
+from jaxsel.pipeline._figures import draw_all
+from jaxsel.pipeline._insilico_stages import stage_gabor, stage_mei
+from jaxsel.pipeline._model_stages import stage_evaluate, stage_train
+from jaxsel.pipeline._report import build_report
+from jaxsel.pipeline._rundir import RunDir, write_json, write_text
+
+# config sections whose values each stage's outputs depend on (cumulative over the chain)
+DEPENDS = {
+    "data": ("data", "run.seed"),
+    "select": ("data", "select"),
+    "train": ("data", "select", "train", "run.seed"),
+    "evaluate": ("data", "select", "train", "evaluate", "run.seed"),
+    "mei": ("data", "select", "train", "mei", "run.seed"),
+    "gabor": ("data", "select", "train", "mei", "gabor", "run.seed"),
+    "figures": ("data", "select", "train", "evaluate", "mei", "gabor", "report", "run.seed"),
+    "report": ("data", "select", "train", "evaluate", "mei", "gabor", "report", "run.seed"),
+}
+
+
+# cheap stages that read everything before them: always redrawn
+ALWAYS = ("figures", "report")
+
+
+def stage_figures(ctx: Context) -> list[str]:
+    """Draw every figure the run's outputs allow (see :mod:`jaxsel.pipeline._figures`)."""
+    entries = draw_all(ctx)
+    return ["figures/index.json"] + [f"figures/{e['file']}" for e in entries]
+
+
+def stage_report(ctx: Context) -> list[str]:
+    """Write ``report.html`` from the run folder."""
+    write_json(ctx.rd / "stages" / "status.json", ctx.cache.get("status", {}))
+    path = build_report(
+        ctx.rd.path,
+        title=ctx.cfg.report.title or ctx.cfg.run.name,
+        embed=ctx.cfg.report.embed_images,
+    )
+    ctx.log.info(f"  report: {path}")
+    return ["report.html"]
+
+
+STAGE_FUNCS = {
+    "data": stage_data,
+    "select": stage_select,
+    "train": stage_train,
+    "evaluate": stage_evaluate,
+    "mei": stage_mei,
+    "gabor": stage_gabor,
+    "figures": stage_figures,
+    "report": stage_report,
+}
+assert set(STAGE_FUNCS) == set(STAGES) == set(DEPENDS)
+
+
+# =========================================================================== runner
+
+
+def _progress(iterable, enabled: bool, **kw):
+    if not enabled:
+        return iterable
+    return tqdm(iterable, **kw)
+
+
+def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = True) -> dict:
+    """Run the configured stages in order, skipping finished ones.
+
+    Args:
+      cfg: the validated config.
+      force: recompute finished stages.
+      stages: restrict to these stage names (default ``cfg.run.stages``).
+      echo: print the log to stdout too.
+
+    Returns:
+      ``{"run_dir": Path, "status": {stage: status}, "metrics": dict}``; a status is
+      ``'done'``, ``'skipped'`` (finished earlier with this config), ``'partial'`` (ran
+      without an optional input; a rerun completes it) or ``'not applicable: <reason>'``
+      (a required input is missing, :class:`~jaxsel._errors.MissingInput`).
+
+    Raises:
+      ConfigError: missing data paths, unwritable run folder.
+    """
+    check_data_paths(cfg)
+    rd = RunDir(cfg.out_dir, echo=echo)
+    t0 = time.time()
+    status: dict[str, str] = {}
+    try:
+        write_text(rd / "config.toml", to_toml(cfg))
+        rd.log.info(f"jaxsel run '{cfg.run.name}' -> {rd.path}")
+        ctx = Context(cfg, rd)
+        ctx.cache["status"] = status
+        ctx.force = force
+        wanted = [s for s in STAGES if s in (stages or cfg.run.stages)]
+        for name in _progress(wanted, cfg.run.progress, desc="jaxsel", unit="stage"):
+            key = section_hash(cfg, *DEPENDS[name])
+            func = STAGE_FUNCS[name]
+            if not force and name not in ALWAYS and rd.is_done(name, key):
+                status[name] = "skipped"
+                rd.log.info(f"[{name}] finished earlier with this config: skipped")
+                continue
+            rd.clear(name)
+            rd.log.info(f"[{name}] running")
+            ts = time.time()
+            ctx.partial = False
+            rd.touched = set()
+            try:
+                outputs = func(ctx)
+            except MissingInput as err:
+                status[name] = f"not applicable: {err}"
+                rd.log.info(f"[{name}] not applicable: {err}")
+                continue
+            if ctx.partial:  # no marker: a rerun completes it
+                status[name] = "partial"
+                rd.log.info(f"[{name}] partly done in {time.time() - ts:.1f} s (reruns later)")
+                continue
+            rd.mark_done(name, key, outputs, seconds=time.time() - ts, metrics=sorted(rd.touched))
+            status[name] = "done"
+            rd.log.info(f"[{name}] done in {time.time() - ts:.1f} s")
+            rd.update_metrics(
+                **{f"stage_seconds_{name}": round(time.time() - ts, 1)},
+                runtime_s=round(time.time() - t0, 1),
+            )
+        runtime = time.time() - t0
+        write_json(rd / "stages" / "status.json", status)
+        metrics = rd.update_metrics(runtime_s=round(runtime, 1))
+        rd.log.info(f"finished in {runtime:.1f} s; metrics: {rd.metrics_path}")
+    finally:
+        rd.close()
+    return {"run_dir": rd.path, "status": status, "metrics": metrics}
