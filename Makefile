@@ -1,6 +1,6 @@
 # jaxsel: two commands on a fresh machine (python3.12 present, nothing else installed).
 #   make demo   set up .venv and run the demo on the digital twin
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv, then lint, build the API docs and run the test suite
 # For contributors (same .venv): make test-fast (skips @pytest.mark.slow), make lint (ruff
 # check + ruff format --check + pyright on jaxsel/), make docs (API reference from the
 # docstrings into docs/api/, failing on any pdoc warning).
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/jaxsel demo --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) lint docs
 	$(VENV)/bin/python -m pytest tests
 
 test-fast: $(STAMP)

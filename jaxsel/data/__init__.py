@@ -8,7 +8,7 @@ convention (:data:`BACKGROUND` grey, :data:`SCALE` per unit of contrast).
 
 from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb
 from jaxsel.data._arrays import load_arrays, load_table, save_arrays, split_tiers
-from jaxsel.data._batches import Batch, batches, iterate, tier_arrays
+from jaxsel.data._batches import Batch, batches, iterate, n_batches, tier_arrays
 from jaxsel.data._dataset import (
     TIERS,
     fingerprint,
@@ -37,7 +37,15 @@ from jaxsel.data._stimuli import (
     pink_noise,
 )
 from jaxsel.data._transforms import Standardizer, standardize, standardizer
-from jaxsel.data._twin import Twin, load_twin, optimal_stimuli, save_twin, twin_rates
+from jaxsel.data._twin import (
+    Twin,
+    contrast,
+    load_twin,
+    optimal_stimuli,
+    save_twin,
+    to_raw,
+    twin_rates,
+)
 from jaxsel.data._twin_io import write_twin
 from jaxsel.data._twin_simulate import TwinConfig, simulate
 from jaxsel.data._zarr_store import load_zarr, save_zarr
@@ -52,6 +60,7 @@ __all__ = [
     "TwinConfig",
     "add_gaussian_noise",
     "batches",
+    "contrast",
     "count_spikes",
     "dead_leaves",
     "fingerprint",
@@ -72,6 +81,7 @@ __all__ = [
     "load_twin",
     "load_zarr",
     "make_dataset",
+    "n_batches",
     "natural_like",
     "norm_budget",
     "optimal_stimuli",
@@ -90,6 +100,7 @@ __all__ = [
     "subset",
     "tier_arrays",
     "to_contrast",
+    "to_raw",
     "twin_rates",
     "unique_images",
     "validate",

@@ -29,6 +29,7 @@ from jaxsel.insilico._image_metrics import (
     masked_luminance,
     metrics_table,
     power_spectrum,
+    spectrum_frequencies,
     stimulus_comparison,
     symmetry_index,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "recipes",
     "screen_gabors",
     "sensitivity_maps",
+    "spectrum_frequencies",
     "stimulus_comparison",
     "summarize",
     "symmetry_index",

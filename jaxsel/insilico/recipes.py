@@ -161,3 +161,16 @@ fens = mean_std
 """Former name of :func:`mean_std`."""
 seed002 = fft_preconditioned
 """Former name of :func:`fft_preconditioned`."""
+
+
+__all__ = [
+    "RECIPES",
+    "RECIPE_ALIASES",
+    "RECIPE_NAMES",
+    "fft_preconditioned",
+    "get",
+    "mean_image_std",
+    "mean_std",
+    "norm",
+    "resolve",
+]

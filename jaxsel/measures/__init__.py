@@ -4,6 +4,7 @@ selectivity and clustering. Every result is labelled (xarray, named dims, units 
 from jaxsel.measures._clustering import cluster_members, kmeans, pca
 from jaxsel.measures._evaluation import evaluate, pearson
 from jaxsel.measures._information import (
+    INFO_THRESHOLD,
     informative_count,
     poisson_information,
     ranked_information,
@@ -46,6 +47,7 @@ from jaxsel.measures._tuning import (
 )
 
 __all__ = [
+    "INFO_THRESHOLD",
     "SelectionRule",
     "apply_rule",
     "cluster_members",

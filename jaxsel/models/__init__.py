@@ -13,14 +13,17 @@ many images in fixed-size batches, compiled once. Named configurations live in
 """
 
 from jaxsel.models._config import GridMeanPredictorConfig, ModelConfig
-from jaxsel.models._conv_impl import conv_implementation, fft_conv
+from jaxsel.models._conv_impl import CONV_IMPLS, compiler_options, conv_implementation, fft_conv
+from jaxsel.models._core import conv_padding, pooled_kernel
 from jaxsel.models._model import Encoder, Model, build_model, default_hparams, elu1, elu1_inverse
-from jaxsel.models._readouts import sample_grid
+from jaxsel.models._readout_init import energy_positions
+from jaxsel.models._readouts import normalize_source_grid, sample_grid
 from jaxsel.models._regularizers import group_sparsity, l1, laplace, laplace_l2, laplace_l2_norm
 from jaxsel.models._response import ResponseModel, as_images, predict
 from jaxsel.models._sampling import bilinear_sample, laplacian_pyramid
 
 __all__ = [
+    "CONV_IMPLS",
     "Encoder",
     "GridMeanPredictorConfig",
     "Model",
@@ -29,10 +32,13 @@ __all__ = [
     "as_images",
     "bilinear_sample",
     "build_model",
+    "compiler_options",
     "conv_implementation",
+    "conv_padding",
     "default_hparams",
     "elu1",
     "elu1_inverse",
+    "energy_positions",
     "fft_conv",
     "group_sparsity",
     "l1",
@@ -40,6 +46,8 @@ __all__ = [
     "laplace_l2",
     "laplace_l2_norm",
     "laplacian_pyramid",
+    "normalize_source_grid",
+    "pooled_kernel",
     "predict",
     "sample_grid",
 ]

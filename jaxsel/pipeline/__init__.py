@@ -12,7 +12,7 @@ from jaxsel.pipeline._config_io import (
     section_hash,
 )
 from jaxsel.pipeline._config_schema import STAGES, Config
-from jaxsel.pipeline._context import check_data_paths
+from jaxsel.pipeline._context import check_data_paths, open_nc, save_nc
 from jaxsel.pipeline._stages import run_pipeline
 from jaxsel.pipeline._sweep import run_config_sweep
 
@@ -25,9 +25,11 @@ __all__ = [
     "demo_config",
     "demo_toml",
     "load_config",
+    "open_nc",
     "parse_override",
     "run_config_sweep",
     "run_pipeline",
+    "save_nc",
     "section_hash",
     "to_toml",
 ]
