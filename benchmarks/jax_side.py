@@ -116,7 +116,7 @@ def equivalence_train(cfg, model, params, state, x, r, hp, path):
                 if i % 2 == 0
                 else 0.5 + jax.random.uniform(k, a.shape)
             )
-            for i, (k, a) in enumerate(zip(ks, leaves))
+            for i, (k, a) in enumerate(zip(ks, leaves, strict=True))
         ]
         # flatten order is (mean, var) per BN layer: dict keys sorted
         st = {**st, "batch_stats": jax.tree.unflatten(tdef, new)}
@@ -350,7 +350,7 @@ def per_neuron_variants(w, m, S, which=None):
 def run_per_neuron(w, ex):
     m = w["n_models"]
     S = per_neuron_setup(w, m)
-    Ps, Ss, Os, x, R, mask, rngs, HP = S["args"]
+    Ps, Ss, _Os, x, R, mask, _rngs, _HP = S["args"]
     if ex is not None:
         from equivalence import compare, require
 

@@ -51,7 +51,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     q = a.quick
     n_neurons = 20 if q else 100
-    ds, twin = simulate(
+    ds, _twin = simulate(
         seed=0,
         n_neurons=n_neurons,
         n_train=200 if q else 2000,

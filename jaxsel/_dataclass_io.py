@@ -139,7 +139,8 @@ def convert(value, tp, key: str, *, style: str = "toml"):
         if len(value) != len(args):
             raise ConfigError(f"key '{key}' must be {type_name(tp)}, got an array of {len(value)}")
         return tuple(
-            convert(v, a, f"{key}[{i}]", style=style) for i, (v, a) in enumerate(zip(value, args))
+            convert(v, a, f"{key}[{i}]", style=style)
+            for i, (v, a) in enumerate(zip(value, args, strict=True))
         )
     if origin in (collections.abc.Mapping, dict) and args:
         if not isinstance(value, dict):

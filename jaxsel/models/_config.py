@@ -163,7 +163,7 @@ class ModelConfig:
         for name in ("gamma_input", "gamma_hidden", "gamma_readout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
-        multi = self.stack is None or len(set(s % self.layers for s in self.stack)) > 1
+        multi = self.stack is None or len({s % self.layers for s in self.stack}) > 1
         if self.hidden_pooling > 1 and self.layers > 1 and (self.skip > 1 or multi):
             raise ConfigError(
                 "hidden_pooling > 1 changes the map size from layer to layer, "

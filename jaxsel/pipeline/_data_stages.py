@@ -39,11 +39,11 @@ def stage_data(ctx: Context) -> list[str]:
     }
     if "area" in ds.coords:
         a, c = np.unique(ds["area"].values.astype(str), return_counts=True)
-        summary["areas"] = {str(k): int(v) for k, v in zip(a, c)}
+        summary["areas"] = {str(k): int(v) for k, v in zip(a, c, strict=True)}
     twin = ctx.twin()
     if twin is not None:
         kinds, counts = np.unique(twin.kinds, return_counts=True)
-        summary["twin_kinds"] = {str(k): int(v) for k, v in zip(kinds, counts)}
+        summary["twin_kinds"] = {str(k): int(v) for k, v in zip(kinds, counts, strict=True)}
         summary["twin_norm_budget"] = float(twin.meta["norm_budget"])
     (ctx.rd / "data").mkdir(exist_ok=True)
     write_json(ctx.rd / "data" / "summary.json", summary)

@@ -93,7 +93,7 @@ def _kind_labels(ctx, neuron_id):
     if twin is None:
         return [f"#{i}" for i in neuron_id]
     k = twin.kinds[np.searchsorted(twin.neuron_id, neuron_id)]
-    return [f"#{i} {kk[:4]}" for i, kk in zip(neuron_id, k)]
+    return [f"#{i} {kk[:4]}" for i, kk in zip(neuron_id, k, strict=True)]
 
 
 def fig_mei(ctx, tag: str) -> Figure:
@@ -152,7 +152,7 @@ def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
     return paired_grid(
         mei["mei"].values[ex, 0],
         gab[ex, 0],
-        [f"MEI {t}\nr={a:.1f}" for t, a in zip(lab, act_m)],
+        [f"MEI {t}\nr={a:.1f}" for t, a in zip(lab, act_m, strict=True)],
         [f"Gabor\nr={a:.1f}" for a in act_g],
         suptitle=f"MEI (upper rows) vs optimal Gabor (lower rows), "
         f"{'CNN' if tag == 'model' else 'true neurons'}; r = rate",

@@ -106,7 +106,7 @@ def init_models(
         groups.setdefault(tuple(float(vals[n][i]) for n in INIT_FIELDS), []).append(i)
     parts = [None] * k
     for key_vals, members in groups.items():
-        mcfg = dataclasses.replace(cfg.model, **dict(zip(INIT_FIELDS, key_vals)))
+        mcfg = dataclasses.replace(cfg.model, **dict(zip(INIT_FIELDS, key_vals, strict=True)))
         model = build_model(mcfg, image_shape=image_shape, n_neurons=n_out)
         dummy = None if grids is None else np.asarray(grids[members[0]])
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 0))(

@@ -81,7 +81,9 @@ def sweep_spec(d: dict) -> SweepSpec:
             if not isinstance(v, (list, tuple)) or not v:
                 raise ConfigError(f"sweep grid '{k}' must be a non-empty list of values")
         names = tuple(grid)
-        points = tuple(dict(zip(names, combo)) for combo in itertools.product(*grid.values()))
+        points = tuple(
+            dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())
+        )
     else:
         points = tuple(dict(p) for p in d["list"])
         if not points:
@@ -222,7 +224,7 @@ def member_metric(run: SweepRun, fn) -> xr.DataArray:
     return xr.DataArray(
         out,
         dims=("point", "seed", "neuron"),
-        coords={k: v for k, v in run.results.coords.items()},
+        coords=dict(run.results.coords.items()),
         name="metric",
     )
 
