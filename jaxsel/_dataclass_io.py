@@ -45,7 +45,7 @@ def close_key(key: str, valid) -> str:
 def type_name(tp) -> str:
     """A readable name of a type annotation (``'array of 2 (float, float)'``)."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return f"table [{tp.__name__}]"
     if origin is tuple:
         args = typing.get_args(tp)
@@ -107,7 +107,7 @@ def convert(value, tp, key: str, *, style: str = "toml"):
     """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -256,7 +256,7 @@ def plain(value):
 
 def to_dict(obj) -> dict:
     """A dataclass (nested ones too) as plain JSON/TOML-able data (tuples become lists)."""
-    return plain(obj)
+    return typing.cast(dict, plain(obj))  # a dataclass becomes a dict
 
 
 def check_keys(classes, data: dict, where: str, *, style: str = "toml") -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import cast
 
 import flax.linen as nn
 import jax
@@ -225,9 +226,12 @@ class Model:
         if "grid" in ro:
             return jnp.clip(ro["grid"], -1.0, 1.0)
         gmp = self.config.grid_mean_predictor
+        assert gmp is not None  # the only readout with neither "mu" nor "grid"
         mlp = GridMeanPredictor(gmp.hidden_layers, gmp.hidden_features, gmp.final_tanh)
         src = state["consts"]["readout"]["source_grid"]
-        return jnp.clip(mlp.apply({"params": ro["grid_mean_predictor"]}, src), -1.0, 1.0)
+        # flax types apply() as "output or (output, mutated vars)"; nothing is mutable here
+        mu = cast(jax.Array, mlp.apply({"params": ro["grid_mean_predictor"]}, src))
+        return jnp.clip(mu, -1.0, 1.0)
 
 
 def default_hparams(cfg: ModelConfig) -> dict:
@@ -260,7 +264,10 @@ def _jit_init(module: Encoder):
     """``module.init`` compiled once per (hashable) module, in the one compile cache: eager
     init would compile every primitive separately."""
     return cached(
-        "model_init", module, lambda: jax.jit(functools.partial(module.init, train=False))
+        "model_init",
+        # flax Modules hash by their fields at runtime; pyright reads eq=True as unhashable
+        module,  # pyright: ignore[reportArgumentType]
+        lambda: jax.jit(functools.partial(module.init, train=False)),
     )
 
 

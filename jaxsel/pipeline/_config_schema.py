@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jaxsel.data._twin_simulate import TwinConfig
 from jaxsel.measures._selection import SelectionRule
 
 
-def _f(default, doc: str, **kw):
-    """A dataclass field with a default and its documentation."""
+def _f[T](default: T, doc: str, **kw: Any) -> T:
+    """A dataclass field with a default and its documentation (typed as its default, as
+    :func:`dataclasses.field` is)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"doc": doc}, **kw)
     return field(default=default, metadata={"doc": doc}, **kw)

@@ -34,7 +34,8 @@ def spearman(a, b) -> float:
         return float("nan")
     from scipy.stats import spearmanr
 
-    return float(spearmanr(a[ok], b[ok]).statistic)
+    # scipy's result decorator hides SignificanceResult from pyright
+    return float(spearmanr(a[ok], b[ok]).statistic)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def median(x) -> float:

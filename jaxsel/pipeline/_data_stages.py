@@ -59,7 +59,7 @@ def stage_select(ctx: Context) -> list[str]:
     """Reliability and tuning statistics of every neuron and the selection rule."""
     table = selection_table(ctx.dataset(), ctx.cfg.select)
     twin = ctx.twin()
-    metrics = {"n_selected": int(table["selected"].sum())}
+    metrics: dict[str, float] = {"n_selected": int(table["selected"].sum())}
     if twin is not None:
         order = np.searchsorted(twin.neuron_id, table["neuron_id"].values)
         table["true_oracle"] = ("neuron", np.asarray(twin.params["true_oracle"])[order])

@@ -13,9 +13,11 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +76,7 @@ class FitResult:
     seed: int
     stopped: str
     out_dir: Path | None = None
-    _fn: object = field(default=None, repr=False, compare=False)
+    _fn: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def model(self) -> Model:

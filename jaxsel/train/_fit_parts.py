@@ -27,6 +27,7 @@ from jaxsel._errors import ConfigError, DataError
 from jaxsel.data._batches import tier_arrays
 from jaxsel.data._dataset import fingerprint as data_fingerprint
 from jaxsel.data._dataset import validate, with_statistics
+from jaxsel.data._transforms import Standardizer
 from jaxsel.data._transforms import standardizer as make_standardizer
 from jaxsel.models._model import Model
 from jaxsel.train._checkpoint import checkpoint_dir, latest_epoch, read_meta
@@ -64,7 +65,7 @@ class TrainData:
 
     ds: xr.Dataset
     fingerprint: str
-    standardizer: object
+    standardizer: Standardizer
     x_train: np.ndarray
     r_train: np.ndarray
     x_val: np.ndarray

@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jax.sharding import Mesh
 
 from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError, DataError
@@ -80,7 +83,7 @@ def fit_many(
     config,
     dataset: xr.Dataset,
     *,
-    seeds=0,
+    seeds: int | Sequence[int] | np.ndarray = 0,
     hparams: dict | None = None,
     targets=None,
     order_seed: int | None = None,
@@ -325,10 +328,10 @@ class _ManyRun:
     order_seed: int | None
     shared: bool
     bs: int
-    mesh: object
+    mesh: Mesh | None
     per: dict
-    epoch_fn: object
-    scores_fn: object
+    epoch_fn: Callable[..., Any]
+    scores_fn: Callable[..., Any]
     train_xr: tuple
     val: tuple
     out_dir: Path | None

@@ -131,7 +131,9 @@ def init_models(
     if grids is not None:
         from jaxsel.models._readouts import normalize_source_grid
 
-        d = cfg.model.grid_mean_predictor.input_dimensions
+        gmp = cfg.model.grid_mean_predictor
+        assert gmp is not None  # source grids are passed only to grid-mean-predictor readouts
+        d = gmp.input_dimensions
         state["consts"]["readout"]["source_grid"] = np.stack(
             [normalize_source_grid(g[:, :d]) for g in grids]
         )

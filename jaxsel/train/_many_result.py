@@ -3,9 +3,11 @@ model axis), and its history/summary datasets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -50,7 +52,7 @@ class ManyResult:
     image_shape: tuple
     fingerprint: str
     out_dir: Path | None = None
-    _fn: object = field(default=None, repr=False, compare=False)
+    _fn: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_models(self) -> int:
