@@ -2,7 +2,7 @@
 
 Model, training, MEI and run configs are frozen dataclasses; they are read from plain data
 (parsed TOML or JSON) with :func:`from_dict` and written back with :func:`to_dict`. Reading
-is strict: an unknown key is a :class:`~jaxsel._errors.ConfigError` naming the closest valid
+is strict: an unknown key is a :class:`~jaxsel.ConfigError` naming the closest valid
 key, and every value is checked against the field's annotation (nested dataclasses, tuples,
 unions, typed dicts), with the dotted key path in the message.
 

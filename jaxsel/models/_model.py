@@ -1,6 +1,6 @@
 """Response models as pure functions of plain pytrees.
 
-:func:`build_model` turns a :class:`~jaxsel.models._config.ModelConfig` and the data's shapes
+:func:`build_model` turns a :class:`~jaxsel.ModelConfig` and the data's shapes
 into a :class:`Model`, a bundle of pure functions:
 
 * ``init(key, mean_response=None, source_grid=None) -> (params, state)``;
@@ -111,8 +111,8 @@ class Model:
             starts at ``elu1_inverse(mean_response)`` so initial rates equal the means.
           source_grid: (neuron, d) cortical coordinates for the grid-mean predictor
             (normalized here; required when the config has one).
-          positions: (neuron, 2) ``[x, y]`` initial readout positions in [-1, 1] (e.g.
-            :func:`jaxsel.models._readout_init.energy_positions`); ignored by LN models and
+          positions: (neuron, 2) ``[x, y]`` initial readout positions in [-1, 1] (e.g. the
+            energy-based start of ``readout_init="energy"``); ignored by LN models and
             by a grid-mean predictor.
         """
         x = jnp.zeros((1,) + tuple(self.image_shape), jnp.float32)

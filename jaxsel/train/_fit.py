@@ -1,8 +1,9 @@
 """``fit``: train one model on a dataset, with early stopping, checkpoints and resume.
 
 ``fit`` is a thin Python loop over epochs around the pure pieces in
-:mod:`jaxsel.train._step` (one jitted step per batch) and :mod:`jaxsel.train._schedule`
-(early stopping / learning-rate plateau), so issue-4 style vectorised training can reuse them.
+:func:`jaxsel.train.make_train_step` (one jitted step per batch) and
+:func:`jaxsel.train.plateau_update` (early stopping / learning-rate plateau), so issue-4
+style vectorised training can reuse them.
 
 Determinism: the initialisation key is ``fold_in(key(seed), 0)``; the readout-sampling key
 of a step is ``fold_in(fold_in(key(seed), 1 + epoch), batch)``; the batch order of an epoch
@@ -155,7 +156,7 @@ def fit(
     """Train one model on a dataset's train tier, early-stopping on the validation tier.
 
     Args:
-      config: a :class:`~jaxsel.train._config.Config`, a named config (``"small"``, ...) or
+      config: a :class:`~jaxsel.train.Config`, a named config (``"small"``, ...) or
         a dict (``Config.from_dict``).
       dataset: a validated dataset (``jaxsel.data.make_dataset``) with train and validation
         tiers; validated again here (non-finite responses are rejected naming the neuron and

@@ -1,4 +1,4 @@
-"""The epoch loop of :func:`jaxsel.train._fit.fit` as named pieces: the initial state, resume,
+"""The epoch loop of :func:`jaxsel.fit` as named pieces: the initial state, resume,
 one epoch of jitted steps, its history row, the loop with early stopping and checkpoints, and
 the error of a non-finite step."""
 

@@ -1,4 +1,4 @@
-"""Pieces shared by :func:`jaxsel.train._fit.fit` and :func:`jaxsel.train._many.fit_many`.
+"""Pieces shared by :func:`jaxsel.fit` and :func:`jaxsel.fit_many`.
 
 * :func:`resolve_config` — a Config from a Config, a named config or a dict;
 * :func:`prepare_data` — validate, add statistics, fingerprint, standardize the train and
@@ -57,7 +57,7 @@ class TrainData:
     Attributes:
       ds: the dataset (with ``response_std`` statistics).
       fingerprint: its fingerprint.
-      standardizer: the :func:`jaxsel.data._transforms.standardizer` fitted on it.
+      standardizer: the :func:`jaxsel.data.standardizer` fitted on it.
       x_train, r_train, x_val, r_val: standardized float32 images and responses.
       image_shape: (channel, y, x).
       neuron_id: (neuron,) ids.

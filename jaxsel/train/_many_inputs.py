@@ -1,4 +1,4 @@
-"""Inputs of :func:`jaxsel.train._many.fit_many`: per-model seeds, hyperparameters and
+"""Inputs of :func:`jaxsel.fit_many`: per-model seeds, hyperparameters and
 targets (broadcast to K models), the stacked initial models and each epoch's batch indices."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def per_model(seeds, hparams, targets, n_neurons: int):
         raise ConfigError(
             f"hparams {bad} cannot vary within one fit_many program (per-model "
             f"fields: {', '.join(PER_MODEL_FIELDS)}); fields that change shapes "
-            f"or the architecture are swept by jaxsel.train._sweep, one program "
+            f"or the architecture are swept by jaxsel.train.run_sweep, one program "
             f"per value"
         )
     if isinstance(targets, str):

@@ -1,4 +1,4 @@
-"""``ManyResult``: what :func:`jaxsel.train._many.fit_many` returns (K models on a leading
+"""``ManyResult``: what :func:`jaxsel.fit_many` returns (K models on a leading
 model axis), and its history/summary datasets."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ManyResult:
       seeds: (K,) seeds.
       hparams: ``{field: (K,) values}`` for every per-model field given.
       targets: (K, n_out) neuron indices into the dataset; ``neuron_id`` the same as ids.
-      image_shape, fingerprint, out_dir: as in :class:`~jaxsel.train._fit.FitResult`.
+      image_shape, fingerprint, out_dir: as in :class:`~jaxsel.FitResult`.
     """
 
     config: Config
@@ -71,7 +71,7 @@ class ManyResult:
         return self.config.replace(**{n: _py(v[k]) for n, v in self.hparams.items()})
 
     def member(self, k: int) -> FitResult:
-        """Model ``k`` as a :class:`~jaxsel.train._fit.FitResult` (its own history)."""
+        """Model ``k`` as a :class:`~jaxsel.FitResult` (its own history)."""
         take = lambda t: jax.tree.map(lambda a: np.asarray(a)[k], t)  # noqa: E731
         h = self.history.isel(model=k).drop_vars([c for c in self.history.coords if c != "epoch"])
         h = h.isel(epoch=np.flatnonzero(np.isfinite(h["val_correlation"].values)))

@@ -147,7 +147,7 @@ def many_response_model(result, which="mean", *, dataset=None) -> ResponseModel:
     """A ``ManyResult`` as a :class:`ResponseModel`: the ensemble mean or one member.
 
     Args:
-      result: a :class:`~jaxsel.train._many.ManyResult`.
+      result: a :class:`~jaxsel.ManyResult`.
       which: ``"mean"`` (the mean rate over all models; they must model the same neurons)
         or a model index ``k`` (that member alone).
       dataset: optional training dataset for per-neuron coords.

@@ -92,7 +92,7 @@ def make_train_step(
     path (``fit``, ``fit_many``, the fused per-neuron step) computes the same numbers.
 
     ``conv`` picks how the core's convolutions are computed (same results up to float32
-    rounding): ``"xla"``, ``"fft"`` or ``"shifted"`` (:mod:`jaxsel.models._conv_impl`).
+    rounding): ``"xla"``, ``"fft"`` or ``"shifted"`` (:func:`jaxsel.models.conv_implementation`).
     """
     tx = tx or make_optimizer(train.lr)
     loss_fn = _loss_fn(train)
