@@ -117,7 +117,7 @@ class ManyResult:
             },
         }
 
-    def response_model(self, which="mean", *, dataset: xr.Dataset | None = None):
+    def response_model(self, which: str | int = "mean", *, dataset: xr.Dataset | None = None):
         """These models as one :class:`~jaxsel.models.ResponseModel` (rates (batch, n_out)).
 
         Args:
