@@ -1,6 +1,6 @@
 """Benchmark: one convolution layer, forward + backward, XLA's direct convolution vs FFT.
 
-The measurements behind :func:`jaxsel.models._conv_impl.fft_is_faster_on_cpu` (batch 64, one
+The measurements behind ``conv="auto"`` of :func:`jaxsel.fit_many` (batch 64, one
 model; the input gradient is skipped for 1-channel inputs, as for images). Prints a table and
 JSON. Usage::
 

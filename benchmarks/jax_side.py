@@ -116,7 +116,7 @@ def equivalence_train(cfg, model, params, state, x, r, hp, path):
                 if i % 2 == 0
                 else 0.5 + jax.random.uniform(k, a.shape)
             )
-            for i, (k, a) in enumerate(zip(ks, leaves))
+            for i, (k, a) in enumerate(zip(ks, leaves, strict=True))
         ]
         # flatten order is (mean, var) per BN layer: dict keys sorted
         st = {**st, "batch_stats": jax.tree.unflatten(tdef, new)}
@@ -270,7 +270,7 @@ def per_neuron_variants(w, m, S, which=None):
 
     ``vmap`` / ``loop``: the one-model step vmapped / called per model; ``*_fft``: the same
     with ``conv="auto"`` (FFT convolutions where they are faster on CPU, as ``fit_many``);
-    ``fused_*``: :func:`jaxsel.train._per_neuron.make_per_neuron_step` with ``conv=*``.
+    ``fused_*``: :func:`jaxsel.train.make_per_neuron_step` with ``conv=*``.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -350,7 +350,7 @@ def per_neuron_variants(w, m, S, which=None):
 def run_per_neuron(w, ex):
     m = w["n_models"]
     S = per_neuron_setup(w, m)
-    Ps, Ss, Os, x, R, mask, rngs, HP = S["args"]
+    Ps, Ss, _Os, x, R, mask, _rngs, _HP = S["args"]
     if ex is not None:
         from equivalence import compare, require
 
@@ -516,7 +516,7 @@ def run_sweep(w, ex):
     res = {}
     gfl = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"] * m, w["image"]) / 1e9
 
-    # jaxsel.train._per_neuron's fused step would apply (one batch for all models) but its
+    # jaxsel.train.make_per_neuron_step's fused step would apply (one batch for all models) but its
     # grouped-conv form is ~30x slower than the loop here and its shifted-matmul form needs
     # > 10 GiB for the backward pass at these sizes: the sweep runs as a loop of one
     # compiled single-model step (set PER_NEURON_JAX in workloads.py to try them).

@@ -9,7 +9,7 @@ Steps:
      recovery scores (Pearson r with the true optimum for simple cells, phase-invariant match
      for complex cells, fraction of the true maximum at the same budget, ratio to the best
      natural test image); optimal Gabors of the true neurons (orientation / SF errors);
-  3. ``jaxsel.train._fit('small', ds)``, then the same MEIs and Gabors through the model,
+  3. ``jaxsel.fit('small', ds)``, then the same MEIs and Gabors through the model,
      scored against the truth (the MEI is shown to the TRUE neuron at the same budget).
 
 Acceptance (issue): truth r >= 0.95 simple, match >= 0.9 complex, Gabor orientation error

@@ -1,4 +1,4 @@
-"""Benchmark: K per-neuron CNNs (jaxsel.train._per_neuron.bench_config), training steps/s.
+"""Benchmark: K per-neuron CNNs (jaxsel.train.make_per_neuron_step's config), training steps/s.
 
 One "step" = every model does one Adam step on one batch (64 images 1x36x64, shared).
 Compared: a Python loop over a jitted single-model step, with XLA's or FFT convolutions

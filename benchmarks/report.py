@@ -174,6 +174,12 @@ def _load_note(machine: dict) -> str:
 def table(run: dict) -> str:
     m = run["machine"]
     v = run["versions"]
+    not_run = (
+        "; NOT RUN (the run stopped early: an equivalence check failed or time ran out, "
+        "see benchmarks/README.md): " + ", ".join(run["partial"])
+        if run.get("partial")
+        else ""
+    )
     lines = [
         START,
         "",
@@ -183,7 +189,7 @@ def table(run: dict) -> str:
         f"{_load_note(m)}), "
         f"jax {v.get('jax')}, torch {v.get('torch')} ({v.get('torch_device')}), "
         f"{'quick sizes' if run.get('quick') else 'full sizes'}"
-        f"{'; NOT RUN (the run stopped early: an equivalence check failed or time ran out, see benchmarks/README.md): ' + ', '.join(run['partial']) if run.get('partial') else ''}. "
+        f"{not_run}. "
         "Ratio = JAX throughput / PyTorch throughput measured in the same run (> 1: JAX "
         "faster); medians over repeats, warm-up and compilation excluded. Every workload "
         "passed the JAX-vs-PyTorch equivalence checks before timing.",

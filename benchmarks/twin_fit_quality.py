@@ -18,6 +18,7 @@ simple cells.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -29,10 +30,8 @@ def _parse_set(items):
     for item in items or []:
         key, _, value = item.partition("=")
         name, part, field = key.split(".", 2)
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
         out.setdefault(name, {}).setdefault(part, {})[field] = value
     return out
 

@@ -3,7 +3,7 @@ learning-rate x 3-seed sweep in ONE program, with the seed-001 summary (CSV) and
 
 Per-neuron metric of the sweep: single-neuron Poisson information (bits) about a binary
 stimulus label (grating orientation 0 vs 90 deg) from each model's rates to a grating set,
-via jaxsel.measures._information. Writes to --out, prints a JSON summary.
+via jaxsel.measures.poisson_information. Writes to --out, prints a JSON summary.
 
     .venv/bin/python benchmarks/twin_many_models.py --out runs/many [--quick]
 """
@@ -51,7 +51,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     q = a.quick
     n_neurons = 20 if q else 100
-    ds, twin = simulate(
+    ds, _twin = simulate(
         seed=0,
         n_neurons=n_neurons,
         n_train=200 if q else 2000,

@@ -23,7 +23,7 @@ import copy
 # The tiny per-neuron CNN (one jaxsel model per neuron): 2 layers (conv k9 1->C, BN, ELU;
 # conv k7 C->C, BN, ELU), full Gaussian readout of 1 neuron, ELU+1, Poisson loss, Adam.
 PER_NEURON_ARCH = {"channels": 4, "k1": 9, "k2": 7, "lr": 1e-3}
-# JAX formulations timed (jaxsel.train._per_neuron's fused step with shifted-matmul hidden
+# JAX formulations timed (jaxsel.train.make_per_neuron_step's fused step with shifted-matmul hidden
 # layers, vmap of the one-model step, a Python loop over it). The fused step with
 # conv="xla" (grouped convs) was 20-30x slower than the loop on this CPU in --quick runs
 # and is left out of full runs (add "fused_xla" here to time it).

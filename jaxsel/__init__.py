@@ -49,6 +49,7 @@ __all__ = [
     "MissingInput",
     "ModelConfig",
     "ResponseModel",
+    "TrainingError",
     "__version__",
     "as_response_model",
     "clear_caches",

@@ -2,7 +2,7 @@
 
 Model, training, MEI and run configs are frozen dataclasses; they are read from plain data
 (parsed TOML or JSON) with :func:`from_dict` and written back with :func:`to_dict`. Reading
-is strict: an unknown key is a :class:`~jaxsel._errors.ConfigError` naming the closest valid
+is strict: an unknown key is a :class:`~jaxsel.ConfigError` naming the closest valid
 key, and every value is checked against the field's annotation (nested dataclasses, tuples,
 unions, typed dicts), with the dotted key path in the message.
 
@@ -45,7 +45,7 @@ def close_key(key: str, valid) -> str:
 def type_name(tp) -> str:
     """A readable name of a type annotation (``'array of 2 (float, float)'``)."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return f"table [{tp.__name__}]"
     if origin is tuple:
         args = typing.get_args(tp)
@@ -107,7 +107,7 @@ def convert(value, tp, key: str, *, style: str = "toml"):
     """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -139,7 +139,8 @@ def convert(value, tp, key: str, *, style: str = "toml"):
         if len(value) != len(args):
             raise ConfigError(f"key '{key}' must be {type_name(tp)}, got an array of {len(value)}")
         return tuple(
-            convert(v, a, f"{key}[{i}]", style=style) for i, (v, a) in enumerate(zip(value, args))
+            convert(v, a, f"{key}[{i}]", style=style)
+            for i, (v, a) in enumerate(zip(value, args, strict=True))
         )
     if origin in (collections.abc.Mapping, dict) and args:
         if not isinstance(value, dict):
@@ -255,7 +256,7 @@ def plain(value):
 
 def to_dict(obj) -> dict:
     """A dataclass (nested ones too) as plain JSON/TOML-able data (tuples become lists)."""
-    return plain(obj)
+    return typing.cast(dict, plain(obj))  # a dataclass becomes a dict
 
 
 def check_keys(classes, data: dict, where: str, *, style: str = "toml") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class JaxselError(Exception):
@@ -43,7 +44,16 @@ class ConfigError(JaxselError, ValueError):
 
 
 class TrainingError(JaxselError, RuntimeError):
-    """Training could not continue (e.g. a non-finite loss)."""
+    """Training could not continue (e.g. a non-finite loss).
+
+    Raised by :func:`jaxsel.fit` with ``result`` (the fit up to the last finite epoch),
+    ``epoch``, ``step`` and ``batch`` (where the loss became non-finite) attached.
+    """
+
+    result: Any
+    epoch: int
+    step: int
+    batch: int
 
 
 class MissingInput(JaxselError):

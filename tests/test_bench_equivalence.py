@@ -38,7 +38,7 @@ def _model(n=5, h=8, w=10, cfg=CFG):
     return model, params, state
 
 
-@pytest.mark.parametrize("pooling,hidden_pooling", [(1, 1), (2, 1), (3, 2)])
+@pytest.mark.parametrize(("pooling", "hidden_pooling"), [(1, 1), (2, 1), (3, 2)])
 def test_numpy_reference_matches_jaxsel_forward(pooling, hidden_pooling):
     import dataclasses
 

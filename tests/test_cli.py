@@ -78,5 +78,10 @@ def test_sweep_writes_one_summary_row_per_value_and_seed(tmp_path):
     args = ["sweep", str(config), "--out", str(tmp_path / "run"), "--no-progress"]
     assert main(args + [a for kv in tiny for a in ("--set", kv)]) == 0
     table = pd.read_csv(tmp_path / "run" / "sweep" / "summary.csv")
-    assert sorted(zip(table["lr"], table["seed"])) == [(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
+    assert sorted(zip(table["lr"], table["seed"], strict=True)) == [
+        (0.001, 0),
+        (0.001, 1),
+        (0.01, 0),
+        (0.01, 1),
+    ]
     assert np.isfinite(table["best_val_corr"]).all()

@@ -25,7 +25,7 @@ def _direct(x, w, stride, padding):
 
 
 @pytest.mark.parametrize(
-    "k,stride,padding",
+    ("k", "stride", "padding"),
     [
         (3, 1, "SAME"),
         (4, 1, "SAME"),
@@ -47,7 +47,7 @@ def test_fft_conv_equals_direct(k, stride, padding):
 
 
 @pytest.mark.parametrize(
-    "k,stride,padding", [(5, 1, "SAME"), (4, 2, ((1, 2), (1, 2))), (3, 1, "VALID")]
+    ("k", "stride", "padding"), [(5, 1, "SAME"), (4, 2, ((1, 2), (1, 2))), (3, 1, "VALID")]
 )
 def test_fft_conv_gradients_equal_direct(k, stride, padding):
     """The hand-written VJP (circular correlations) against autodiff of XLA's conv."""
@@ -59,7 +59,7 @@ def test_fft_conv_gradients_equal_direct(k, stride, padding):
         jax.grad(lambda x, w: jnp.sum(f(x, w, stride, padding) * g), argnums=(0, 1))(x, w)
         for f in (_direct, fft_conv)
     ]
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(b, a, atol=1e-4 * float(jnp.max(jnp.abs(a))))
     # and under vmap (a model axis), as fit_many uses it
     vg = jax.vmap(
@@ -69,7 +69,7 @@ def test_fft_conv_gradients_equal_direct(k, stride, padding):
     np.testing.assert_allclose(vg[0], grads[0][1], atol=1e-4 * float(jnp.max(jnp.abs(vg[0]))))
 
 
-@pytest.mark.parametrize("k,dil", [(3, 1), (5, 1), (3, 2), (4, 1)])
+@pytest.mark.parametrize(("k", "dil"), [(3, 1), (5, 1), (3, 2), (4, 1)])
 def test_shifted_conv_equals_direct(k, dil):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
@@ -109,7 +109,7 @@ def test_model_under_other_conv_impl_equals_xla(impl, arch):
         (_, out), gout = jax.value_and_grad(loss, has_aux=True)(params)
         jaxpr = str(jax.make_jaxpr(loss)(params))
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
-    for a, b in zip(jax.tree.leaves(gref), jax.tree.leaves(gout)):
+    for a, b in zip(jax.tree.leaves(gref), jax.tree.leaves(gout), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(a))))
     # the replacement really ran where it applies (and only there)
     uses_fft = "fft[" in jaxpr or "fft_type" in jaxpr

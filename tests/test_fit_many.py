@@ -50,7 +50,7 @@ def test_equals_separate_fits(data, many):
             m.history["val_correlation"].values, f.history["val_correlation"].values, atol=TOL
         )
         np.testing.assert_allclose(m.history["lr"].values, f.history["lr"].values, rtol=1e-6)
-        for a, b in zip(jax.tree.leaves(m.params), jax.tree.leaves(f.params)):
+        for a, b in zip(jax.tree.leaves(m.params), jax.tree.leaves(f.params), strict=True):
             np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)
         stops.add(len(f.history.epoch))
     assert len(stops) > 1, "the test should exercise different stopping epochs"
@@ -69,7 +69,7 @@ def test_loop_formulation_equals_vmap(data, many):
     np.testing.assert_allclose(
         loop.history["val_correlation"].values, many.history["val_correlation"].values, atol=TOL
     )
-    for a, b in zip(jax.tree.leaves(loop.params), jax.tree.leaves(many.params)):
+    for a, b in zip(jax.tree.leaves(loop.params), jax.tree.leaves(many.params), strict=True):
         np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)
 
 
@@ -121,7 +121,7 @@ def test_checkpoint_resume(data, tmp_path):
         resume=True,
         formulation="vmap",
     )
-    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(res.params)):
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(res.params), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     with pytest.raises(ConfigError, match="already holds"):
         fit_many(cfg, data, seeds=[0, 1], out_dir=tmp_path / "a")
@@ -171,5 +171,7 @@ def test_energy_readout_init_is_the_same_in_fit_many(data):
     for k, cols in enumerate([[0, 1], [2, 3]]):
         sub = data.isel(neuron=cols)
         f = fit(cfg, sub, seed=k)
-        for a, b in zip(jax.tree.leaves(many.member(k).params), jax.tree.leaves(f.params)):
+        for a, b in zip(
+            jax.tree.leaves(many.member(k).params), jax.tree.leaves(f.params), strict=True
+        ):
             np.testing.assert_allclose(a, b, atol=TOL, rtol=TOL)

@@ -203,10 +203,10 @@ def test_cli_predict_errors_are_one_line(saved, tmp_path, capsys):
 
 
 def test_missing_and_corrupt_folders(saved, tmp_path):
-    with pytest.raises(DataError, match="nope.*no such model folder"):
+    with pytest.raises(DataError, match=r"nope.*no such model folder"):
         load_model(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="empty.*no model.json"):
+    with pytest.raises(DataError, match=r"empty.*no model.json"):
         load_model(tmp_path / "empty")
     bad = tmp_path / "corrupt"
     shutil.copytree(saved["ln"], bad)
@@ -216,7 +216,7 @@ def test_missing_and_corrupt_folders(saved, tmp_path):
     noarr = tmp_path / "noarrays"
     shutil.copytree(saved["ln"], noarr)
     shutil.rmtree(noarr / "arrays")
-    with pytest.raises(DataError, match="noarrays.*cannot read the parameters"):
+    with pytest.raises(DataError, match=r"noarrays.*cannot read the parameters"):
         load_model(noarr)
 
 
@@ -226,7 +226,7 @@ def test_newer_format_version_is_refused(saved, tmp_path):
     meta = json.loads((new / "model.json").read_text())
     meta["format_version"] = 99
     (new / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="future.*format 99.*up to 1.*upgrade"):
+    with pytest.raises(DataError, match=r"future.*format 99.*up to 1.*upgrade"):
         load_model(new)
 
 

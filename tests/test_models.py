@@ -1,6 +1,8 @@
 """Models: configs, regularizers against NumPy references, LN gradient RF, core variants,
 linearized core, vmap over a model axis."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,13 +54,13 @@ def test_from_dict_types_nesting_and_round_trip():
     assert cfg.model.grid_mean_predictor == GridMeanPredictorConfig(hidden_layers=1)
     assert Config.from_dict(cfg.to_dict()) == cfg
     hash(cfg.model)  # usable as a static jit argument
-    with pytest.raises(ConfigError, match="grid_mean_predictor.hiden"):
+    with pytest.raises(ConfigError, match=re.escape("grid_mean_predictor.hiden")):
         Config.from_dict({"model": {"grid_mean_predictor": {"hiden_layers": 1}}})
     with pytest.raises(ConfigError, match="must be an integer"):
         from_dict(ModelConfig, {"layers": "four"})
-    with pytest.raises(ConfigError, match="readout = 'gausian'.*did you mean 'gaussian'"):
+    with pytest.raises(ConfigError, match=r"readout = 'gausian'.*did you mean 'gaussian'"):
         ModelConfig(readout="gausian")
-    with pytest.raises(ConfigError, match="train.loss"):
+    with pytest.raises(ConfigError, match=re.escape("train.loss")):
         TrainConfig(loss="poison")
 
 
@@ -248,7 +250,7 @@ def test_core_variants_run(kw):
 
 
 @pytest.mark.parametrize(
-    "k,pool,padding,hw",
+    ("k", "pool", "padding", "hw"),
     [
         (9, 2, "SAME", (36, 64)),
         (4, 2, "SAME", (17, 20)),
@@ -318,7 +320,7 @@ def test_batchnorm_statistics_ignore_masked_padding(kind):
     mask = jnp.arange(8) < 5
     _, s_real = m.apply(params, state, real, train=True, rng=jax.random.key(2))
     _, s_pad = m.apply(params, state, padded, train=True, rng=jax.random.key(2), mask=mask)
-    for a, b in zip(jax.tree.leaves(s_real), jax.tree.leaves(s_pad)):
+    for a, b in zip(jax.tree.leaves(s_real), jax.tree.leaves(s_pad), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 

@@ -39,14 +39,14 @@ def test_fused_step_equals_vmap(conv):
     new = jax.jit(make_per_neuron_step(model, cfg.train, tx, conv=conv))
     a = ref(params, state, opt, x, r, mask, rngs, hp)
     c = new(params, state, opt, x, r, mask, rngs, hp)
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(c)):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(c), strict=True):
         np.testing.assert_allclose(
             np.asarray(u, np.float64), np.asarray(v, np.float64), atol=1e-5, rtol=1e-5
         )
 
 
 @pytest.mark.parametrize(
-    "formulation,conv", [("fused", "xla"), ("loop", "xla"), ("loop", "fft"), ("vmap", "fft")]
+    ("formulation", "conv"), [("fused", "xla"), ("loop", "xla"), ("loop", "fft"), ("vmap", "fft")]
 )
 def test_fit_many_formulations_equal_vmap(formulation, conv):
     ds, _ = tiny_twin(n_neurons=4)
@@ -55,5 +55,5 @@ def test_fit_many_formulations_equal_vmap(formulation, conv):
     b = fit_many(cfg, ds, seeds=0, targets="per_neuron", formulation=formulation, conv=conv)
     assert list(b.neuron_id[:, 0]) == list(ds["neuron_id"].values)
     np.testing.assert_allclose(a.best_score, b.best_score, atol=1e-5)
-    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    for u, v in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_allclose(u, v, atol=1e-4, rtol=1e-4)

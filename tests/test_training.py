@@ -165,11 +165,11 @@ def test_train_step_vmaps_over_models_with_own_hparams(one_layer):
     mask = jnp.arange(8) < 6
     rngs = jax.random.split(jax.random.key(3), 2)
     vstep = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None, None, None, 0, 0)))
-    P, S, O, M = vstep(params, state, opt, x, r, mask, rngs, hps)
+    P, S, _opt, M = vstep(params, state, opt, x, r, mask, rngs, hps)
     for i in range(2):
         take = lambda t, i=i: jax.tree.map(lambda a: a[i], t)  # noqa: E731
         p1, s1, o1, m1 = jstep(take(params), take(state), take(opt), x, r, mask, rngs[i], take(hps))
-        for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves(take((P, S)))):
+        for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves(take((P, S))), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
         assert float(m1["loss"]) == pytest.approx(float(M["loss"][i]), rel=1e-5)
     assert float(M["n"][0]) == 6.0 and bool(jnp.all(M["finite"]))
@@ -197,7 +197,9 @@ def test_train_step_skips_non_finite_updates(one_layer):
         make_hparams(ONE_LAYER, 100),
     )
     assert not bool(met["finite"])
-    for a, b in zip(jax.tree.leaves((params, state, opt)), jax.tree.leaves((p1, s1, o1))):
+    for a, b in zip(
+        jax.tree.leaves((params, state, opt)), jax.tree.leaves((p1, s1, o1)), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -213,13 +215,15 @@ def test_fit_deterministic_and_kill_resume_equals_uninterrupted(twin, tmp_path):
     ds, _ = twin
     full = fit(TINY, ds, seed=1, out_dir=tmp_path / "full")
     again = fit(TINY, ds, seed=1)  # no checkpoints
-    for a, b in zip(_leaves(full.params), _leaves(again.params)):
+    for a, b in zip(_leaves(full.params), _leaves(again.params), strict=True):
         np.testing.assert_array_equal(a, b)  # bitwise on CPU
     first = fit(TINY, ds, seed=1, out_dir=tmp_path / "killed", max_epochs=3)  # "killed"
     assert first.history.sizes["epoch"] == 3 and latest_epoch(tmp_path / "killed") == 3
     resumed = fit(TINY, ds, seed=1, out_dir=tmp_path / "killed", resume=True)
     assert resumed.history.sizes["epoch"] == full.history.sizes["epoch"]
-    for a, b in zip(_leaves((full.params, full.state)), _leaves((resumed.params, resumed.state))):
+    for a, b in zip(
+        _leaves((full.params, full.state)), _leaves((resumed.params, resumed.state)), strict=True
+    ):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     np.testing.assert_allclose(
         resumed.history["val_correlation"].values, full.history["val_correlation"].values, atol=1e-6
@@ -229,7 +233,7 @@ def test_fit_deterministic_and_kill_resume_equals_uninterrupted(twin, tmp_path):
     assert full.best_score > full.history["val_correlation"].values[0]
     # a finished run resumed again does nothing more
     done = fit(TINY, ds, seed=1, out_dir=tmp_path / "killed", resume=True)
-    for a, b in zip(_leaves(done.params), _leaves(resumed.params)):
+    for a, b in zip(_leaves(done.params), _leaves(resumed.params), strict=True):
         np.testing.assert_array_equal(a, b)
     # the checkpoint reloads to the same model
     loaded = load_fit(tmp_path / "full")
@@ -244,14 +248,14 @@ def test_resume_refuses_other_data_config_or_seed(twin, tmp_path):
     other, _ = simulate(
         seed=4, n_neurons=20, n_train=200, n_validation=60, n_test=20, test_repeats=4
     )
-    with pytest.raises(DataError, match="refusing to resume.*fingerprint"):
+    with pytest.raises(DataError, match=r"refusing to resume.*fingerprint"):
         fit(TINY, other, seed=0, out_dir=tmp_path, resume=True)
     changed = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, lr=0.02))
     with pytest.raises(ConfigError, match=r"different config: train.lr: checkpoint 0.01"):
         fit(changed, ds, seed=0, out_dir=tmp_path, resume=True)
     with pytest.raises(ConfigError, match="seed"):
         fit(TINY, ds, seed=5, out_dir=tmp_path, resume=True)
-    with pytest.raises(ConfigError, match="already holds a checkpoint.*resume=True"):
+    with pytest.raises(ConfigError, match=r"already holds a checkpoint.*resume=True"):
         fit(TINY, ds, seed=0, out_dir=tmp_path)
 
 
@@ -312,7 +316,7 @@ def test_non_finite_loss_later_keeps_the_best_checkpoint(twin, tmp_path, monkeyp
     assert latest_epoch(tmp_path) == 2  # epochs 0 and 1 were saved
     kept = load_fit(tmp_path)
     assert kept.best_epoch == err.result.best_epoch >= 0
-    for a, b in zip(_leaves(kept.params), _leaves(err.result.params)):
+    for a, b in zip(_leaves(kept.params), _leaves(err.result.params), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

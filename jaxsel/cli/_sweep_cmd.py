@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
         "sweep",
         help="hyperparameter sweep: many models trained at once (vmap)",
         description="Run the data and select stages of CONFIG, then train one model per "
-        "value x seed of the [sweep] section with jaxsel.train._many.fit_many "
+        "value x seed of the [sweep] section with jaxsel.fit_many "
         "(all points in one compiled step, each early-stopping on its own) and "
         "write RUN/sweep/summary.csv (value, seed, best validation correlation, "
         "best epoch, stop reason).",

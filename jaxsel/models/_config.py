@@ -2,9 +2,9 @@
 
 A :class:`ModelConfig` describes one response model completely (architecture, initialisation
 and regularizer strengths); it is hashable, so it can be a static argument of ``jax.jit`` and
-an attribute of a Flax module. :func:`from_dict` (the one dataclass-config reader,
-:mod:`jaxsel._dataclass_io`) builds any config dataclass from a plain dict (e.g. parsed
-JSON/TOML) and rejects unknown keys, naming the closest valid one.
+an attribute of a Flax module. :func:`from_dict` (the package's one dataclass-config
+reader) builds any config dataclass from a plain dict (e.g. parsed JSON/TOML) and rejects
+unknown keys, naming the closest valid one.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class ModelConfig:
         uniform(-init_sigma, init_sigma)) or ``"isotropic"`` (one sigma, init init_sigma).
       readout_init: ``"random"`` (positions uniform in +-init_mu_range) or ``"energy"``
         (each neuron's position starts where its training responses correlate best with
-        the local contrast energy of the images: :mod:`jaxsel.models._readout_init`).
+        the local contrast energy of the images).
       init_mu_range: readout positions start uniform in [-init_mu_range, init_mu_range]
         (normalized coordinates, [-1, 1] spans the feature map; pyramid: its ``init_range``).
       init_sigma: see ``gauss_type``.
@@ -163,7 +163,7 @@ class ModelConfig:
         for name in ("gamma_input", "gamma_hidden", "gamma_readout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})")
-        multi = self.stack is None or len(set(s % self.layers for s in self.stack)) > 1
+        multi = self.stack is None or len({s % self.layers for s in self.stack}) > 1
         if self.hidden_pooling > 1 and self.layers > 1 and (self.skip > 1 or multi):
             raise ConfigError(
                 "hidden_pooling > 1 changes the map size from layer to layer, "

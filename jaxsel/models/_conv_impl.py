@@ -1,7 +1,7 @@
 """Other ways to compute the core's convolutions, with the same results: FFT and shifted matmuls.
 
-A model's convolutions are written once (``nn.Conv`` and :class:`~jaxsel.models._core.ConvPool`
-in :mod:`jaxsel.models._core`). :func:`conv_implementation` swaps how they are computed while a
+A model's convolutions are written once (``nn.Conv`` and the core's convolution + pooling layer
+of :class:`jaxsel.models.Encoder`). :func:`conv_implementation` swaps how they are computed while a
 function runs (a Flax method interceptor), leaving parameters, names and results unchanged:
 
 - ``"xla"``: XLA's convolution (no interception).

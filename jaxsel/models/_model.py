@@ -1,6 +1,6 @@
 """Response models as pure functions of plain pytrees.
 
-:func:`build_model` turns a :class:`~jaxsel.models._config.ModelConfig` and the data's shapes
+:func:`build_model` turns a :class:`~jaxsel.ModelConfig` and the data's shapes
 into a :class:`Model`, a bundle of pure functions:
 
 * ``init(key, mean_response=None, source_grid=None) -> (params, state)``;
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import cast
 
 import flax.linen as nn
 import jax
@@ -110,8 +111,8 @@ class Model:
             starts at ``elu1_inverse(mean_response)`` so initial rates equal the means.
           source_grid: (neuron, d) cortical coordinates for the grid-mean predictor
             (normalized here; required when the config has one).
-          positions: (neuron, 2) ``[x, y]`` initial readout positions in [-1, 1] (e.g.
-            :func:`jaxsel.models._readout_init.energy_positions`); ignored by LN models and
+          positions: (neuron, 2) ``[x, y]`` initial readout positions in [-1, 1] (e.g. the
+            energy-based start of ``readout_init="energy"``); ignored by LN models and
             by a grid-mean predictor.
         """
         x = jnp.zeros((1,) + tuple(self.image_shape), jnp.float32)
@@ -225,9 +226,12 @@ class Model:
         if "grid" in ro:
             return jnp.clip(ro["grid"], -1.0, 1.0)
         gmp = self.config.grid_mean_predictor
+        assert gmp is not None  # the only readout with neither "mu" nor "grid"
         mlp = GridMeanPredictor(gmp.hidden_layers, gmp.hidden_features, gmp.final_tanh)
         src = state["consts"]["readout"]["source_grid"]
-        return jnp.clip(mlp.apply({"params": ro["grid_mean_predictor"]}, src), -1.0, 1.0)
+        # flax types apply() as "output or (output, mutated vars)"; nothing is mutable here
+        mu = cast(jax.Array, mlp.apply({"params": ro["grid_mean_predictor"]}, src))
+        return jnp.clip(mu, -1.0, 1.0)
 
 
 def default_hparams(cfg: ModelConfig) -> dict:
@@ -260,7 +264,10 @@ def _jit_init(module: Encoder):
     """``module.init`` compiled once per (hashable) module, in the one compile cache: eager
     init would compile every primitive separately."""
     return cached(
-        "model_init", module, lambda: jax.jit(functools.partial(module.init, train=False))
+        "model_init",
+        # flax Modules hash by their fields at runtime; pyright reads eq=True as unhashable
+        module,  # pyright: ignore[reportArgumentType]
+        lambda: jax.jit(functools.partial(module.init, train=False)),
     )
 
 

@@ -11,7 +11,7 @@
 
 Both compute ``y = sum_c w[n, c] * F(position_n)[c] + b[n]``; features are stored (neuron,
 channel), initialised to ``1 / channels``; the bias starts at 0 and is set from the mean
-responses by :func:`jaxsel.models._model.init_model`.
+responses when the model is initialised (:meth:`jaxsel.models.Model.init`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ A response model is a pure function of raw images and a parameter pytree::
 data it was trained on (image shape, neuron ids and coords, config and provenance). It
 unpacks as the pair (``fn, params = model``), so every function taking ``(fn, params)``
 accepts it. :func:`predict` evaluates any such model on many images in fixed-size batches,
-compiled once per model function (through :mod:`jaxsel._compile_cache`).
+compiled once per model function (in the package's one compile cache, emptied by
+:func:`jaxsel.clear_caches`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 overrides, the embedded demo config, and the hash of config sections a stage depends on.
 
 Validation is strict: an unknown key, a value of the wrong type or a missing data path is a
-:class:`~jaxsel._errors.ConfigError` whose message names the key, the expected type and, for
+:class:`~jaxsel.ConfigError` whose message names the key, the expected type and, for
 unknown keys, the closest valid key.
 
 Example::

@@ -2,24 +2,27 @@
 
 Every key has a default, documented in the ``doc`` metadata of its field (printed by
 ``jaxsel run --defaults``), so an empty file is a valid config (the digital-twin demo).
-Sections: ``[run]``, ``[data]`` (with ``[data.twin]`` = :class:`jaxsel.data._twin_simulate.
-TwinConfig`), ``[select]`` (= :class:`jaxsel.measures._selection.SelectionRule`),
-``[train]``, ``[evaluate]``, ``[mei]``, ``[gabor]``, ``[sweep]``, ``[report]``.
-Reading and validating: :mod:`jaxsel.pipeline._config_io`; writing TOML:
-:mod:`jaxsel.pipeline._config_docs`.
+Sections: ``[run]``, ``[data]`` (with ``[data.twin]`` = :class:`jaxsel.data.TwinConfig`),
+``[select]`` (= :class:`jaxsel.measures.SelectionRule`), ``[train]``, ``[evaluate]``,
+``[mei]``, ``[gabor]``, ``[sweep]``, ``[report]``.
+Reading and validating: :func:`jaxsel.pipeline.load_config`,
+:func:`jaxsel.pipeline.config_from_dict`; writing TOML: :func:`jaxsel.pipeline.to_toml`,
+:func:`jaxsel.pipeline.defaults_toml`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jaxsel.data._twin_simulate import TwinConfig
 from jaxsel.measures._selection import SelectionRule
 
 
-def _f(default, doc: str, **kw):
-    """A dataclass field with a default and its documentation."""
+def _f[T](default: T, doc: str, **kw: Any) -> T:
+    """A dataclass field with a default and its documentation (typed as its default, as
+    :func:`dataclasses.field` is)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"doc": doc}, **kw)
     return field(default=default, metadata={"doc": doc}, **kw)
@@ -64,18 +67,17 @@ class DataSection:
     hint: str = _f("", "where to get the data (printed when the path is missing)")
     twin: TwinConfig = _f(
         TwinConfig(),
-        "'twin': the simulated population and experiment (jaxsel.data._twin_simulate.TwinConfig)",
+        "'twin': the simulated population and experiment (jaxsel.data.TwinConfig)",
     )
 
 
 @dataclass(frozen=True)
 class TrainSection:
-    """``[train]``: the models fitted (named configs of :mod:`jaxsel.train._config`)."""
+    """``[train]``: the models fitted (named configs of :data:`jaxsel.train.NAMED_CONFIGS`)."""
 
     models: tuple[str, ...] = _f(
         ("ln", "small"),
-        "named configs to fit (jaxsel.train._config."
-        "NAMED_CONFIGS); the first is the LN "
+        "named configs to fit (jaxsel.train.NAMED_CONFIGS); the first is the LN "
         "baseline, the last the CNN used in silico",
     )
     overrides: dict = _f(
@@ -124,7 +126,7 @@ class GaborSection:
     truth: bool = _f(True, "on the twin, also fit Gabors to the true neurons")
     bank: dict = _f(
         {},
-        "arguments of jaxsel.insilico._gabor_search.gabor_bank for the "
+        "arguments of jaxsel.insilico.gabor_bank for the "
         "screening bank, e.g. {n_theta = 8, n_phase = 4}",
     )
 
@@ -158,9 +160,7 @@ class Config:
 
     run: RunSection = _f(RunSection(), "the run")
     data: DataSection = _f(DataSection(), "the data")
-    select: SelectionRule = _f(
-        SelectionRule(), "neuron selection (jaxsel.measures._selection.SelectionRule)"
-    )
+    select: SelectionRule = _f(SelectionRule(), "neuron selection (jaxsel.measures.SelectionRule)")
     train: TrainSection = _f(TrainSection(), "model fitting")
     evaluate: EvaluateSection = _f(EvaluateSection(), "evaluation")
     mei: MeiSection = _f(MeiSection(), "MEIs and gradient RFs")

@@ -1,6 +1,6 @@
 """What the pipeline stages share: the :class:`Context` (config, run folder, loaded
 objects), dataset loading and netCDF helpers. A stage that lacks an input (no trained
-model, no ground truth) raises :class:`~jaxsel._errors.MissingInput`."""
+model, no ground truth) raises :class:`~jaxsel.MissingInput`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def spearman(a, b) -> float:
         return float("nan")
     from scipy.stats import spearmanr
 
-    return float(spearmanr(a[ok], b[ok]).statistic)
+    # scipy's result decorator hides SignificanceResult from pyright
+    return float(spearmanr(a[ok], b[ok]).statistic)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def median(x) -> float:

@@ -39,11 +39,11 @@ def stage_data(ctx: Context) -> list[str]:
     }
     if "area" in ds.coords:
         a, c = np.unique(ds["area"].values.astype(str), return_counts=True)
-        summary["areas"] = {str(k): int(v) for k, v in zip(a, c)}
+        summary["areas"] = {str(k): int(v) for k, v in zip(a, c, strict=True)}
     twin = ctx.twin()
     if twin is not None:
         kinds, counts = np.unique(twin.kinds, return_counts=True)
-        summary["twin_kinds"] = {str(k): int(v) for k, v in zip(kinds, counts)}
+        summary["twin_kinds"] = {str(k): int(v) for k, v in zip(kinds, counts, strict=True)}
         summary["twin_norm_budget"] = float(twin.meta["norm_budget"])
     (ctx.rd / "data").mkdir(exist_ok=True)
     write_json(ctx.rd / "data" / "summary.json", summary)
@@ -59,7 +59,7 @@ def stage_select(ctx: Context) -> list[str]:
     """Reliability and tuning statistics of every neuron and the selection rule."""
     table = selection_table(ctx.dataset(), ctx.cfg.select)
     twin = ctx.twin()
-    metrics = {"n_selected": int(table["selected"].sum())}
+    metrics: dict[str, float] = {"n_selected": int(table["selected"].sum())}
     if twin is not None:
         order = np.searchsorted(twin.neuron_id, table["neuron_id"].values)
         table["true_oracle"] = ("neuron", np.asarray(twin.params["true_oracle"])[order])

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 from matplotlib.figure import Figure
 
 from jaxsel.data import BACKGROUND
@@ -93,7 +94,7 @@ def _kind_labels(ctx, neuron_id):
     if twin is None:
         return [f"#{i}" for i in neuron_id]
     k = twin.kinds[np.searchsorted(twin.neuron_id, neuron_id)]
-    return [f"#{i} {kk[:4]}" for i, kk in zip(neuron_id, k)]
+    return [f"#{i} {kk[:4]}" for i, kk in zip(neuron_id, k, strict=True)]
 
 
 def fig_mei(ctx, tag: str) -> Figure:
@@ -125,8 +126,15 @@ def fig_mei_vs_truth(ctx) -> Figure:
     )
 
 
+def _load_array(path: Path) -> xr.DataArray:
+    """A run's array store (the stages write DataArrays, so dims are named)."""
+    arr = load_zarr(path)
+    assert isinstance(arr, xr.DataArray)
+    return arr
+
+
 def fig_grad_rf(ctx, tag: str) -> Figure:
-    rf = load_zarr(_need_file(ctx.rd / "arrays" / f"grad_rf_{tag}.zarr"))
+    rf = _load_array(_need_file(ctx.rd / "arrays" / f"grad_rf_{tag}.zarr"))
     fig = gradient_rf_grid(rf, max_neurons=2 * ctx.cfg.report.n_examples)
     fig.suptitle(
         f"Gradient receptive fields of the "
@@ -141,7 +149,7 @@ def fig_cross(ctx) -> Figure:
 
 
 def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
-    gab = load_zarr(_need_file(ctx.rd / "arrays" / f"gabor_{tag}.zarr")).values
+    gab = _load_array(_need_file(ctx.rd / "arrays" / f"gabor_{tag}.zarr")).values
     g = open_nc(ctx.rd / f"gabor_{tag}.nc")
     mei = _mei(ctx, tag)
     ex = _examples(ctx, len(gab))
@@ -152,7 +160,7 @@ def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
     return paired_grid(
         mei["mei"].values[ex, 0],
         gab[ex, 0],
-        [f"MEI {t}\nr={a:.1f}" for t, a in zip(lab, act_m)],
+        [f"MEI {t}\nr={a:.1f}" for t, a in zip(lab, act_m, strict=True)],
         [f"Gabor\nr={a:.1f}" for a in act_g],
         suptitle=f"MEI (upper rows) vs optimal Gabor (lower rows), "
         f"{'CNN' if tag == 'model' else 'true neurons'}; r = rate",
@@ -180,7 +188,7 @@ def fig_selectivity(ctx) -> Figure:
 
 
 def fig_spectra(ctx) -> Figure:
-    gab = load_zarr(_need_file(ctx.rd / "arrays" / "gabor_model.zarr")).values
+    gab = _load_array(_need_file(ctx.rd / "arrays" / "gabor_model.zarr")).values
     mei = _mei(ctx, "model")
     i = int(np.argmax(mei["activation"].values))
     return power_spectra_figure(

@@ -4,8 +4,10 @@ twin) and ``gabor`` (optimal Gabors, stimulus comparison)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from jaxsel._errors import MissingInput
 from jaxsel.data import (
@@ -81,6 +83,7 @@ def load_mei(run: Path, tag: str):
     """Reopen the MEI result ``tag`` ('model' or 'truth') of a run as one Dataset."""
     ds = open_nc(Path(run) / f"mei_{tag}.nc")
     mei = load_zarr(Path(run) / "arrays" / f"mei_{tag}.zarr")
+    assert isinstance(mei, xr.DataArray)  # written from the MEI DataArray (dims named)
     return ds.assign(mei=mei.reset_coords(drop=True))
 
 
@@ -94,7 +97,7 @@ def stage_mei(ctx: Context) -> list[str]:
     shape = tuple(int(ds.sizes[k]) for k in ("channel", "y", "x"))
     mean_image = ds["image_mean"].values
     outputs, metrics = [], {}
-    common = dict(
+    common: dict[str, Any] = dict(
         config=mcfg,
         image_shape=shape,
         seeds=m.seeds,
@@ -205,7 +208,7 @@ def stage_gabor(ctx: Context) -> list[str]:
     shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
     norm, background, scale = mei_budget(ctx)
     bank = gabor_bank(shape, **g.bank)
-    kw = dict(
+    kw: dict[str, Any] = dict(
         norm=norm,
         neurons=idx,
         neuron_id=ids[idx],

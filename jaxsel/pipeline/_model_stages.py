@@ -121,7 +121,10 @@ def stage_evaluate(ctx: Context) -> list[str]:
         ):
             if f"{name}_{k}" in metrics:
                 metrics[f"{role}_{k}"] = metrics[f"{name}_{k}"]
-    attrs = {f"{n}_fraction_oracle": float(e.attrs["fraction_oracle"]) for n, e in zip(names, evs)}
+    attrs = {
+        f"{n}_fraction_oracle": float(e.attrs["fraction_oracle"])
+        for n, e in zip(names, evs, strict=True)
+    }
     both = xr.concat(
         [e.drop_attrs() if hasattr(e, "drop_attrs") else e for e in evs],
         dim=xr.DataArray(names, dims="model", name="model"),

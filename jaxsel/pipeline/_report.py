@@ -227,13 +227,13 @@ def _sections_html(run: Path, figs: list, summary: dict, embed: bool) -> list[st
         if (run / "figures" / f.get("file", "")).is_file():
             sec = f.get("section", "other")
             by_section.setdefault(
-                sec if sec in dict((s[0], 1) for s in SECTIONS) else "other", []
+                sec if sec in {s[0]: 1 for s in SECTIONS} else "other", []
             ).append(f)
     for key, heading, blurb in SECTIONS:
         items = by_section.get(key, [])
         extra = ""
         if key == "data" and summary:
-            extra = _table([(k, v) for k, v in summary.items()], ("property", "value"))
+            extra = _table(list(summary.items()), ("property", "value"))
         if not items and not extra:
             if key == "other":
                 continue

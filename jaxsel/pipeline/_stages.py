@@ -4,7 +4,7 @@ A stage reads what it needs through the :class:`Context` (which loads earlier st
 outputs from the run folder, so a resumed run works), writes its outputs into the run
 folder and returns their relative paths; :func:`run_pipeline` records a done-marker holding
 the hash of the config sections the stage depends on (:data:`DEPENDS`). A stage that lacks
-an input (no trained model, no ground truth) raises :class:`~jaxsel._errors.MissingInput`:
+an input (no trained model, no ground truth) raises :class:`~jaxsel.MissingInput`:
 the run goes on, records the stage as ``"not applicable: <reason>"`` and the report and the
 command line say so.
 """
@@ -45,7 +45,7 @@ ALWAYS = ("figures", "report")
 
 
 def stage_figures(ctx: Context) -> list[str]:
-    """Draw every figure the run's outputs allow (see :mod:`jaxsel.pipeline._figures`)."""
+    """Draw every figure the run's outputs allow (the figures of :mod:`jaxsel.viz`)."""
     entries = draw_all(ctx)
     return ["figures/index.json"] + [f"figures/{e['file']}" for e in entries]
 
@@ -97,7 +97,7 @@ def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = 
       ``{"run_dir": Path, "status": {stage: status}, "metrics": dict}``; a status is
       ``'done'``, ``'skipped'`` (finished earlier with this config), ``'partial'`` (ran
       without an optional input; a rerun completes it) or ``'not applicable: <reason>'``
-      (a required input is missing, :class:`~jaxsel._errors.MissingInput`).
+      (a required input is missing, :class:`~jaxsel.MissingInput`).
 
     Raises:
       ConfigError: missing data paths, unwritable run folder.

@@ -1,5 +1,5 @@
 """The ``[sweep]`` of a run config: one named config trained at every value x seed of one
-hyperparameter with :func:`jaxsel.train._many.fit_many` (``jaxsel sweep``)."""
+hyperparameter with :func:`jaxsel.fit_many` (``jaxsel sweep``)."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class Config:
 
     Attributes:
       name: a label (the named config it came from, or "custom").
-      model: the :class:`~jaxsel.models._config.ModelConfig`.
+      model: the :class:`~jaxsel.ModelConfig`.
       train: the :class:`TrainConfig`.
     """
 
@@ -101,7 +101,7 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict) -> Config:
         """Build from ``{"name": ..., "model": {...}, "train": {...}}``; unknown keys raise
-        :class:`~jaxsel._errors.ConfigError` naming the closest valid key. A ``"base"`` key
+        :class:`~jaxsel.ConfigError` naming the closest valid key. A ``"base"`` key
         starts from a named config and overrides it."""
         d = dict(d)
         base = d.pop("base", None)

@@ -1,8 +1,9 @@
 """``fit``: train one model on a dataset, with early stopping, checkpoints and resume.
 
 ``fit`` is a thin Python loop over epochs around the pure pieces in
-:mod:`jaxsel.train._step` (one jitted step per batch) and :mod:`jaxsel.train._schedule`
-(early stopping / learning-rate plateau), so issue-4 style vectorised training can reuse them.
+:func:`jaxsel.train.make_train_step` (one jitted step per batch) and
+:func:`jaxsel.train.plateau_update` (early stopping / learning-rate plateau), so issue-4
+style vectorised training can reuse them.
 
 Determinism: the initialisation key is ``fold_in(key(seed), 0)``; the readout-sampling key
 of a step is ``fold_in(fold_in(key(seed), 1 + epoch), batch)``; the batch order of an epoch
@@ -13,9 +14,11 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +77,7 @@ class FitResult:
     seed: int
     stopped: str
     out_dir: Path | None = None
-    _fn: object = field(default=None, repr=False, compare=False)
+    _fn: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def model(self) -> Model:
@@ -153,7 +156,7 @@ def fit(
     """Train one model on a dataset's train tier, early-stopping on the validation tier.
 
     Args:
-      config: a :class:`~jaxsel.train._config.Config`, a named config (``"small"``, ...) or
+      config: a :class:`~jaxsel.train.Config`, a named config (``"small"``, ...) or
         a dict (``Config.from_dict``).
       dataset: a validated dataset (``jaxsel.data.make_dataset``) with train and validation
         tiers; validated again here (non-finite responses are rejected naming the neuron and

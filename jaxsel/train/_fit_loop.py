@@ -1,4 +1,4 @@
-"""The epoch loop of :func:`jaxsel.train._fit.fit` as named pieces: the initial state, resume,
+"""The epoch loop of :func:`jaxsel.fit` as named pieces: the initial state, resume,
 one epoch of jitted steps, its history row, the loop with early stopping and checkpoints, and
 the error of a non-finite step."""
 
@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -105,8 +107,8 @@ class FitRun:
     seed: int
     key: jax.Array
     out_dir: Path | None
-    step: object
-    predict_fn: object
+    step: Callable[..., Any]
+    predict_fn: Callable[..., Any]
     hparams: dict
     bs: int
 

@@ -1,4 +1,4 @@
-"""Pieces shared by :func:`jaxsel.train._fit.fit` and :func:`jaxsel.train._many.fit_many`.
+"""Pieces shared by :func:`jaxsel.fit` and :func:`jaxsel.fit_many`.
 
 * :func:`resolve_config` — a Config from a Config, a named config or a dict;
 * :func:`prepare_data` — validate, add statistics, fingerprint, standardize the train and
@@ -27,6 +27,7 @@ from jaxsel._errors import ConfigError, DataError
 from jaxsel.data._batches import tier_arrays
 from jaxsel.data._dataset import fingerprint as data_fingerprint
 from jaxsel.data._dataset import validate, with_statistics
+from jaxsel.data._transforms import Standardizer
 from jaxsel.data._transforms import standardizer as make_standardizer
 from jaxsel.models._model import Model
 from jaxsel.train._checkpoint import checkpoint_dir, latest_epoch, read_meta
@@ -56,7 +57,7 @@ class TrainData:
     Attributes:
       ds: the dataset (with ``response_std`` statistics).
       fingerprint: its fingerprint.
-      standardizer: the :func:`jaxsel.data._transforms.standardizer` fitted on it.
+      standardizer: the :func:`jaxsel.data.standardizer` fitted on it.
       x_train, r_train, x_val, r_val: standardized float32 images and responses.
       image_shape: (channel, y, x).
       neuron_id: (neuron,) ids.
@@ -64,7 +65,7 @@ class TrainData:
 
     ds: xr.Dataset
     fingerprint: str
-    standardizer: object
+    standardizer: Standardizer
     x_train: np.ndarray
     r_train: np.ndarray
     x_val: np.ndarray

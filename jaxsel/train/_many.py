@@ -5,7 +5,7 @@ Per-neuron models (seed 002), ensemble members (seed 004) and hyperparameter-swe
 optimizer state and early-stopping state. What differs per model is an array along that axis:
 
 * ``seeds`` — initialisation, readout sampling and (by default) batch order, exactly as in
-  :func:`jaxsel.train._fit.fit` with that seed;
+  :func:`jaxsel.fit` with that seed;
 * ``hparams`` — per-model values of ``lr``, ``gamma_input``, ``gamma_hidden``,
   ``gamma_readout`` (regularizers), ``lr_decay_factor``, ``patience``, ``lr_decay_steps``,
   ``min_lr``, ``tolerance``, ``max_epochs`` (schedule) and ``init_mu_range``, ``init_sigma``,
@@ -13,11 +13,11 @@ optimizer state and early-stopping state. What differs per model is an array alo
 * ``targets`` — which neurons each model predicts (``"per_neuron"``: one model per neuron).
 
 Each model early-stops on its own validation curve (the schedule of
-:mod:`jaxsel.train._schedule` runs elementwise on (K,) arrays); a stopped model is frozen by a
+:func:`jaxsel.train.plateau_update` runs elementwise on (K,) arrays); a stopped model is frozen by a
 ``where`` inside the same compiled step (nothing is retraced), and its best parameters are
 restored per model. One epoch is a Python loop over one jitted step of all models.
 Optionally the model axis is sharded over ``jax.devices()`` (all hosts): see
-:mod:`jaxsel.train._sharding`. With
+:func:`jaxsel.train.model_mesh` and :func:`jaxsel.train.shard_models`. With
 ``out_dir`` the whole stack is one orbax checkpoint per epoch (resumable).
 
 Equivalence: model k of ``fit_many(cfg, ds, seeds=S, hparams=H)`` reproduces
@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jax.sharding import Mesh
 
 from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError, DataError
@@ -80,7 +83,7 @@ def fit_many(
     config,
     dataset: xr.Dataset,
     *,
-    seeds=0,
+    seeds: int | Sequence[int] | np.ndarray = 0,
     hparams: dict | None = None,
     targets=None,
     order_seed: int | None = None,
@@ -96,7 +99,7 @@ def fit_many(
     """Train K independent models in one compiled program, each early-stopping on its own.
 
     Args:
-      config: base config (a :class:`~jaxsel.train._config.Config`, a named config or dict).
+      config: base config (a :class:`~jaxsel.train.Config`, a named config or dict).
       dataset: dataset with train and validation tiers (see ``fit``).
       seeds: one seed (shared) or one per model.
       hparams: ``{field: value or (K,) values}`` for fields in :data:`PER_MODEL_FIELDS`.
@@ -104,17 +107,17 @@ def fit_many(
         neuron k) or an int array (K, n_out) of neuron indices.
       order_seed: one batch order for every model (from this seed); default: each model's
         own seed (as ``fit``), which is shared automatically when all seeds are equal.
-      mesh: a :func:`jaxsel.train._sharding.model_mesh` (or ``True`` for all devices) to shard
+      mesh: a :func:`jaxsel.train.model_mesh` (or ``True`` for all devices) to shard
         the model axis; None runs on the default device.
       formulation: ``"vmap"`` (vmapped single-model step), ``"loop"`` (the same step
         called for one model at a time inside each batch step: ordinary convolutions, the
         fastest form on CPU), ``"fused"`` (the per-neuron
-        formulation of :mod:`jaxsel.train._per_neuron`; needs a shared batch order) or
-        ``"auto"`` (``"vmap"`` when sharded over a mesh, else
-        :func:`jaxsel.train._per_neuron.choose_formulation`).
-      conv: how the core's convolutions are computed, one of
-        :data:`~jaxsel.models._conv_impl.CONV_IMPLS`; ``"auto"``: on CPU by FFT where that
-        is faster (few channels, large kernels: 3x faster for the 4-channel per-neuron CNN
+        formulation of :func:`jaxsel.train.make_per_neuron_step`; needs a shared batch order) or
+        ``"auto"`` (``"vmap"`` when sharded over a mesh, else ``"loop"`` on CPU and
+        ``"vmap"`` elsewhere).
+      conv: how the core's convolutions are computed, ``"xla"``, ``"fft"`` or ``"shifted"``
+        (:func:`jaxsel.models.conv_implementation`); ``"auto"``: on CPU by FFT where that is
+        faster (few channels, large kernels: 3x faster for the 4-channel per-neuron CNN
         of ``benchmarks/``), else XLA's. Results agree to float32 rounding.
       out_dir: run directory for one orbax checkpoint of the whole stack per epoch.
       resume, overwrite: as in ``fit``.
@@ -325,10 +328,10 @@ class _ManyRun:
     order_seed: int | None
     shared: bool
     bs: int
-    mesh: object
+    mesh: Mesh | None
     per: dict
-    epoch_fn: object
-    scores_fn: object
+    epoch_fn: Callable[..., Any]
+    scores_fn: Callable[..., Any]
     train_xr: tuple
     val: tuple
     out_dir: Path | None

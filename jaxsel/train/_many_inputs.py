@@ -1,4 +1,4 @@
-"""Inputs of :func:`jaxsel.train._many.fit_many`: per-model seeds, hyperparameters and
+"""Inputs of :func:`jaxsel.fit_many`: per-model seeds, hyperparameters and
 targets (broadcast to K models), the stacked initial models and each epoch's batch indices."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def per_model(seeds, hparams, targets, n_neurons: int):
         raise ConfigError(
             f"hparams {bad} cannot vary within one fit_many program (per-model "
             f"fields: {', '.join(PER_MODEL_FIELDS)}); fields that change shapes "
-            f"or the architecture are swept by jaxsel.train._sweep, one program "
+            f"or the architecture are swept by jaxsel.train.run_sweep, one program "
             f"per value"
         )
     if isinstance(targets, str):
@@ -106,7 +106,7 @@ def init_models(
         groups.setdefault(tuple(float(vals[n][i]) for n in INIT_FIELDS), []).append(i)
     parts = [None] * k
     for key_vals, members in groups.items():
-        mcfg = dataclasses.replace(cfg.model, **dict(zip(INIT_FIELDS, key_vals)))
+        mcfg = dataclasses.replace(cfg.model, **dict(zip(INIT_FIELDS, key_vals, strict=True)))
         model = build_model(mcfg, image_shape=image_shape, n_neurons=n_out)
         dummy = None if grids is None else np.asarray(grids[members[0]])
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 0))(
@@ -131,7 +131,9 @@ def init_models(
     if grids is not None:
         from jaxsel.models._readouts import normalize_source_grid
 
-        d = cfg.model.grid_mean_predictor.input_dimensions
+        gmp = cfg.model.grid_mean_predictor
+        assert gmp is not None  # source grids are passed only to grid-mean-predictor readouts
+        d = gmp.input_dimensions
         state["consts"]["readout"]["source_grid"] = np.stack(
             [normalize_source_grid(g[:, :d]) for g in grids]
         )

@@ -1,11 +1,13 @@
-"""``ManyResult``: what :func:`jaxsel.train._many.fit_many` returns (K models on a leading
+"""``ManyResult``: what :func:`jaxsel.fit_many` returns (K models on a leading
 model axis), and its history/summary datasets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -32,7 +34,7 @@ class ManyResult:
       seeds: (K,) seeds.
       hparams: ``{field: (K,) values}`` for every per-model field given.
       targets: (K, n_out) neuron indices into the dataset; ``neuron_id`` the same as ids.
-      image_shape, fingerprint, out_dir: as in :class:`~jaxsel.train._fit.FitResult`.
+      image_shape, fingerprint, out_dir: as in :class:`~jaxsel.FitResult`.
     """
 
     config: Config
@@ -50,7 +52,7 @@ class ManyResult:
     image_shape: tuple
     fingerprint: str
     out_dir: Path | None = None
-    _fn: object = field(default=None, repr=False, compare=False)
+    _fn: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_models(self) -> int:
@@ -69,7 +71,7 @@ class ManyResult:
         return self.config.replace(**{n: _py(v[k]) for n, v in self.hparams.items()})
 
     def member(self, k: int) -> FitResult:
-        """Model ``k`` as a :class:`~jaxsel.train._fit.FitResult` (its own history)."""
+        """Model ``k`` as a :class:`~jaxsel.FitResult` (its own history)."""
         take = lambda t: jax.tree.map(lambda a: np.asarray(a)[k], t)  # noqa: E731
         h = self.history.isel(model=k).drop_vars([c for c in self.history.coords if c != "epoch"])
         h = h.isel(epoch=np.flatnonzero(np.isfinite(h["val_correlation"].values)))
@@ -115,7 +117,7 @@ class ManyResult:
             },
         }
 
-    def response_model(self, which="mean", *, dataset: xr.Dataset | None = None):
+    def response_model(self, which: str | int = "mean", *, dataset: xr.Dataset | None = None):
         """These models as one :class:`~jaxsel.models.ResponseModel` (rates (batch, n_out)).
 
         Args:

@@ -1,4 +1,4 @@
-"""The compiled parts of :func:`jaxsel.train._many.fit_many`: the epoch of K models (one
+"""The compiled parts of :func:`jaxsel.fit_many`: the epoch of K models (one
 jitted step looped in Python, per formulation), their validation scores and the per-model
 end-of-epoch bookkeeping (early stopping, restore-best, learning-rate schedule)."""
 
@@ -31,7 +31,7 @@ def make_many_epoch(
     (steps, K, B) or (steps, B) (shared order), ``mask`` (steps, B), ``cols`` (K, n_out)
     target neurons, ``active`` (K,) models still training; ``metrics`` (K,) sums of
     ``data_loss``, ``n``, ``objective``, ``steps`` and the last ``reg``. ``conv``: how the
-    convolutions are computed (:mod:`jaxsel.models._conv_impl`).
+    convolutions are computed (:func:`jaxsel.models.conv_implementation`).
     """
     if formulation == "fused":
         if not shared_images:

@@ -143,11 +143,11 @@ def fit_response_model(result: FitResult, *, dataset=None) -> ResponseModel:
     )
 
 
-def many_response_model(result, which="mean", *, dataset=None) -> ResponseModel:
+def many_response_model(result, which: str | int = "mean", *, dataset=None) -> ResponseModel:
     """A ``ManyResult`` as a :class:`ResponseModel`: the ensemble mean or one member.
 
     Args:
-      result: a :class:`~jaxsel.train._many.ManyResult`.
+      result: a :class:`~jaxsel.ManyResult`.
       which: ``"mean"`` (the mean rate over all models; they must model the same neurons)
         or a model index ``k`` (that member alone).
       dataset: optional training dataset for per-neuron coords.
@@ -189,7 +189,7 @@ def many_response_model(result, which="mean", *, dataset=None) -> ResponseModel:
     )
 
 
-def as_response_model(model, *, which="mean", dataset=None) -> ResponseModel:
+def as_response_model(model, *, which: str | int = "mean", dataset=None) -> ResponseModel:
     """Any model jaxsel knows as a :class:`ResponseModel`.
 
     Args:

@@ -6,9 +6,9 @@ the same batch, the first layer is the same computation for every model up to it
 all K first-layer kernels are concatenated into ONE ordinary convolution with K x channels
 outputs (``fused`` first layer). The remaining layers run per model under ``vmap``, as XLA
 convolutions (``conv="xla"``: grouped convolutions) or by one of the other implementations
-of :mod:`jaxsel.models._conv_impl` (``"fft"``: batched FFTs; ``"shifted"``: batched dots).
+of :func:`jaxsel.models.conv_implementation` (``"fft"``: batched FFTs; ``"shifted"``: batched dots).
 The math is the single-model step of
-:func:`jaxsel.train._step.make_train_step` (same loss, regularizer, Adam, constraints,
+:func:`jaxsel.train.make_train_step` (same loss, regularizer, Adam, constraints,
 finite check), implemented by intercepting the Flax convolutions of the model, so results
 equal the vmapped step up to float32 reordering (tested).
 
@@ -51,7 +51,7 @@ def choose_formulation(cfg: ModelConfig, *, shared_images: bool, n_models: int) 
 
 def _fused_first_layer(cfg: ModelConfig, kernel, bias, x):
     """All models' first layer as one conv: kernel (K, kh, kw, Cin, C), x (B, H, W, Cin)
-    -> (K, B, H', W', C), as :class:`~jaxsel.models._core.ConvPool` (pooling included)."""
+    -> (K, B, H', W', C), as the core's convolution layer (pooling included)."""
     k, kh, kw, cin, c = kernel.shape
     pool = cfg.pooling
     w = jnp.moveaxis(kernel, 0, -2).reshape(kh, kw, cin, k * c)  # (kh, kw, Cin, K*C)
@@ -80,12 +80,12 @@ def make_per_neuron_step(
     """The step of K models sharing one batch of images (stacked pytrees, one program).
 
     Args:
-      model: the (single-model) :class:`~jaxsel.models._model.Model`.
-      train: its :class:`~jaxsel.train._config.TrainConfig`.
+      model: the (single-model) :class:`~jaxsel.models.Model`.
+      train: its :class:`~jaxsel.train.TrainConfig`.
       tx: the optimizer (default ``make_optimizer(train.lr)``; per-model learning rates
         live in the stacked optimizer state).
       conv: how the other convolutions are computed, one of
-        :data:`~jaxsel.models._conv_impl.CONV_IMPLS` (``"xla"``: grouped convolutions under
+        ``"xla"``, ``"fft"``, ``"shifted"`` (``"xla"``: grouped convolutions under
         ``vmap``; ``"fft"``, ``"shifted"``).
       fuse_first: compute all first layers as one conv (CNN models).
 
@@ -94,7 +94,7 @@ def make_per_neuron_step(
       (params, state, opt_state, metrics)`` with a leading model axis K on params, state,
       opt_state, responses (K, B, n), rngs (K,) and hparams leaves (K,); ``images``
       (B, C, H, W) and ``mask`` (B,) shared. Metrics are (K,) arrays as in
-      :func:`~jaxsel.train._step.make_train_step`.
+      :func:`~jaxsel.train.make_train_step`.
     """
     tx = tx or make_optimizer(train.lr)
     loss_fn = _loss_fn(train)

@@ -82,7 +82,7 @@ def plateau_update(
 
 
 #: ``where(flag, a, b)`` leaf by leaf (``flag`` a scalar, or per model under vmap): an alias
-#: of :func:`jaxsel._tree.tree_where`, kept for ``jaxsel.train.select_tree``.
+#: of the package's internal ``tree_where``, kept public as ``jaxsel.train.select_tree``.
 select_tree = tree_where
 
 

@@ -92,7 +92,7 @@ def make_train_step(
     path (``fit``, ``fit_many``, the fused per-neuron step) computes the same numbers.
 
     ``conv`` picks how the core's convolutions are computed (same results up to float32
-    rounding): ``"xla"``, ``"fft"`` or ``"shifted"`` (:mod:`jaxsel.models._conv_impl`).
+    rounding): ``"xla"``, ``"fft"`` or ``"shifted"`` (:func:`jaxsel.models.conv_implementation`).
     """
     tx = tx or make_optimizer(train.lr)
     loss_fn = _loss_fn(train)
@@ -116,7 +116,10 @@ def make_train_step(
         finite = jnp.isfinite(total) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
         )
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
+        def keep(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
         metrics = {
             "loss": total,
             "data_loss": data,

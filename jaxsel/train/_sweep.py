@@ -9,13 +9,13 @@ A sweep spec (dict / TOML / JSON)::
      "targets": null}                       # or "per_neuron"
 
 Every (point, seed) is one model. Points that differ only in per-model fields
-(:data:`jaxsel.train._many.PER_MODEL_FIELDS`: learning rate, regularizer strengths, schedule,
-readout init) run in ONE :func:`~jaxsel.train._many.fit_many` program; other fields (layers,
+(:data:`jaxsel.train.PER_MODEL_FIELDS`: learning rate, regularizer strengths, schedule,
+readout init) run in ONE :func:`~jaxsel.fit_many` program; other fields (layers,
 channels, batch size, ...) split the sweep into one program per distinct value.
 
 Results are ``xarray`` with dims ``(point, seed)`` and the swept hyperparameters as coords
 along ``point``; :func:`member_metric` collects a per-neuron metric of every model, and
-``jaxsel.measures._sweep_summary`` (``sweep_summary``, ``ranked_curves``) summarises it.
+:func:`jaxsel.measures.sweep_summary` (and :func:`jaxsel.measures.ranked_curves`) summarises it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class SweepSpec:
     """A parsed sweep.
 
     Attributes:
-      base: the base :class:`~jaxsel.train._config.Config`.
+      base: the base :class:`~jaxsel.train.Config`.
       points: tuple of ``{field: value}`` dicts, one per sweep point.
       seeds: seeds run at every point.
       targets: passed to ``fit_many`` (None or ``"per_neuron"``).
@@ -81,7 +81,9 @@ def sweep_spec(d: dict) -> SweepSpec:
             if not isinstance(v, (list, tuple)) or not v:
                 raise ConfigError(f"sweep grid '{k}' must be a non-empty list of values")
         names = tuple(grid)
-        points = tuple(dict(zip(names, combo)) for combo in itertools.product(*grid.values()))
+        points = tuple(
+            dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())
+        )
     else:
         points = tuple(dict(p) for p in d["list"])
         if not points:
@@ -126,7 +128,7 @@ def _default(cfg: Config, k: str):
 @dataclass
 class SweepRun:
     """A finished sweep: ``results`` (xr.Dataset (point, seed)), the ``fits`` (one
-    :class:`~jaxsel.train._many.ManyResult` per program) and where each (point, seed) lives:
+    :class:`~jaxsel.ManyResult` per program) and where each (point, seed) lives:
     ``where[(point, seed_index)] = (program, model)``."""
 
     spec: SweepSpec
@@ -222,7 +224,7 @@ def member_metric(run: SweepRun, fn) -> xr.DataArray:
     return xr.DataArray(
         out,
         dims=("point", "seed", "neuron"),
-        coords={k: v for k, v in run.results.coords.items()},
+        coords=dict(run.results.coords.items()),
         name="metric",
     )
 
