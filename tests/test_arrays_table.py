@@ -156,7 +156,7 @@ def test_split_tiers_deterministic_and_grouped():
 
 def write_pngs(folder: Path, images: np.ndarray, names) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for im, name in zip(images, names):
+    for im, name in zip(images, names, strict=True):
         Image.fromarray(im).save(folder / name)
 
 

@@ -52,7 +52,7 @@ def test_rule_from_dict_rejects_unknown_keys_naming_the_closest():
         SelectionRule.from_dict({"percentile": {"oracle": 60}})
     with pytest.raises(ConfigError, match="did you mean 'oracle'"):
         SelectionRule.from_dict({"percentiles": {"oracel": 60}})
-    with pytest.raises(ConfigError, match="outside 0..100"):
+    with pytest.raises(ConfigError, match=r"outside 0\.\.100"):
         SelectionRule.from_dict({"percentiles": {"oracle": 160}})
     with pytest.raises(ConfigError, match="outlier_method"):
         SelectionRule.from_dict({"outlier_method": "forest"})

@@ -135,8 +135,8 @@ def optimal_stimuli(twin: Twin, norm: float | None = None, *, steps: int = 300) 
       steps: ascent steps for suppressed cells.
 
     Returns:
-      (neuron, y, x) contrast images; multiply by ``SCALE`` and add ``BACKGROUND`` (``jaxsel.data``) to get
-      raw grey images (:func:`to_raw`).
+      (neuron, y, x) contrast images; multiply by ``SCALE`` and add ``BACKGROUND``
+      (``jaxsel.data``) to get raw grey images (:func:`to_raw`).
     """
     norm = float(twin.meta["norm_budget"] if norm is None else norm)
     p = twin.params

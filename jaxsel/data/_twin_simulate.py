@@ -198,7 +198,7 @@ def simulate(
     image_id[cfg.n_train + cfg.n_validation :] = image_id[cfg.n_train + cfg.n_validation :][
         test_order
     ]
-    params = {k: v for k, v in p.items()}
+    params = dict(p)
     twin0 = Twin(params=params, neuron_id=np.arange(cfg.n_neurons), meta={})
     rates_img = twin0.rates(images)
     counts = sample_responses(rates_img[image_id], p["dispersion"], rng)

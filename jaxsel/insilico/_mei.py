@@ -317,7 +317,7 @@ def optimize_meis(
         )
         keep = min(chunk, n_jobs - s)
         outs.append(jax.tree.map(lambda a: np.asarray(a)[:keep], res))
-    raw, act, trace, steps_run = (np.concatenate(z) for z in zip(*outs))
+    raw, act, trace, steps_run = (np.concatenate(z) for z in zip(*outs, strict=True))
     return _to_dataset(raw, act, trace, steps_run, idx, seeds, config, neuron_id)
 
 

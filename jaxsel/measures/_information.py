@@ -226,7 +226,7 @@ def repeat_information(
         raise DataError(
             f"unknown correction '{correction}'", field="correction", expected="'pt' or 'none'"
         )
-    n_img, n_rep, n_neu = x.shape
+    n_img, _n_rep, n_neu = x.shape
     lab, n_class = _labels(labels, n_img, n_neu)
     ok = np.isfinite(x)
     if bins is None:
@@ -288,7 +288,7 @@ def _rank_bins(x, ok, bins: int) -> np.ndarray:
     """Equal-population bins per neuron from ranks over all finite trials (ties share)."""
     from scipy.stats import rankdata
 
-    n_img, n_rep, n_neu = x.shape
+    _n_img, _n_rep, n_neu = x.shape
     flat = np.where(ok, x, np.inf).reshape(-1, n_neu)
     rk = rankdata(flat, method="min", axis=0) - 1  # 0-based, inf last
     cnt = ok.reshape(-1, n_neu).sum(0)

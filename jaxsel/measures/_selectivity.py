@@ -143,7 +143,7 @@ def rate_distributions(
         a = np.asarray(v, np.float64).ravel()
         a = a[np.isfinite(a)]
         vals[k] = a[a > 0] if positive_only else a
-    allv = np.concatenate([v for v in vals.values()]) if vals else np.zeros(0)
+    allv = np.concatenate(list(vals.values())) if vals else np.zeros(0)
     if allv.size == 0:
         raise DataError("no finite rates to histogram", field="rates")
     if range is None:

@@ -323,7 +323,7 @@ def comparison_figure(comparison: xr.Dataset) -> Figure:
     keys = [k for k in ("activation", "contrast", "si_2", "sf") if k in c]
     fig = new_figure(figsize=(3.0 * len(keys), 3.2), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    for ax, k in zip(axes, keys):
+    for ax, k in zip(axes, keys, strict=True):
         v = [c[k].sel(stimulus=s).values for s in names]
         ax.boxplot(v, tick_labels=names)
         ax.set_title(k)
@@ -347,6 +347,7 @@ def recovery_figure(recovery: xr.Dataset, *, theta_error_deg=None) -> Figure:
             ("phase_match", "phase-invariant match"),
             ("frac_true_max", "true drive / true max"),
         ),
+        strict=True,
     ):
         for i, kind in enumerate(("simple", "complex", "suppressed")):
             v = rec[k].values[kinds == kind]

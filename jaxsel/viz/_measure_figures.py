@@ -110,12 +110,12 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
     hps = list(dict.fromkeys(table["hyperparameter"]))
     fig = new_figure(figsize=(2.6 * max(len(hps), 1) + 0.6, 3), layout="constrained")
     axes = fig.subplots(1, max(len(hps), 1), sharey=True, squeeze=False)[0]
-    for ax, hp in zip(axes, hps):
+    for ax, hp in zip(axes, hps, strict=False):  # one spare axis when hps is empty
         t = table[table["hyperparameter"] == hp]
         xpos = np.arange(len(t))
         sem = np.nan_to_num(t["informative_count_sem"].to_numpy(float))
         bars = ax.bar(xpos, t["informative_count_mean"], yerr=sem, capsize=2, color="C0")
-        for b, frac, e in zip(bars, t["informative_fraction_mean"], sem):
+        for b, frac, e in zip(bars, t["informative_fraction_mean"], sem, strict=True):
             ax.annotate(
                 f"{100 * frac:.1f}%",
                 (b.get_x() + b.get_width() / 2, b.get_height() + e),
@@ -266,7 +266,7 @@ def dataset_examples_figure(dataset: xr.Dataset, *, n_images: int = 8) -> Figure
     fig = new_figure(figsize=(10, 3.6), layout="constrained")
     sub = fig.subfigures(1, 2, width_ratios=[2.4, 1])
     axes = sub[0].subplots(2, 4)
-    for ax, im in zip(axes.ravel(), x):
+    for ax, im in zip(axes.ravel(), x, strict=False):  # up to 8 panels
         ax.imshow(im, cmap="gray", vmin=0, vmax=255)
         ax.set_axis_off()
     sub[0].suptitle("example training images", fontsize=10)

@@ -128,9 +128,10 @@ def training_curves(history, *, title: str | None = None, path=None) -> Figure:
     """
     if hasattr(history, "history"):
         history = history.history
-    get = lambda k: np.asarray(
-        history[k].values if hasattr(history[k], "values") else history[k], float
-    )
+
+    def get(k):
+        return np.asarray(history[k].values if hasattr(history[k], "values") else history[k], float)
+
     loss, val = get("loss"), get("val_correlation")
     epochs = get("epoch") if "epoch" in history else np.arange(len(loss))
     fig = new_figure(figsize=(7.5, 3.0))

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, cast
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,10 +28,8 @@ STYLE: dict[str, Any] = {
 }
 """The rcParams every jaxsel figure is drawn and saved with."""
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-def styled(fn: F) -> F:
+def styled[F: Callable[..., Any]](fn: F) -> F:
     """Decorator: run a drawing function inside ``matplotlib.rc_context(STYLE)``."""
 
     @functools.wraps(fn)
@@ -39,7 +37,7 @@ def styled(fn: F) -> F:
         with matplotlib.rc_context(STYLE):
             return fn(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def new_figure(figsize: tuple[float, float], *, layout: str | None = None, **kwargs) -> Figure:
