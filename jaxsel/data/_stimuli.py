@@ -28,6 +28,12 @@ from jaxsel._errors import DataError
 from jaxsel.data._pixels import BACKGROUND, from_contrast
 
 
+def hw_tuple(shape) -> tuple[int, int]:
+    """``(H, W)`` from any 2-sequence (list, array shape); the ``tuple(shape)`` of 2-D code."""
+    h, w = shape
+    return (h, w)
+
+
 def _grid(shape):
     h, w = shape
     y, x = jnp.meshgrid(
@@ -422,7 +428,7 @@ def grating_stimuli(
     n = int(n_per_class)
     th = np.r_[np.full(n, theta), np.full(n, theta + np.pi / 2)]
     ph = rng.uniform(0, 2 * np.pi, 2 * n)
-    make = jax.vmap(lambda t, p: grating(tuple(shape), t, sf, p, contrast))
+    make = jax.vmap(lambda t, p: grating(hw_tuple(shape), t, sf, p, contrast))
     c = np.asarray(make(jnp.asarray(th, jnp.float32), jnp.asarray(ph, jnp.float32)))
     if noise > 0:
         c = c + noise * rng.standard_normal(c.shape)

@@ -95,7 +95,8 @@ def _filters(p: dict, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     args = [np.asarray(p[k]) for k in ("x0", "y0", "sigma", "theta", "sf", "phase")]
     make = jax.vmap(lambda x0, y0, s, th, f, ph: gabor(shape, x0, y0, s, th, f, ph))
     even = np.asarray(make(*args))
-    odd = np.asarray(make(*args[:5], args[5] + np.pi / 2))
+    x0, y0, sigma, theta, sf, phase = args
+    odd = np.asarray(make(x0, y0, sigma, theta, sf, phase + np.pi / 2))
 
     def unit(a):
         a = a - a.mean(axis=(1, 2), keepdims=True)

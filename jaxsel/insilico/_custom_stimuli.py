@@ -134,10 +134,11 @@ def ensemble_responses(
         from jaxsel.data._zarr_store import load_zarr
 
         da = load_zarr(path)
+        assert isinstance(da, xr.DataArray)  # the cache is written from a DataArray below
         da.attrs["cached"] = True
         return da
     n = x.shape[0]
-    t = x.shape[1] if movie else None
+    t = x.shape[1] if movie else 1  # frames per stimulus (used for movies only)
     flat = x.reshape((n * t,) + x.shape[2:]) if movie else x
     r = np.moveaxis(
         predict((_members_batch_first(fn), params), flat, batch_size=batch_size), 0, 1

@@ -11,7 +11,7 @@ compiled program.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +93,10 @@ class _View:
         for f in ("sign", "disc"):
             setattr(self, f, hp[f])
 
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names __init__ did not set; declares the dynamic fields' type
+        raise AttributeError(name)
+
 
 def _constrain(u, h):
     """Reparameterisation shared by the forward map and the post-step projection.
@@ -111,7 +115,8 @@ def _constrain(u, h):
 
 def _project(u, step, h, blur: bool = True):
     if blur and h.blur is not None:
-        u = parts.gaussian_blur(u, parts.blur_sigma(step, h.steps, *h.blur, h.blur_schedule))
+        start, end = h.blur
+        u = parts.gaussian_blur(u, parts.blur_sigma(step, h.steps, start, end, h.blur_schedule))
     if h.rescale is not None:
         u = parts.rescale_range(u, *h.rescale)
     return _constrain(u, h)

@@ -211,11 +211,11 @@ def summarize(scores: xr.Dataset) -> dict:
     kinds = scores["kind"].values
     for kind in np.unique(kinds):
         sel = kinds == kind
-        row = {"n": int(sel.sum())}
+        row: dict[str, int | float | None] = {"n": int(sel.sum())}
         for name, v in scores.data_vars.items():
             if name != "kind" and v.dtype.kind == "f":
                 vals = v.values[sel]
                 vals = vals[np.isfinite(vals)]
-                row[name] = float(np.median(vals)) if len(vals) else None
+                row[str(name)] = float(np.median(vals)) if len(vals) else None
         out[str(kind)] = row
     return out

@@ -168,11 +168,11 @@ def summarize(ev: xr.Dataset, groups: str | None = "kind") -> dict:
     """
 
     def med(sub):
-        res = {"n": int(sub.sizes["neuron"])}
+        res: dict[str, float] = {"n": int(sub.sizes["neuron"])}
         for k in sub.data_vars:
             v = sub[k].values
             v = v[np.isfinite(v)]
-            res[k] = float(np.median(v)) if v.size else float("nan")
+            res[str(k)] = float(np.median(v)) if v.size else float("nan")
         return res
 
     out = {"all": med(ev)}

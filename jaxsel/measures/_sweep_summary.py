@@ -26,7 +26,7 @@ def sweep_summary(
     names = [c for c in metric.coords if metric.coords[c].dims == ("point",) and c != "point"]
     if not names:
         names = ["point"]
-    label = ",".join(names)
+    label = ",".join(map(str, names))
     by_value: dict = {}
     for i in range(metric.sizes["point"]):
         vals = tuple(_py(metric.coords[n].values[i]) for n in names)

@@ -277,7 +277,7 @@ def outlier_flags(
             "outlier": ("neuron", np.where(ok, score > thr, False)),
         },
         coords=coords,
-        attrs={"method": method, "threshold": thr, "features": ",".join(names)},
+        attrs={"method": method, "threshold": thr, "features": ",".join(map(str, names))},
     )
 
 

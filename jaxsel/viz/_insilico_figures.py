@@ -171,7 +171,7 @@ def power_spectra_figure(images: dict, *, path=None) -> Figure:
             np.log1p(np.asarray(p)),
             cmap="gnuplot",
             origin="upper",
-            extent=[kx.min(), kx.max(), ky.max(), ky.min()],
+            extent=(float(kx.min()), float(kx.max()), float(ky.max()), float(ky.min())),
         )
         ax.set_title(f"{name}: log power", fontsize=8)
         ax.set_xlabel("kx (c/px)", fontsize=7)

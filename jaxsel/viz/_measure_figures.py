@@ -113,7 +113,7 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
     for ax, hp in zip(axes, hps, strict=False):  # one spare axis when hps is empty
         t = table[table["hyperparameter"] == hp]
         xpos = np.arange(len(t))
-        sem = np.nan_to_num(t["informative_count_sem"].to_numpy(float))
+        sem = np.nan_to_num(np.asarray(t["informative_count_sem"], float))
         bars = ax.bar(xpos, t["informative_count_mean"], yerr=sem, capsize=2, color="C0")
         for b, frac, e in zip(bars, t["informative_fraction_mean"], sem, strict=True):
             ax.annotate(
@@ -135,7 +135,7 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
 
 @styled
 def rate_distributions_figure(
-    rates: Mapping,
+    rates: Mapping | xr.DataArray,
     *,
     bins: int = 60,
     positive_only: bool = False,
@@ -265,6 +265,7 @@ def dataset_examples_figure(dataset: xr.Dataset, *, n_images: int = 8) -> Figure
     x = ds["images"].values[tiers == "train"][:n_images, 0]
     fig = new_figure(figsize=(10, 3.6), layout="constrained")
     sub = fig.subfigures(1, 2, width_ratios=[2.4, 1])
+    assert isinstance(sub, np.ndarray)  # a 1 x 2 grid: an array of two SubFigures
     axes = sub[0].subplots(2, 4)
     for ax, im in zip(axes.ravel(), x, strict=False):  # up to 8 panels
         ax.imshow(im, cmap="gray", vmin=0, vmax=255)

@@ -43,7 +43,8 @@ def correlation_histogram(
     v = _values(values, measure)
     fig = new_figure(figsize=(4.5, 3.2))
     ax = fig.add_subplot()
-    edges = np.linspace(min(-0.1, np.nanmin(v) if np.isfinite(v).any() else 0), 1.0, bins + 1)
+    lo = min(-0.1, np.nanmin(v) if np.isfinite(v).any() else 0)
+    edges = np.linspace(lo, 1.0, bins + 1).tolist()  # hist's stub takes a Sequence, not an array
     if groups is None:
         ax.hist(v[np.isfinite(v)], bins=edges, color="k")
         m = np.nanmean(v)

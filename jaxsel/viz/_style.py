@@ -13,13 +13,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-STYLE: dict[str, Any] = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {
     "image.interpolation": "nearest",  # pixels are data: never smooth them
     "image.origin": "upper",  # [y, x] with y downwards (jaxsel.data._stimuli)
     "axes.titlesize": "medium",
@@ -40,7 +43,12 @@ def styled[F: Callable[..., Any]](fn: F) -> F:
     return cast(F, wrapper)
 
 
-def new_figure(figsize: tuple[float, float], *, layout: str | None = None, **kwargs) -> Figure:
+def new_figure(
+    figsize: tuple[float, float],
+    *,
+    layout: Literal["constrained", "compressed", "tight"] | None = None,
+    **kwargs,
+) -> Figure:
     """A figure with its own Agg canvas (no pyplot, no global backend).
 
     Args:
@@ -77,7 +85,7 @@ def save_figure(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with matplotlib.rc_context(STYLE):
-            extra = {} if dpi is None else {"dpi": dpi}
+            extra: dict[str, Any] = {} if dpi is None else {"dpi": dpi}
             fig.savefig(
                 tmp,
                 format=path.suffix.lstrip(".") or "png",
