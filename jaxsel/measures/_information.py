@@ -39,6 +39,7 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 from jax.scipy.special import gammaln, xlogy
+from numpy.typing import ArrayLike
 
 from jaxsel._errors import DataError
 from jaxsel.measures._labels import neuron_coords
@@ -132,7 +133,12 @@ def _class_weights(lab: np.ndarray, n_class: int, prior):
 
 
 def poisson_information(
-    rates, labels, *, prior="empirical", k_max: int | None = None, max_chunk_elements: int = 2**24
+    rates,
+    labels,
+    *,
+    prior: str | ArrayLike = "empirical",
+    k_max: int | None = None,
+    max_chunk_elements: int = 2**24,
 ) -> xr.DataArray:
     """Mutual information between a label and a Poisson spike count with the given rates.
 
