@@ -7,7 +7,7 @@ in cycles per pixel. ``gabor`` and ``grating`` are pure ``jax.numpy`` functions,
 be differentiated and vmapped over their parameters. Raw grey levels and contrast images
 follow ``jaxsel.data`` (``BACKGROUND``, ``SCALE``, ``to_contrast``, ``from_contrast``).
 
-Labelled sets, for selectivity measures (``jaxsel.measures._selectivity``): a label per image
+Labelled sets, for selectivity measures (``jaxsel.measures.selectivity``): a label per image
 from a file (:func:`labels_from_file`) or a function (:func:`labels_from_function`), from the
 image's oriented energy (:func:`orientation_energy`, :func:`orientation_labels`), or a
 generated set (:func:`grating_stimuli`); :func:`add_gaussian_noise` perturbs any set.
@@ -349,7 +349,7 @@ def orientation_energy(
     """Fraction of each image's (non-DC) power at orientation ``theta`` (and near ``sf``).
 
     Orientation = direction of the wave vector (radians from +x towards +y, y = row index
-    downwards), as ``jaxsel.data._stimuli.grating``; the band is ``|angle - theta| <=
+    downwards), as ``jaxsel.data.grating``; the band is ``|angle - theta| <=
     bandwidth`` modulo pi and, if ``sf`` is given, ``|log2(|k| / sf)| <= octaves / 2``.
 
     Args:

@@ -1,7 +1,7 @@
 """Simulate the digital twin: draw neurons, calibrate them on natural-like images, add noise.
 
 ``simulate`` returns a dataset in the canonical layout (static-folder compatible) and the
-:class:`~jaxsel.data._twin.Twin` holding the ground truth: parameters, noise-free response
+:class:`~jaxsel.data.Twin` holding the ground truth: parameters, noise-free response
 function, true reliability and true optimal stimuli.
 """
 

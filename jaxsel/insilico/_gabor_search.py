@@ -1,6 +1,6 @@
 """Gabors in silico: a differentiable generator, bank screening, optimal Gabors, recorded Gabors.
 
-The carrier/envelope formula is :func:`jaxsel.data._stimuli.gabor` (one Gabor definition in
+The carrier/envelope formula is :func:`jaxsel.data.gabor` (one Gabor definition in
 the project); here it is turned into a stimulus: optionally mean-removed, scaled either to a
 fixed L2 norm of the contrast image (the MEI budget) or by a ``contrast`` factor, and mapped
 to raw grey levels ``background + scale * contrast``.

@@ -2,7 +2,7 @@
 
 An MEI job optimises a variable ``u`` of shape ``(K, C, H, W)`` (``K`` images optimised
 together; ``K = 1`` except for diverse MEIs). ``u`` lives in *unit space*: the raw image shown
-to the model is ``offset + scale * u`` (see :class:`jaxsel.insilico._mei.MEIConfig`), so
+to the model is ``offset + scale * u`` (see :class:`jaxsel.insilico.MEIConfig`), so
 constraints and step sizes do not depend on the data set's grey-level units.
 
 Everything here acts on the last three axes (one image = ``(C, H, W)``) and broadcasts over

@@ -1,4 +1,4 @@
-"""Named MEI recipes: functions returning an :class:`~jaxsel.insilico._mei.MEIConfig`.
+"""Named MEI recipes: functions returning an :class:`~jaxsel.insilico.MEIConfig`.
 
 * :func:`mean_std` — SGD with momentum 0.9 on an image whose mean and std are fixed
   (mean = train mean, std = train std / 10), white-noise start (as taught at the FENS-2022

@@ -115,7 +115,7 @@ def cluster_members(
 
     Args:
       responses: (model, stimulus, neuron) DataArray (e.g. from
-        :func:`jaxsel.insilico._custom_stimuli.ensemble_responses`).
+        :func:`jaxsel.insilico.ensemble_responses`).
       k: clusters.
       n_components: PCA components kept (<= members).
       standardize: z-score each (stimulus, neuron) feature over members first.

@@ -36,7 +36,7 @@ def mei_grid(result: xr.Dataset, *, max_neurons: int = 24, ncols: int = 6, path=
     """MEIs (best seed) with the activation trace of every seed under each image.
 
     Args:
-      result: output of :func:`jaxsel.insilico._mei.optimize_meis`.
+      result: output of :func:`jaxsel.insilico.optimize_meis`.
       max_neurons: at most this many neurons (the first ones).
       ncols: neurons per row.
       path: optional PNG path.

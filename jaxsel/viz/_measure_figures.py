@@ -25,7 +25,7 @@ def oracle_variance_scatter(
     """Oracle correlation vs variance per neuron, selected neurons highlighted.
 
     Args:
-      table: a selection table (``jaxsel.measures._selection.selection_table``); threshold
+      table: a selection table (``jaxsel.measures.selection_table``); threshold
         lines are drawn from its ``threshold_*`` attrs when present.
       x, y: the statistics on the axes.
       path: PNG path to save to.
@@ -105,7 +105,7 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
     hyperparameter, labelled with the informative fraction in percent.
 
     Args:
-      table: a sweep table (``jaxsel.measures._information.sweep_table``).
+      table: a sweep table (``jaxsel.measures.sweep_table``).
     """
     hps = list(dict.fromkeys(table["hyperparameter"]))
     fig = new_figure(figsize=(2.6 * max(len(hps), 1) + 0.6, 3), layout="constrained")
@@ -146,7 +146,7 @@ def rate_distributions_figure(
 
     Args:
       rates: ``{state: rates array}`` or an ``xr.DataArray`` (state, bin) from
-        ``jaxsel.measures._selectivity.rate_distributions``.
+        ``jaxsel.measures.rate_distributions``.
       bins, positive_only: passed to ``rate_distributions`` for a mapping.
       log_y: logarithmic density axis (for heavy-tailed rates).
     """
@@ -216,7 +216,7 @@ def selectivity_figure(result: xr.Dataset, *, path: str | Path | None = None) ->
 def topographic_map_figure(
     maps: xr.DataArray, *, titles=None, cmap: str = "viridis", path: str | Path | None = None
 ) -> Figure:
-    """One image per map of ``jaxsel.measures._selectivity.topographic_map`` output
+    """One image per map of ``jaxsel.measures.topographic_map`` output
     ((y, x) or (k, y, x))."""
     m = maps.values if maps.ndim == 3 else maps.values[None]
     fig = new_figure(figsize=(3 * len(m), 2.6), layout="constrained")
@@ -244,7 +244,7 @@ def topographic_map_figure(
 def raster_figure(
     raster: xr.DataArray, *, vmin: float = 0.0, vmax: float = 1.2, path: str | Path | None = None
 ) -> Figure:
-    """Similarity-sorted raster (``jaxsel.measures._tuning.sorted_raster``)."""
+    """Similarity-sorted raster (``jaxsel.measures.sorted_raster``)."""
     fig = new_figure(figsize=(8, 4), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(
