@@ -34,7 +34,7 @@ def make_session(seed=0, frames=None):
     start = 10.0 + 0.3 * np.arange(len(frames))
     stop = start + 0.25
     spikes = []
-    for u in range(N_UNITS):
+    for _u in range(N_UNITS):
         s = rng.uniform(9.0, start[-1] + 1.0, size=rng.integers(40, 120))
         s = np.concatenate([s, start[:3] + 0.05, start[3:5] + 0.25])  # on window edges
         spikes.append(np.sort(s))

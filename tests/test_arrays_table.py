@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -154,9 +155,9 @@ def test_split_tiers_deterministic_and_grouped():
 # ------------------------------------------------------------------ image folders
 
 
-def write_pngs(folder: Path, images: np.ndarray, names) -> None:
+def write_pngs(folder: Path, images: Iterable[np.ndarray], names) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for im, name in zip(images, names):
+    for im, name in zip(images, names, strict=True):
         Image.fromarray(im).save(folder / name)
 
 

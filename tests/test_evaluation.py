@@ -11,8 +11,7 @@ from jaxsel.data import repeats, subset, unique_images
 from jaxsel.data._twin import twin_rates
 from jaxsel.measures._evaluation import evaluate, pearson, summarize
 from jaxsel.models._config import ModelConfig
-from jaxsel.train import Config, TrainConfig
-from jaxsel.train import fit
+from jaxsel.train import Config, TrainConfig, fit
 from jaxsel.viz._model_figures import correlation_histogram, ln_vs_cnn_scatter, training_curves
 
 

@@ -1,5 +1,7 @@
 """Gabor generator, bank screening and optimal Gabors against the twin's true tuning."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,7 +23,7 @@ from jaxsel.viz._insilico_figures import gabor_vs_mei
 
 SHAPE = (36, 64)
 # a coarse bank keeps the test fast: 3 x 3 positions, 2 sizes, 6 orientations, 3 sfs, 2 phases
-BANK = dict(
+BANK: dict[str, Any] = dict(
     n_x=5, n_y=3, margin=0.3, sigmas=(2.8, 4.0), n_theta=6, sfs=(0.1, 0.16, 0.25), n_phase=2
 )
 

@@ -57,7 +57,8 @@ def test_poisson_information_equals_closed_form_for_two_rates():
 
 
 @pytest.mark.parametrize(
-    "l0,l1,p1", [(1, 3, 0.5), (2, 8, 0.5), (5, 6, 0.5), (20, 40, 0.5), (3, 9, 0.25), (80, 120, 0.5)]
+    ("l0", "l1", "p1"),
+    [(1, 3, 0.5), (2, 8, 0.5), (5, 6, 0.5), (20, 40, 0.5), (3, 9, 0.25), (80, 120, 0.5)],
 )
 def test_poisson_information_equals_float64_reference(l0, l1, p1):
     n1 = int(p1 * 8)

@@ -380,4 +380,5 @@ def test_bad_configs_and_inputs(sim):
     with pytest.raises(ConfigError, match="image_shape"):
         optimize_meis(fn, p, [0], config=cfg, image_shape=(2, 3, 4, 5))
     with pytest.raises(ConfigError, match="MEIConfig"):
-        optimize_meis(fn, p, [0], config="norm", image_shape=SHAPE)
+        # a recipe name instead of an MEIConfig, on purpose: the runtime check is under test
+        optimize_meis(fn, p, [0], config="norm", image_shape=SHAPE)  # pyright: ignore[reportArgumentType]

@@ -130,7 +130,7 @@ def test_laplacian_pyramid_matches_reference(shape):
     got = laplacian_pyramid(jnp.asarray(img.transpose(1, 2, 0))[None], 3)
     ref = pyramid_ref(img.astype(np.float64), 3)
     assert len(got) == 4
-    for g, r in zip(got, ref):
+    for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(np.asarray(g)[0].transpose(2, 0, 1), r, atol=1e-5)
 
 

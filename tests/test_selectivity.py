@@ -119,7 +119,7 @@ def test_trained_vs_untrained_and_input_noise(setup, tmp_path):
     )
     # absolute selectivity of the informative truth neurons drops with input noise
     top = (info.sel(model="trained", noise=0.0) >= 2 / 3).values
-    si = np.abs(res["selectivity_index"].sel(model="trained"))
+    si = abs(res["selectivity_index"].sel(model="trained"))
     assert float(si.sel(noise=60.0)[top].mean()) < float(si.sel(noise=0.0)[top].mean())
     # identical noisy images for every model: untrained rates at noise 60 are reproducible
     noisy = add_gaussian_noise(images, 60.0, seed=2, clip=(0, 255))

@@ -287,7 +287,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path, monkeypatch):
     before = tree(tmp_path / "out")
     calls["n"] = 0
     monkeypatch.setattr(sf.np, "save", flaky)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         save_static(small_dataset(seed=2), tmp_path / "out", overwrite=True)
     assert tree(tmp_path / "out") == before and _siblings(tmp_path) == ["out"]
 

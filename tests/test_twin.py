@@ -144,5 +144,5 @@ def test_save_load_round_trip(sim, tmp_path):
 def test_load_twin_missing_folder(tmp_path):
     from jaxsel._errors import DataError
 
-    with pytest.raises(DataError, match="params.npz"):
+    with pytest.raises(DataError, match=r"params\.npz"):
         load_twin(tmp_path / "nothing")

@@ -37,6 +37,7 @@ def test_dataarray_round_trip(tmp_path):
     da = labelled()
     save_zarr(da, tmp_path / "r.zarr")
     back = load_zarr(tmp_path / "r.zarr")
+    assert isinstance(back, xr.DataArray)
     xr.testing.assert_identical(back, da)
     np.testing.assert_array_equal(back.attrs["gain"], da.attrs["gain"])
     assert back.dtype == np.float32 and back["seed"].dtype == np.int32
@@ -60,7 +61,9 @@ def test_empty_and_scalar(tmp_path):
     scalar = xr.DataArray(np.float32(2.5), name="x", attrs={"unit": "Hz"})
     save_zarr(scalar, tmp_path / "s")
     xr.testing.assert_identical(load_zarr(tmp_path / "s"), scalar)
-    xr.testing.assert_identical(load_zarr(tmp_path / "s", lazy=True).load(), scalar)
+    lazy_scalar = load_zarr(tmp_path / "s", lazy=True)
+    assert isinstance(lazy_scalar, xr.DataArray)
+    xr.testing.assert_identical(lazy_scalar.load(), scalar)
 
 
 def test_chunks(tmp_path):
@@ -78,14 +81,18 @@ def test_chunks(tmp_path):
 
 
 def test_lazy(tmp_path):
+    import tensorstore as ts
+
     da = labelled()
     save_zarr(da, tmp_path / "r")
     lazy = load_zarr(tmp_path / "r", lazy=True)
+    assert isinstance(lazy, xr.DataArray)
     assert not isinstance(lazy.variable._data, np.ndarray)  # nothing read yet
     sel = lazy.isel(neuron=[4, 1], stimulus=slice(0, 3, 2))
     xr.testing.assert_identical(sel.load(), da.isel(neuron=[4, 1], stimulus=slice(0, 3, 2)))
     xr.testing.assert_identical(lazy.sel(neuron=13).load(), da.sel(neuron=13))
     store = load_zarr(save_zarr(np.arange(6.0), tmp_path / "p"), lazy=True)
+    assert isinstance(store, ts.TensorStore)  # no dimension names: the store itself
     np.testing.assert_array_equal(store[2:4].read().result(), [2.0, 3.0])
 
 

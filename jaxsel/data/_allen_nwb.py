@@ -256,7 +256,7 @@ def load_allen_nwb(
     Args:
       nwb_path: the session's NWB (HDF5) file.
       images: the scenes, (n_scenes, y, x) array or a folder/file for
-        :func:`jaxsel.data._image_folder.load_images`; frame ``k`` is image ``k``.
+        :func:`jaxsel.data.load_images`; frame ``k`` is image ``k``.
       area: keep units in this area (or any of these areas); None keeps all units.
       window: (t0, t1) seconds after each onset; None counts in [start_time, stop_time].
       qc: unit filters ``{column: (operator, threshold)}``; None = :data:`ALLEN_QC`

@@ -92,7 +92,7 @@ def load_arrays(
       name: dataset name (default: the file name).
 
     Returns:
-      The validated dataset (see :mod:`jaxsel.data._dataset`).
+      The validated dataset (see :func:`jaxsel.data.validate`).
 
     Raises:
       DataError: missing file or array, or invalid content (naming the file and field).
@@ -171,7 +171,7 @@ def save_arrays(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
     so a failure leaves nothing behind.
 
     Args:
-      ds: a dataset as made by :func:`jaxsel.data._dataset.make_dataset`.
+      ds: a dataset as made by :func:`jaxsel.data.make_dataset`.
       path: target file (``.npz`` is appended when missing).
       overwrite: replace an existing file.
 

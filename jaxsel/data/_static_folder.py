@@ -403,7 +403,7 @@ def save_static(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
     per-neuron response mean/std, train tier).
 
     Args:
-      ds: a dataset as made by :func:`jaxsel.data._dataset.make_dataset`.
+      ds: a dataset as made by :func:`jaxsel.data.make_dataset`.
       path: the folder to create.
       overwrite: replace an existing non-empty folder.
 

@@ -7,7 +7,7 @@ in cycles per pixel. ``gabor`` and ``grating`` are pure ``jax.numpy`` functions,
 be differentiated and vmapped over their parameters. Raw grey levels and contrast images
 follow ``jaxsel.data`` (``BACKGROUND``, ``SCALE``, ``to_contrast``, ``from_contrast``).
 
-Labelled sets, for selectivity measures (``jaxsel.measures._selectivity``): a label per image
+Labelled sets, for selectivity measures (``jaxsel.measures.selectivity``): a label per image
 from a file (:func:`labels_from_file`) or a function (:func:`labels_from_function`), from the
 image's oriented energy (:func:`orientation_energy`, :func:`orientation_labels`), or a
 generated set (:func:`grating_stimuli`); :func:`add_gaussian_noise` perturbs any set.
@@ -26,6 +26,12 @@ import xarray as xr
 
 from jaxsel._errors import DataError
 from jaxsel.data._pixels import BACKGROUND, from_contrast
+
+
+def hw_tuple(shape) -> tuple[int, int]:
+    """``(H, W)`` from any 2-sequence (list, array shape); the ``tuple(shape)`` of 2-D code."""
+    h, w = shape
+    return (h, w)
 
 
 def _grid(shape):
@@ -343,7 +349,7 @@ def orientation_energy(
     """Fraction of each image's (non-DC) power at orientation ``theta`` (and near ``sf``).
 
     Orientation = direction of the wave vector (radians from +x towards +y, y = row index
-    downwards), as ``jaxsel.data._stimuli.grating``; the band is ``|angle - theta| <=
+    downwards), as ``jaxsel.data.grating``; the band is ``|angle - theta| <=
     bandwidth`` modulo pi and, if ``sf`` is given, ``|log2(|k| / sf)| <= octaves / 2``.
 
     Args:
@@ -422,7 +428,7 @@ def grating_stimuli(
     n = int(n_per_class)
     th = np.r_[np.full(n, theta), np.full(n, theta + np.pi / 2)]
     ph = rng.uniform(0, 2 * np.pi, 2 * n)
-    make = jax.vmap(lambda t, p: grating(tuple(shape), t, sf, p, contrast))
+    make = jax.vmap(lambda t, p: grating(hw_tuple(shape), t, sf, p, contrast))
     c = np.asarray(make(jnp.asarray(th, jnp.float32), jnp.asarray(ph, jnp.float32)))
     if noise > 0:
         c = c + noise * rng.standard_normal(c.shape)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -135,8 +136,8 @@ def optimal_stimuli(twin: Twin, norm: float | None = None, *, steps: int = 300) 
       steps: ascent steps for suppressed cells.
 
     Returns:
-      (neuron, y, x) contrast images; multiply by ``SCALE`` and add ``BACKGROUND`` (``jaxsel.data``) to get
-      raw grey images (:func:`to_raw`).
+      (neuron, y, x) contrast images; multiply by ``SCALE`` and add ``BACKGROUND``
+      (``jaxsel.data``) to get raw grey images (:func:`to_raw`).
     """
     norm = float(twin.meta["norm_budget"] if norm is None else norm)
     p = twin.params
@@ -190,11 +191,9 @@ def save_twin(twin: Twin, path: str | Path) -> Path:
     """Write the ground truth to a folder: ``params.npz``, ``neurons.csv``, ``twin.json``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path / "params.npz",
-        neuron_id=twin.neuron_id,
-        **{k: np.asarray(v) for k, v in twin.params.items()},
-    )
+    # Any values: numpy's stub would let a ndarray ** entry fill the bool ``allow_pickle``
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in twin.params.items()}
+    np.savez_compressed(path / "params.npz", neuron_id=twin.neuron_id, **arrays)
     twin.table().to_dataframe().to_csv(path / "neurons.csv")
     (path / "twin.json").write_text(
         json.dumps({"format": _FORMAT, "kinds": KINDS, **twin.meta}, indent=2)

@@ -18,8 +18,8 @@ def write_twin(out: str | Path, *, force: bool = False, seed: int = 0, **config)
       out: the output folder (must be new or empty unless ``force``).
       force: replace an existing ``out``.
       seed: the simulation seed.
-      **config: fields of :class:`jaxsel.data._twin_simulate.TwinConfig` (``n_neurons``,
-        ``n_train``, ...), passed to :func:`~jaxsel.data._twin_simulate.simulate`.
+      **config: fields of :class:`jaxsel.data.TwinConfig` (``n_neurons``,
+        ``n_train``, ...), passed to :func:`~jaxsel.data.simulate`.
 
     Returns:
       ``(dataset, twin)``.

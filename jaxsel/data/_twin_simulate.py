@@ -1,7 +1,7 @@
 """Simulate the digital twin: draw neurons, calibrate them on natural-like images, add noise.
 
 ``simulate`` returns a dataset in the canonical layout (static-folder compatible) and the
-:class:`~jaxsel.data._twin.Twin` holding the ground truth: parameters, noise-free response
+:class:`~jaxsel.data.Twin` holding the ground truth: parameters, noise-free response
 function, true reliability and true optimal stimuli.
 """
 
@@ -95,7 +95,8 @@ def _filters(p: dict, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     args = [np.asarray(p[k]) for k in ("x0", "y0", "sigma", "theta", "sf", "phase")]
     make = jax.vmap(lambda x0, y0, s, th, f, ph: gabor(shape, x0, y0, s, th, f, ph))
     even = np.asarray(make(*args))
-    odd = np.asarray(make(*args[:5], args[5] + np.pi / 2))
+    x0, y0, sigma, theta, sf, phase = args
+    odd = np.asarray(make(x0, y0, sigma, theta, sf, phase + np.pi / 2))
 
     def unit(a):
         a = a - a.mean(axis=(1, 2), keepdims=True)
@@ -198,7 +199,7 @@ def simulate(
     image_id[cfg.n_train + cfg.n_validation :] = image_id[cfg.n_train + cfg.n_validation :][
         test_order
     ]
-    params = {k: v for k, v in p.items()}
+    params = dict(p)
     twin0 = Twin(params=params, neuron_id=np.arange(cfg.n_neurons), meta={})
     rates_img = twin0.rates(images)
     counts = sample_responses(rates_img[image_id], p["dispersion"], rng)

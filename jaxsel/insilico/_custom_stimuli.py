@@ -1,12 +1,12 @@
 """Any stimulus array -> responses of every ensemble member, cached on disk.
 
-:func:`ensemble_responses` runs a stacked ensemble (a :class:`~jaxsel.train._many.ManyResult`,
+:func:`ensemble_responses` runs a stacked ensemble (a :class:`~jaxsel.train.ManyResult`,
 or ``(fn, params)`` with a leading model axis on ``params`` and ``fn`` the single-model
 function, or a list of single-model pairs sharing one ``fn``) on raw stimuli in fixed-size
 batches (one compilation, models vmapped) and returns ``xr.DataArray`` (model, stimulus,
 neuron [, time]). Stimuli of shape (stimulus, time, C, H, W) or (stimulus, time, H, W) are
 movies: every frame is an image and the result gets a ``time`` axis. With ``cache_dir`` the
-result is stored as zarr (``jaxsel.data._zarr_store``) under a key hashing the stimulus bytes,
+result is stored as zarr (:func:`jaxsel.data.save_zarr`) under a key hashing the stimulus bytes,
 the parameters and the config, and loaded from there on the next call.
 """
 
@@ -134,10 +134,11 @@ def ensemble_responses(
         from jaxsel.data._zarr_store import load_zarr
 
         da = load_zarr(path)
+        assert isinstance(da, xr.DataArray)  # the cache is written from a DataArray below
         da.attrs["cached"] = True
         return da
     n = x.shape[0]
-    t = x.shape[1] if movie else None
+    t = x.shape[1] if movie else 1  # frames per stimulus (used for movies only)
     flat = x.reshape((n * t,) + x.shape[2:]) if movie else x
     r = np.moveaxis(
         predict((_members_batch_first(fn), params), flat, batch_size=batch_size), 0, 1

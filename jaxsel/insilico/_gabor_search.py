@@ -1,6 +1,6 @@
 """Gabors in silico: a differentiable generator, bank screening, optimal Gabors, recorded Gabors.
 
-The carrier/envelope formula is :func:`jaxsel.data._stimuli.gabor` (one Gabor definition in
+The carrier/envelope formula is :func:`jaxsel.data.gabor` (one Gabor definition in
 the project); here it is turned into a stimulus: optionally mean-removed, scaled either to a
 fixed L2 norm of the contrast image (the MEI budget) or by a ``contrast`` factor, and mapped
 to raw grey levels ``background + scale * contrast``.
@@ -23,7 +23,7 @@ import xarray as xr
 
 from jaxsel._errors import ConfigError
 from jaxsel.data import BACKGROUND, SCALE
-from jaxsel.data._stimuli import gabor
+from jaxsel.data._stimuli import gabor, hw_tuple
 from jaxsel.insilico._mei import neuron_indices, output_size
 from jaxsel.insilico._mei_job import jit_program
 
@@ -43,7 +43,7 @@ def gabor_contrast(p: dict, shape: tuple[int, int], *, norm=None, zero_mean: boo
     Returns:
       (H, W) float32 contrast image.
     """
-    g = gabor(tuple(shape), p["x0"], p["y0"], p["sigma"], p["theta"], p["sf"], p["phase"])
+    g = gabor(hw_tuple(shape), p["x0"], p["y0"], p["sigma"], p["theta"], p["sf"], p["phase"])
     if zero_mean:
         g = g - jnp.mean(g)
     if norm is not None:
@@ -157,7 +157,7 @@ def screen_gabors(
       ``response`` (best rate), ``bank_index``.
     """
     bank = (
-        gabor_bank(tuple(shape))
+        gabor_bank(hw_tuple(shape))
         if bank is None
         else {k: np.asarray(v, np.float32) for k, v in bank.items()}
     )
@@ -195,7 +195,7 @@ def screen_gabors(
         better = m > best
         best[better] = m[better]
         arg[better] = s + a[better]
-    data = {k: ("neuron", bank[k][arg]) for k in GABOR_PARAMS}
+    data: dict[str, tuple] = {k: ("neuron", bank[k][arg]) for k in GABOR_PARAMS}
     data.update(response=("neuron", best), bank_index=("neuron", arg))
     if all_r is not None:
         data["responses"] = (("gabor", "neuron"), all_r)
@@ -310,7 +310,7 @@ def optimal_gabors(
     """
     if not norm or norm <= 0:
         raise ConfigError(f"optimal_gabors: norm = {norm}: expected a positive contrast budget")
-    shape = tuple(int(s) for s in shape)
+    shape = hw_tuple(int(s) for s in shape)
     if init is None:
         init = screen_gabors(
             fn,
@@ -377,7 +377,7 @@ def optimal_gabors(
             channels=channels,
         )
     )
-    data = {k: ("neuron", v.astype(np.float32)) for k, v in p.items()}
+    data: dict[str, tuple] = {k: ("neuron", v.astype(np.float32)) for k, v in p.items()}
     data.update(
         response=("neuron", resp),
         response_init=("neuron", init["response"].values),

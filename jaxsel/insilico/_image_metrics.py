@@ -111,7 +111,7 @@ def axial_average(power, *, bin_size: float = BIN, kmax: float | None = 0.5):
     Returns:
       ``(p_theta (n_bins,), theta (n_bins,))`` with ``theta`` the bin centres.
     """
-    n_bins = int(round(np.pi / bin_size))
+    n_bins = round(float(np.pi / bin_size))
     if n_bins < 1 or not np.isclose(n_bins * bin_size, np.pi):
         raise ConfigError(f"bin_size = {bin_size}: expected pi / integer")
     ang, k = _angles(power.shape)

@@ -80,8 +80,9 @@ class MEIConfig:
       rescale: ``(lo, hi)``: after each step map the image's min..max onto this range.
       precondition_alpha: FFT gradient filter ``1/|k|^alpha`` (0 = off).
       blur: ``(sigma_start, sigma_end)`` in pixels, decaying over ``steps``, or None.
-      blur_schedule: ``"linear"`` or ``"accelerating"`` (see :func:`mei_parts.blur_sigma`;
-        ``"seed002"`` is a former name of ``"accelerating"``).
+      blur_schedule: ``"linear"`` or ``"accelerating"`` (step i moves the
+        fraction i / steps of the remaining way to the end sigma, so it falls off within the
+        first ~sqrt(2 * steps) steps; ``"seed002"`` is a former name of ``"accelerating"``).
       contrast_target, contrast_weight: penalty ``weight * |target - std(image)|``.
       jitter: maximal random translation (pixels) of the image before each model call.
       patience: stop a job when its objective has not improved by a relative ``tol`` for
@@ -317,7 +318,7 @@ def optimize_meis(
         )
         keep = min(chunk, n_jobs - s)
         outs.append(jax.tree.map(lambda a: np.asarray(a)[:keep], res))
-    raw, act, trace, steps_run = (np.concatenate(z) for z in zip(*outs))
+    raw, act, trace, steps_run = (np.concatenate(z) for z in zip(*outs, strict=True))
     return _to_dataset(raw, act, trace, steps_run, idx, seeds, config, neuron_id)
 
 

@@ -1,6 +1,6 @@
 """One MEI job and its compiled chunk programs: the objective, the constraints, one ascent step.
 
-A job is one (neuron, seed) pair (see :mod:`jaxsel.insilico._mei`); :func:`init_job`,
+A job is one (neuron, seed) pair (see :func:`jaxsel.insilico.optimize_meis`); :func:`init_job`,
 :func:`step_job` and :func:`finish_job` are written for one job and vmapped over a chunk of
 jobs by :func:`run_chunk`, whose programs are compiled once per (model function, config
 structure, image shape, chunk size). :func:`split_config` separates a config's structure
@@ -11,7 +11,7 @@ compiled program.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +93,10 @@ class _View:
         for f in ("sign", "disc"):
             setattr(self, f, hp[f])
 
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names __init__ did not set; declares the dynamic fields' type
+        raise AttributeError(name)
+
 
 def _constrain(u, h):
     """Reparameterisation shared by the forward map and the post-step projection.
@@ -111,7 +115,8 @@ def _constrain(u, h):
 
 def _project(u, step, h, blur: bool = True):
     if blur and h.blur is not None:
-        u = parts.gaussian_blur(u, parts.blur_sigma(step, h.steps, *h.blur, h.blur_schedule))
+        start, end = h.blur
+        u = parts.gaussian_blur(u, parts.blur_sigma(step, h.steps, start, end, h.blur_schedule))
     if h.rescale is not None:
         u = parts.rescale_range(u, *h.rescale)
     return _constrain(u, h)
@@ -161,7 +166,7 @@ def init_job(target, seed_index, u0, base_code, hp: dict, cfg: MEIConfig):
     Args:
       target: index of the neuron (model output column).
       seed_index: index of the seed.
-      u0: (K, C, H, W) unit-space start (:func:`mei_parts.start_image`).
+      u0: (K, C, H, W) unit-space start (``start_image`` in ``_mei_parts``).
       base_code: uint32 from the base seed; jitter draws hash it with target, seed and step.
       hp, cfg: numbers and static structure from :func:`split_config`.
 
@@ -244,7 +249,7 @@ def _finish_chunk(params, targets, carry, hp, *, fn, cfg: MEIConfig):
 
 def jit_program(name: str, f, static_argnames, donate_argnames=()):
     """``jax.jit`` made on first use (no backend query at import time), held in the one
-    compile cache (:func:`jaxsel._compile_cache.clear_caches` frees it).
+    compile cache (:func:`jaxsel.clear_caches` frees it).
 
     On CPU, LLVM's expensive passes are skipped: the programs compile 1.5-3x faster with no
     measurable loss of speed; other backends use the defaults.

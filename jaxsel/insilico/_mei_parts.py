@@ -2,7 +2,7 @@
 
 An MEI job optimises a variable ``u`` of shape ``(K, C, H, W)`` (``K`` images optimised
 together; ``K = 1`` except for diverse MEIs). ``u`` lives in *unit space*: the raw image shown
-to the model is ``offset + scale * u`` (see :class:`jaxsel.insilico._mei.MEIConfig`), so
+to the model is ``offset + scale * u`` (see :class:`jaxsel.insilico.MEIConfig`), so
 constraints and step sizes do not depend on the data set's grey-level units.
 
 Everything here acts on the last three axes (one image = ``(C, H, W)``) and broadcasts over
@@ -84,7 +84,8 @@ def image_norm(u):
 
 
 def fix_mean_std(u, mean: float, std: float):
-    """Reparameterise to an image with exactly the given mean and std (the fixed mean/std constraint)."""
+    """Reparameterise to an image with exactly the given mean and std (the fixed mean/std
+    constraint)."""
     return (u - _mean(u)) / image_std(u) * std + mean
 
 
@@ -123,7 +124,8 @@ def fft_filter(shape: tuple[int, int], alpha):
 
     Args:
       shape: (H, W).
-      alpha: exponent, a number or a traced scalar (0 = identity; ``recipes.fft_preconditioned`` uses 1/4).
+      alpha: exponent, a number or a traced scalar (0 = identity;
+        ``recipes.fft_preconditioned`` uses 1/4).
 
     Returns:
       (H, W // 2 + 1) float32 array.
@@ -200,8 +202,9 @@ def blur_sigma(step, steps: int, start: float, end: float, schedule: str = "line
       start, end: sigma at the first step and the limit.
       schedule: ``"linear"`` (straight line from ``start`` to ``end``) or ``"accelerating"``
         (former name ``"seed002"``): step i moves the fraction i / steps of the way to
-        ``end``, ``s_i = s_{i-1} + (end - s_{i-1}) * i / steps``, i = 1..steps, in closed form: ``end + (start - end) * prod_{j<=i} (1 - j/steps)``; it falls off
-        within the first ~sqrt(2 * steps) steps).
+        ``end``, ``s_i = s_{i-1} + (end - s_{i-1}) * i / steps``, i = 1..steps, in closed
+        form: ``end + (start - end) * prod_{j<=i} (1 - j/steps)``; it falls off within the
+        first ~sqrt(2 * steps) steps).
     """
     if schedule == "linear":
         t = jnp.clip(step / jnp.maximum(steps - 1, 1), 0.0, 1.0)

@@ -6,7 +6,7 @@ and scaled to the budget before it is shown to the true neuron.
 
 Scores per neuron:
   * ``pearson_r``: Pearson r between the MEI and the true optimal stimulus
-    (:func:`jaxsel.data._twin.optimal_stimuli`; meaningful for simple and suppressed cells);
+    (:func:`jaxsel.data.optimal_stimuli`; meaningful for simple and suppressed cells);
   * ``phase_match``: the norm of the projection of the unit (centred) MEI onto the span of the
     unit quadrature pair ``w_even, w_odd`` (max over phase; 1 = perfect, for complex cells);
   * ``frac_true_max``: true rate to the MEI / true rate to the optimal stimulus, same budget;
@@ -45,7 +45,7 @@ def twin_model(twin: Twin, neurons=None) -> tuple:
 def mei_images(meis) -> np.ndarray:
     """(neuron, [seed,] [channel,] y, x) raw MEIs from a result Dataset or an array.
 
-    A result of :func:`jaxsel.insilico._mei.optimize_meis` with several seeds is reduced to
+    A result of :func:`jaxsel.insilico.optimize_meis` with several seeds is reduced to
     the seed with the highest model activation.
     """
     if isinstance(meis, xr.Dataset):
@@ -177,7 +177,7 @@ def gabor_recovery(gabors: xr.Dataset, twin: Twin, neurons=None) -> xr.Dataset:
     """Orientation and spatial-frequency errors of fitted Gabors against the twin's truth.
 
     Args:
-      gabors: a result of :func:`jaxsel.insilico._gabor_search.optimal_gabors` (or of the
+      gabors: a result of :func:`jaxsel.insilico.optimal_gabors` (or of the
         bank screening) with per-neuron ``theta`` and ``sf``.
       twin: the ground truth.
       neurons: twin neuron indices (default: the result's ``neuron_index``).
@@ -211,11 +211,11 @@ def summarize(scores: xr.Dataset) -> dict:
     kinds = scores["kind"].values
     for kind in np.unique(kinds):
         sel = kinds == kind
-        row = {"n": int(sel.sum())}
+        row: dict[str, int | float | None] = {"n": int(sel.sum())}
         for name, v in scores.data_vars.items():
             if name != "kind" and v.dtype.kind == "f":
                 vals = v.values[sel]
                 vals = vals[np.isfinite(vals)]
-                row[name] = float(np.median(vals)) if len(vals) else None
+                row[str(name)] = float(np.median(vals)) if len(vals) else None
         out[str(kind)] = row
     return out

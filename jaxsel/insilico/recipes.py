@@ -1,4 +1,4 @@
-"""Named MEI recipes: functions returning an :class:`~jaxsel.insilico._mei.MEIConfig`.
+"""Named MEI recipes: functions returning an :class:`~jaxsel.insilico.MEIConfig`.
 
 * :func:`mean_std` — SGD with momentum 0.9 on an image whose mean and std are fixed
   (mean = train mean, std = train std / 10), white-noise start (as taught at the FENS-2022
@@ -17,6 +17,8 @@ Every recipe takes ``**overrides`` (any :class:`MEIConfig` field), e.g. ``steps=
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +53,7 @@ def mean_std(image_mean: float, image_std: float, **overrides) -> MEIConfig:
     """
     if not image_std > 0:
         raise ConfigError(f"mean_std: image_std = {image_std}: expected a positive raw std")
-    kw = dict(
+    kw: dict[str, Any] = dict(
         steps=1000,
         optimizer="momentum",
         momentum=0.9,
@@ -84,7 +86,7 @@ def fft_preconditioned(
     lo, hi = (float(v) for v in value_range)
     if not hi > lo:
         raise ConfigError(f"fft_preconditioned: value_range = {value_range}: expected lo < hi")
-    kw = dict(
+    kw: dict[str, Any] = dict(
         steps=1000,
         optimizer="sgd",
         lr=0.1,
@@ -118,7 +120,7 @@ def norm(
       **overrides: other :class:`MEIConfig` fields (default 300 steps, lr 0.02 with cosine
         decay to 0.1 lr, white-noise start).
     """
-    kw = dict(
+    kw: dict[str, Any] = dict(
         steps=300,
         optimizer="adam",
         lr=0.02,

@@ -27,7 +27,7 @@ def pca(x, n_components: int):
     """
     x = jnp.asarray(x, jnp.float32)
     xc = x - x.mean(0)
-    u, s, vt = jnp.linalg.svd(xc, full_matrices=False)
+    _u, s, vt = jnp.linalg.svd(xc, full_matrices=False)
     n = min(n_components, vt.shape[0])
     vt = vt[:n]
     sign = jnp.sign(vt[jnp.arange(n), jnp.argmax(jnp.abs(vt), axis=1)])
@@ -115,15 +115,15 @@ def cluster_members(
 
     Args:
       responses: (model, stimulus, neuron) DataArray (e.g. from
-        :func:`jaxsel.insilico._custom_stimuli.ensemble_responses`).
+        :func:`jaxsel.insilico.ensemble_responses`).
       k: clusters.
       n_components: PCA components kept (<= members).
       standardize: z-score each (stimulus, neuron) feature over members first.
 
     Returns:
-      ``xr.Dataset`` over ``model``: ``label`` (cluster of each member), ``embedding`` (model, component),
-      ``explained_variance_ratio`` (component), attrs ``inertia``; cluster sizes in
-      ``size`` (cluster).
+      ``xr.Dataset`` over ``model``: ``label`` (cluster of each member), ``embedding``
+      (model, component), ``explained_variance_ratio`` (component), attrs ``inertia``;
+      cluster sizes in ``size`` (cluster).
     """
     if responses.ndim != 3 or responses.dims[0] != "model":
         raise DataError(

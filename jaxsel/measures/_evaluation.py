@@ -6,7 +6,7 @@ Measures (per neuron, on the ``test`` tier by default):
 * ``average_correlation``: correlation of predictions with the mean response over repeats of
   each image;
 * ``poisson_loglik``: mean Poisson log-likelihood per trial, ``r log f - f - log r!`` (nats);
-* ``oracle``: the jackknife oracle correlation (``jaxsel.measures._reliability``);
+* ``oracle``: the jackknife oracle correlation (``jaxsel.measures.oracle_correlation``);
 * ``fraction_oracle``: ``test_correlation / oracle`` per neuron; the population value (the
   slope of a regression through the origin of test correlation on oracle, Lurz et al. 2021)
   is in ``attrs["fraction_oracle"]``;
@@ -65,12 +65,12 @@ def evaluate(
     """Evaluate a model per neuron.
 
     Args:
-      model: a :class:`~jaxsel.train._fit.FitResult`, a :class:`~jaxsel.models.ResponseModel`
+      model: a :class:`~jaxsel.train.FitResult`, a :class:`~jaxsel.models.ResponseModel`
         (e.g. from ``load_model``) or an in-silico pair ``(fn, params)``
         (``fn(params, raw_images) -> rates``, rates in the dataset's response units).
       ds: the dataset (its neurons must be the model's, in the same order).
       tier: the tier to evaluate (``"test"``: repeated images).
-      truth: optional ground truth: a :class:`~jaxsel.data._twin.Twin` or a pair
+      truth: optional ground truth: a :class:`~jaxsel.data.Twin` or a pair
         ``(fn, params)`` with the true noise-free rates.
       batch_size: images per prediction call.
       min_fev: FEVE is reported only for neurons with FEV >= ``min_fev``.
@@ -168,11 +168,11 @@ def summarize(ev: xr.Dataset, groups: str | None = "kind") -> dict:
     """
 
     def med(sub):
-        res = {"n": int(sub.sizes["neuron"])}
+        res: dict[str, float] = {"n": int(sub.sizes["neuron"])}
         for k in sub.data_vars:
             v = sub[k].values
             v = v[np.isfinite(v)]
-            res[k] = float(np.median(v)) if v.size else float("nan")
+            res[str(k)] = float(np.median(v)) if v.size else float("nan")
         return res
 
     out = {"all": med(ev)}

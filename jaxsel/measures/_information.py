@@ -39,6 +39,7 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 from jax.scipy.special import gammaln, xlogy
+from numpy.typing import ArrayLike
 
 from jaxsel._errors import DataError
 from jaxsel.measures._labels import neuron_coords
@@ -132,7 +133,12 @@ def _class_weights(lab: np.ndarray, n_class: int, prior):
 
 
 def poisson_information(
-    rates, labels, *, prior="empirical", k_max: int | None = None, max_chunk_elements: int = 2**24
+    rates,
+    labels,
+    *,
+    prior: str | ArrayLike = "empirical",
+    k_max: int | None = None,
+    max_chunk_elements: int = 2**24,
 ) -> xr.DataArray:
     """Mutual information between a label and a Poisson spike count with the given rates.
 
@@ -226,7 +232,7 @@ def repeat_information(
         raise DataError(
             f"unknown correction '{correction}'", field="correction", expected="'pt' or 'none'"
         )
-    n_img, n_rep, n_neu = x.shape
+    n_img, _n_rep, n_neu = x.shape
     lab, n_class = _labels(labels, n_img, n_neu)
     ok = np.isfinite(x)
     if bins is None:
@@ -288,7 +294,7 @@ def _rank_bins(x, ok, bins: int) -> np.ndarray:
     """Equal-population bins per neuron from ranks over all finite trials (ties share)."""
     from scipy.stats import rankdata
 
-    n_img, n_rep, n_neu = x.shape
+    _n_img, _n_rep, n_neu = x.shape
     flat = np.where(ok, x, np.inf).reshape(-1, n_neu)
     rk = rankdata(flat, method="min", axis=0) - 1  # 0-based, inf last
     cnt = ok.reshape(-1, n_neu).sum(0)

@@ -156,7 +156,7 @@ def oracle_correlation_random(
         raise DataError(f"n_draws={n_draws}", field="n_draws", expected="an integer >= 1")
     rep = _as_repeats(rep)
     x0, m, n, s = _per_image(rep)
-    n_img, n_rep, n_neu = x0.shape
+    n_img, _n_rep, n_neu = x0.shape
     usable = n >= 2
     frac = usable.sum(0) / max(n_img, 1)
     finite_first = np.argsort(~m, axis=1, kind="stable")  # finite repeats first

@@ -1,10 +1,10 @@
 """Neuron selection: every reliability and tuning statistic in one labelled table, a rule from
 config, and the decision per neuron.
 
-Default rule, the "reliable-and-variable" rule: keep a neuron when its oracle correlation is above the 60th
-percentile AND the variance of its per-image mean responses is above the 50th percentile
-(strict ``>``, percentiles over neurons with a finite value, linear interpolation as
-``numpy.percentile`` / ``pandas.quantile``). The oracle statistic used by default is the
+Default rule, the "reliable-and-variable" rule: keep a neuron when its oracle correlation is
+above the 60th percentile AND the variance of its per-image mean responses is above the 50th
+percentile (strict ``>``, percentiles over neurons with a finite value, linear interpolation
+as ``numpy.percentile`` / ``pandas.quantile``). The oracle statistic used by default is the
 jackknife oracle (all trials vs leave-one-out means): it targets the same quantity as the
 randomized oracle (one random trial vs the mean of the others) with much less sampling
 noise; ``percentiles={"oracle_random": 60, "variance": 50}`` uses the randomized oracle

@@ -5,11 +5,11 @@ A model is the CONVENTIONS.md pair ``(fn, params)``: ``fn(params, images) -> rat
 works for any such pair (the twin's truth, a trained CNN, an untrained one).
 
 * Labels: a binary (or categorical) attribute per image (1 = positive), e.g. from
-  ``jaxsel.data._stimuli`` (``labels_from_file``, ``labels_from_function``,
+  ``jaxsel.data`` (``labels_from_file``, ``labels_from_function``,
   ``orientation_labels``, or the labelled set ``grating_stimuli``).
 * Per neuron: rates to positive vs negative images, the selectivity index
   ``SI = (r_pos - r_neg) / (r_pos + r_neg)`` (in [-1, 1] for non-negative rates; 0 where
-  both are 0), d' and the Poisson mutual information (``information.poisson_information``).
+  both are 0), d' and the Poisson mutual information (:func:`jaxsel.measures.poisson_information`).
 * Firing-rate distributions (:func:`rate_distributions`) and topographic maps of rates over
   neuron positions (:func:`topographic_map`).
 * :func:`compare_models`: the same measures for several models (e.g. untrained vs trained)
@@ -143,7 +143,7 @@ def rate_distributions(
         a = np.asarray(v, np.float64).ravel()
         a = a[np.isfinite(a)]
         vals[k] = a[a > 0] if positive_only else a
-    allv = np.concatenate([v for v in vals.values()]) if vals else np.zeros(0)
+    allv = np.concatenate(list(vals.values())) if vals else np.zeros(0)
     if allv.size == 0:
         raise DataError("no finite rates to histogram", field="rates")
     if range is None:

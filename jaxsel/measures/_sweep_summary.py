@@ -1,5 +1,5 @@
 """Summaries of a hyperparameter sweep's per-neuron metric (point, seed, neuron), e.g. the
-single-neuron information of every model of :func:`jaxsel.train._sweep.member_metric`: the
+single-neuron information of every model of a sweep (:func:`jaxsel.train.run_sweep`): the
 informative-count table per swept value and the ranked curves per point."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def sweep_summary(
 
     One row per (swept hyperparameter, value): informative counts (``metric >= threshold``)
     mean and SEM over seeds, fraction, max, top-10 mean, runs
-    (:func:`jaxsel.measures._information.sweep_table`). With several swept fields, a value
+    (:func:`jaxsel.measures.sweep_table`). With several swept fields, a value
     is the tuple of a point's values under the joint name ``"a,b"``.
 
     Returns:
@@ -26,7 +26,7 @@ def sweep_summary(
     names = [c for c in metric.coords if metric.coords[c].dims == ("point",) and c != "point"]
     if not names:
         names = ["point"]
-    label = ",".join(names)
+    label = ",".join(map(str, names))
     by_value: dict = {}
     for i in range(metric.sizes["point"]):
         vals = tuple(_py(metric.coords[n].values[i]) for n in names)

@@ -122,7 +122,7 @@ def response_entropy(values, *, bins: int | None = None, base: float = 2.0) -> x
     """
     m = _as_means(values)
     x = m.values.astype(np.float64)
-    n_img, n_neu = x.shape
+    _n_img, n_neu = x.shape
     ok = np.isfinite(x)
     if bins is not None:
         if int(bins) < 1:
@@ -277,7 +277,7 @@ def outlier_flags(
             "outlier": ("neuron", np.where(ok, score > thr, False)),
         },
         coords=coords,
-        attrs={"method": method, "threshold": thr, "features": ",".join(names)},
+        attrs={"method": method, "threshold": thr, "features": ",".join(map(str, names))},
     )
 
 

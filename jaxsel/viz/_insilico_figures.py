@@ -36,7 +36,7 @@ def mei_grid(result: xr.Dataset, *, max_neurons: int = 24, ncols: int = 6, path=
     """MEIs (best seed) with the activation trace of every seed under each image.
 
     Args:
-      result: output of :func:`jaxsel.insilico._mei.optimize_meis`.
+      result: output of :func:`jaxsel.insilico.optimize_meis`.
       max_neurons: at most this many neurons (the first ones).
       ncols: neurons per row.
       path: optional PNG path.
@@ -171,7 +171,7 @@ def power_spectra_figure(images: dict, *, path=None) -> Figure:
             np.log1p(np.asarray(p)),
             cmap="gnuplot",
             origin="upper",
-            extent=[kx.min(), kx.max(), ky.max(), ky.min()],
+            extent=(float(kx.min()), float(kx.max()), float(ky.max()), float(ky.min())),
         )
         ax.set_title(f"{name}: log power", fontsize=8)
         ax.set_xlabel("kx (c/px)", fontsize=7)
@@ -323,7 +323,7 @@ def comparison_figure(comparison: xr.Dataset) -> Figure:
     keys = [k for k in ("activation", "contrast", "si_2", "sf") if k in c]
     fig = new_figure(figsize=(3.0 * len(keys), 3.2), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    for ax, k in zip(axes, keys):
+    for ax, k in zip(axes, keys, strict=True):
         v = [c[k].sel(stimulus=s).values for s in names]
         ax.boxplot(v, tick_labels=names)
         ax.set_title(k)
@@ -347,6 +347,7 @@ def recovery_figure(recovery: xr.Dataset, *, theta_error_deg=None) -> Figure:
             ("phase_match", "phase-invariant match"),
             ("frac_true_max", "true drive / true max"),
         ),
+        strict=True,
     ):
         for i, kind in enumerate(("simple", "complex", "suppressed")):
             v = rec[k].values[kinds == kind]

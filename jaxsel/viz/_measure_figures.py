@@ -25,7 +25,7 @@ def oracle_variance_scatter(
     """Oracle correlation vs variance per neuron, selected neurons highlighted.
 
     Args:
-      table: a selection table (``jaxsel.measures._selection.selection_table``); threshold
+      table: a selection table (``jaxsel.measures.selection_table``); threshold
         lines are drawn from its ``threshold_*`` attrs when present.
       x, y: the statistics on the axes.
       path: PNG path to save to.
@@ -105,17 +105,17 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
     hyperparameter, labelled with the informative fraction in percent.
 
     Args:
-      table: a sweep table (``jaxsel.measures._information.sweep_table``).
+      table: a sweep table (``jaxsel.measures.sweep_table``).
     """
     hps = list(dict.fromkeys(table["hyperparameter"]))
     fig = new_figure(figsize=(2.6 * max(len(hps), 1) + 0.6, 3), layout="constrained")
     axes = fig.subplots(1, max(len(hps), 1), sharey=True, squeeze=False)[0]
-    for ax, hp in zip(axes, hps):
+    for ax, hp in zip(axes, hps, strict=False):  # one spare axis when hps is empty
         t = table[table["hyperparameter"] == hp]
         xpos = np.arange(len(t))
-        sem = np.nan_to_num(t["informative_count_sem"].to_numpy(float))
+        sem = np.nan_to_num(np.asarray(t["informative_count_sem"], float))
         bars = ax.bar(xpos, t["informative_count_mean"], yerr=sem, capsize=2, color="C0")
-        for b, frac, e in zip(bars, t["informative_fraction_mean"], sem):
+        for b, frac, e in zip(bars, t["informative_fraction_mean"], sem, strict=True):
             ax.annotate(
                 f"{100 * frac:.1f}%",
                 (b.get_x() + b.get_width() / 2, b.get_height() + e),
@@ -135,7 +135,7 @@ def informative_counts_figure(table: pd.DataFrame, *, path: str | Path | None = 
 
 @styled
 def rate_distributions_figure(
-    rates: Mapping,
+    rates: Mapping | xr.DataArray,
     *,
     bins: int = 60,
     positive_only: bool = False,
@@ -146,7 +146,7 @@ def rate_distributions_figure(
 
     Args:
       rates: ``{state: rates array}`` or an ``xr.DataArray`` (state, bin) from
-        ``jaxsel.measures._selectivity.rate_distributions``.
+        ``jaxsel.measures.rate_distributions``.
       bins, positive_only: passed to ``rate_distributions`` for a mapping.
       log_y: logarithmic density axis (for heavy-tailed rates).
     """
@@ -216,7 +216,7 @@ def selectivity_figure(result: xr.Dataset, *, path: str | Path | None = None) ->
 def topographic_map_figure(
     maps: xr.DataArray, *, titles=None, cmap: str = "viridis", path: str | Path | None = None
 ) -> Figure:
-    """One image per map of ``jaxsel.measures._selectivity.topographic_map`` output
+    """One image per map of ``jaxsel.measures.topographic_map`` output
     ((y, x) or (k, y, x))."""
     m = maps.values if maps.ndim == 3 else maps.values[None]
     fig = new_figure(figsize=(3 * len(m), 2.6), layout="constrained")
@@ -244,7 +244,7 @@ def topographic_map_figure(
 def raster_figure(
     raster: xr.DataArray, *, vmin: float = 0.0, vmax: float = 1.2, path: str | Path | None = None
 ) -> Figure:
-    """Similarity-sorted raster (``jaxsel.measures._tuning.sorted_raster``)."""
+    """Similarity-sorted raster (``jaxsel.measures.sorted_raster``)."""
     fig = new_figure(figsize=(8, 4), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(
@@ -265,8 +265,9 @@ def dataset_examples_figure(dataset: xr.Dataset, *, n_images: int = 8) -> Figure
     x = ds["images"].values[tiers == "train"][:n_images, 0]
     fig = new_figure(figsize=(10, 3.6), layout="constrained")
     sub = fig.subfigures(1, 2, width_ratios=[2.4, 1])
+    assert isinstance(sub, np.ndarray)  # a 1 x 2 grid: an array of two SubFigures
     axes = sub[0].subplots(2, 4)
-    for ax, im in zip(axes.ravel(), x):
+    for ax, im in zip(axes.ravel(), x, strict=False):  # up to 8 panels
         ax.imshow(im, cmap="gray", vmin=0, vmax=255)
         ax.set_axis_off()
     sub[0].suptitle("example training images", fontsize=10)

@@ -43,7 +43,8 @@ def correlation_histogram(
     v = _values(values, measure)
     fig = new_figure(figsize=(4.5, 3.2))
     ax = fig.add_subplot()
-    edges = np.linspace(min(-0.1, np.nanmin(v) if np.isfinite(v).any() else 0), 1.0, bins + 1)
+    lo = min(-0.1, np.nanmin(v) if np.isfinite(v).any() else 0)
+    edges = np.linspace(lo, 1.0, bins + 1).tolist()  # hist's stub takes a Sequence, not an array
     if groups is None:
         ax.hist(v[np.isfinite(v)], bins=edges, color="k")
         m = np.nanmean(v)
@@ -128,9 +129,10 @@ def training_curves(history, *, title: str | None = None, path=None) -> Figure:
     """
     if hasattr(history, "history"):
         history = history.history
-    get = lambda k: np.asarray(
-        history[k].values if hasattr(history[k], "values") else history[k], float
-    )
+
+    def get(k):
+        return np.asarray(history[k].values if hasattr(history[k], "values") else history[k], float)
+
     loss, val = get("loss"), get("val_correlation")
     epochs = get("epoch") if "epoch" in history else np.arange(len(loss))
     fig = new_figure(figsize=(7.5, 3.0))

@@ -13,13 +13,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-STYLE: dict[str, Any] = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {
     "image.interpolation": "nearest",  # pixels are data: never smooth them
     "image.origin": "upper",  # [y, x] with y downwards (jaxsel.data._stimuli)
     "axes.titlesize": "medium",
@@ -28,10 +31,8 @@ STYLE: dict[str, Any] = {
 }
 """The rcParams every jaxsel figure is drawn and saved with."""
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-def styled(fn: F) -> F:
+def styled[F: Callable[..., Any]](fn: F) -> F:
     """Decorator: run a drawing function inside ``matplotlib.rc_context(STYLE)``."""
 
     @functools.wraps(fn)
@@ -39,10 +40,15 @@ def styled(fn: F) -> F:
         with matplotlib.rc_context(STYLE):
             return fn(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
-def new_figure(figsize: tuple[float, float], *, layout: str | None = None, **kwargs) -> Figure:
+def new_figure(
+    figsize: tuple[float, float],
+    *,
+    layout: Literal["constrained", "compressed", "tight"] | None = None,
+    **kwargs,
+) -> Figure:
     """A figure with its own Agg canvas (no pyplot, no global backend).
 
     Args:
@@ -79,7 +85,7 @@ def save_figure(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with matplotlib.rc_context(STYLE):
-            extra = {} if dpi is None else {"dpi": dpi}
+            extra: dict[str, Any] = {} if dpi is None else {"dpi": dpi}
             fig.savefig(
                 tmp,
                 format=path.suffix.lstrip(".") or "png",

@@ -63,7 +63,7 @@ def informative_counts_figure(
     sem = np.nan_to_num(table["informative_count_sem"].to_numpy(float))
     bars = ax.bar(x, mean, yerr=sem, capsize=2, color="C0")
     if n_neurons:
-        for b, m in zip(bars, mean):
+        for b, m in zip(bars, mean, strict=True):
             ax.annotate(
                 f"{100 * m / n_neurons:.1f}%",
                 (b.get_x() + b.get_width() / 2, b.get_height()),
