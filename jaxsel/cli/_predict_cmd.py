@@ -50,7 +50,7 @@ def _read_images(path: Path):
 
 
 def run(args) -> int:
-    from jaxsel.pipeline._context import save_nc
+    from jaxsel.pipeline import save_nc
     from jaxsel.train import load_model, predict_responses
 
     out = Path(args.out)

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from jaxsel.data._twin_io import write_twin
+    from jaxsel.data import write_twin
 
     ds, twin = write_twin(
         args.out,

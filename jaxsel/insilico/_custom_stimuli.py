@@ -28,8 +28,7 @@ from jaxsel.models import predict
 
 def _stack_pairs(model):
     """-> (single-model fn, params stacked on a leading model axis, model coords, config)."""
-    from jaxsel.train._fit import response_function
-    from jaxsel.train._many import ManyResult
+    from jaxsel.train import ManyResult, response_function
 
     if isinstance(model, ManyResult):
         fn = response_function(model.model)
@@ -131,7 +130,7 @@ def ensemble_responses(
     key = cache_key(x, params, {"model": cfg, "extra": config})
     path = None if cache_dir is None else Path(cache_dir) / f"responses_{key}.zarr"
     if path is not None and (path / "zarr.json").is_file():
-        from jaxsel.data._zarr_store import load_zarr
+        from jaxsel.data import load_zarr
 
         da = load_zarr(path)
         assert isinstance(da, xr.DataArray)  # the cache is written from a DataArray below
@@ -165,7 +164,7 @@ def ensemble_responses(
         da = xr.DataArray(r, dims=("model", "stimulus", "neuron"), coords=coords, name="responses")
     da.attrs["cache_key"] = key
     if path is not None:
-        from jaxsel.data._zarr_store import save_zarr
+        from jaxsel.data import save_zarr
 
         save_zarr(da, path, overwrite=True)
     da.attrs["cached"] = False

@@ -22,8 +22,7 @@ import optax
 import xarray as xr
 
 from jaxsel._errors import ConfigError
-from jaxsel.data import BACKGROUND, SCALE
-from jaxsel.data._stimuli import gabor, hw_tuple
+from jaxsel.data import BACKGROUND, SCALE, gabor, hw_tuple
 from jaxsel.insilico._mei import neuron_indices, output_size
 from jaxsel.insilico._mei_job import jit_program
 

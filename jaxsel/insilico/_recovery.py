@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import ConfigError
-from jaxsel.data._twin import Twin, contrast, optimal_stimuli, to_raw, twin_rates
+from jaxsel.data import Twin, contrast, optimal_stimuli, to_raw, twin_rates
 
 
 def twin_fn(params, images):

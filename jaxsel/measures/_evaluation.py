@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import DataError
-from jaxsel.data._dataset import repeats, subset, unique_images
+from jaxsel.data import repeats, subset, unique_images
 from jaxsel.models import ResponseModel, predict
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import DataError
-from jaxsel.data._stimuli import add_gaussian_noise
+from jaxsel.data import add_gaussian_noise
 from jaxsel.measures._information import poisson_information
 from jaxsel.measures._labels import neuron_coords
 from jaxsel.models import predict

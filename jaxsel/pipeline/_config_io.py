@@ -24,12 +24,11 @@ from typing import Any
 
 from jaxsel._dataclass_io import check_keys, close_key, describe, from_dict, to_dict
 from jaxsel._errors import ConfigError
-from jaxsel.insilico._gabor_search import gabor_bank
-from jaxsel.insilico._mei import MEIConfig
+from jaxsel.insilico import MEIConfig, gabor_bank
 from jaxsel.insilico.recipes import RECIPES
-from jaxsel.models._config import ModelConfig
+from jaxsel.models import ModelConfig
 from jaxsel.pipeline._config_schema import DATA_SOURCES, STAGES, Config
-from jaxsel.train._config import NAMED_CONFIGS, TrainConfig
+from jaxsel.train import NAMED_CONFIGS, TrainConfig
 
 
 def check_overrides(classes, data: dict, prefix: str) -> None:

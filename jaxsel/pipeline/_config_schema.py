@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jaxsel.data._twin_simulate import TwinConfig
-from jaxsel.measures._selection import SelectionRule
+from jaxsel.data import TwinConfig
+from jaxsel.measures import SelectionRule
 
 
 def _f[T](default: T, doc: str, **kw: Any) -> T:

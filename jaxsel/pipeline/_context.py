@@ -14,14 +14,18 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import ConfigError, MissingInput
-from jaxsel.data import subset
-from jaxsel.data._allen_nwb import load_allen_nwb
-from jaxsel.data._arrays import load_arrays, load_table
-from jaxsel.data._static_folder import load_static
-from jaxsel.data._twin import load_twin, twin_rates
+from jaxsel.data import (
+    load_allen_nwb,
+    load_arrays,
+    load_static,
+    load_table,
+    load_twin,
+    subset,
+    twin_rates,
+)
 from jaxsel.pipeline._config_schema import Config
 from jaxsel.pipeline._rundir import RunDir
-from jaxsel.train._fit import load_fit
+from jaxsel.train import load_fit
 
 
 def spearman(a, b) -> float:

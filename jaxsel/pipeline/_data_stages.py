@@ -7,8 +7,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from jaxsel.data._twin_io import write_twin
-from jaxsel.measures._selection import save_table_csv, selection_table
+from jaxsel.data import write_twin
+from jaxsel.measures import save_table_csv, selection_table
 from jaxsel.pipeline._context import Context, median, save_nc, spearman
 from jaxsel.pipeline._rundir import write_json
 

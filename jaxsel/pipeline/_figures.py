@@ -14,29 +14,25 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from jaxsel.data import BACKGROUND
-from jaxsel.data._twin import optimal_stimuli
-from jaxsel.data._zarr_store import load_zarr
+from jaxsel.data import BACKGROUND, load_zarr, optimal_stimuli
 from jaxsel.pipeline._context import open_nc
 from jaxsel.pipeline._insilico_stages import load_mei
-from jaxsel.viz._insilico_figures import (
+from jaxsel.viz import (
     comparison_figure,
     cross_activation_figure,
+    dataset_examples_figure,
     gradient_rf_grid,
     mei_grid,
-    paired_grid,
-    power_spectra_figure,
-    recovery_figure,
-)
-from jaxsel.viz._measure_figures import (
-    dataset_examples_figure,
+    model_quality_figure,
     oracle_truth_figure,
     oracle_variance_scatter,
+    paired_grid,
+    power_spectra_figure,
     ranked_information_figure,
+    recovery_figure,
+    save_figure,
     selectivity_comparison_figure,
 )
-from jaxsel.viz._model_figures import model_quality_figure
-from jaxsel.viz._style import save_figure
 
 
 def save(fig: Figure, folder: Path, name: str, *, pdf: bool) -> str:

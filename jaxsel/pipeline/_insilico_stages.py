@@ -14,18 +14,26 @@ from jaxsel.data import (
     BACKGROUND,
     SCALE,
     global_image_stats,
+    load_zarr,
     norm_budget,
+    save_zarr,
     to_contrast,
     unique_images,
 )
-from jaxsel.data._zarr_store import load_zarr, save_zarr
-from jaxsel.insilico import recipes
-from jaxsel.insilico._cross_activation import cross_activation, diagonal_selectivity
-from jaxsel.insilico._gabor_search import gabor_bank, optimal_gabors
-from jaxsel.insilico._gradients import gradient_rf
-from jaxsel.insilico._image_metrics import best_natural_images, stimulus_comparison
-from jaxsel.insilico._mei import best_seed, optimize_meis
-from jaxsel.insilico._recovery import gabor_recovery, mei_recovery
+from jaxsel.insilico import (
+    best_natural_images,
+    best_seed,
+    cross_activation,
+    diagonal_selectivity,
+    gabor_bank,
+    gabor_recovery,
+    gradient_rf,
+    mei_recovery,
+    optimal_gabors,
+    optimize_meis,
+    recipes,
+    stimulus_comparison,
+)
 from jaxsel.models import predict
 from jaxsel.pipeline._context import Context, median, open_nc, save_nc
 

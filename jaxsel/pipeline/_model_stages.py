@@ -9,15 +9,12 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import ConfigError
-from jaxsel.data import unique_images
-from jaxsel.data._stimuli import orientation_labels
-from jaxsel.measures._evaluation import evaluate
-from jaxsel.measures._selectivity import selectivity
+from jaxsel.data import orientation_labels, unique_images
+from jaxsel.measures import evaluate, selectivity
 from jaxsel.models import predict
 from jaxsel.pipeline._config_schema import Config
 from jaxsel.pipeline._context import Context, median, save_nc
-from jaxsel.train._config import named_config
-from jaxsel.train._fit import fit
+from jaxsel.train import fit, named_config
 
 
 def fit_config(cfg: Config, name: str):

@@ -12,8 +12,7 @@ from jaxsel.pipeline._config_schema import Config
 from jaxsel.pipeline._context import Context
 from jaxsel.pipeline._rundir import RunDir
 from jaxsel.pipeline._stages import run_pipeline
-from jaxsel.train._config import named_config
-from jaxsel.train._many import fit_many
+from jaxsel.train import fit_many, named_config
 
 
 def run_config_sweep(cfg: Config, *, force: bool = False) -> Path:

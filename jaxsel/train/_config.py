@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from jaxsel._dataclass_io import from_dict, to_dict
 from jaxsel._errors import ConfigError
-from jaxsel.models._config import GridMeanPredictorConfig, ModelConfig
+from jaxsel.models import GridMeanPredictorConfig, ModelConfig
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxsel.models import ResponseModel, predict
-from jaxsel.models._model import Model, build_model
+from jaxsel.models import Model, ResponseModel, build_model, predict
 from jaxsel.train._checkpoint import read_meta, restore_checkpoint
 from jaxsel.train._config import Config
 from jaxsel.train._fit_loop import FitRun, initial_tree, nonfinite_error, resume_run, train_epochs
@@ -136,10 +135,6 @@ def response_function(model: Model):
         return rates * st["response_scale"]
 
     return fn
-
-
-# the former private name (jaxsel.train._sweep imports it)
-_resolve_config = resolve_config
 
 
 def fit(

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsel._errors import ConfigError, DataError, TrainingError
-from jaxsel.data._batches import iterate, n_batches
-from jaxsel.models._model import Model
+from jaxsel.data import iterate, n_batches
+from jaxsel.models import Model
 from jaxsel.train._checkpoint import checkpoint_dir, restore_checkpoint, save_checkpoint
 from jaxsel.train._config import Config
 from jaxsel.train._fit_parts import (

@@ -24,12 +24,10 @@ import xarray as xr
 
 from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError, DataError
-from jaxsel.data._batches import tier_arrays
-from jaxsel.data._dataset import fingerprint as data_fingerprint
-from jaxsel.data._dataset import validate, with_statistics
-from jaxsel.data._transforms import Standardizer
-from jaxsel.data._transforms import standardizer as make_standardizer
-from jaxsel.models._model import Model
+from jaxsel.data import Standardizer, tier_arrays, validate, with_statistics
+from jaxsel.data import fingerprint as data_fingerprint
+from jaxsel.data import standardizer as make_standardizer
+from jaxsel.models import Model
 from jaxsel.train._checkpoint import checkpoint_dir, latest_epoch, read_meta
 from jaxsel.train._config import RESUMABLE_FIELDS, Config, named_config
 from jaxsel.train._step import make_optimizer, make_predict, make_train_step
@@ -132,7 +130,7 @@ def initial_positions(mcfg, x_train, r_train):
     "energy"`` (a CNN without a grid-mean predictor), else None."""
     if mcfg.readout_init != "energy" or mcfg.kind != "cnn" or mcfg.grid_mean_predictor is not None:
         return None
-    from jaxsel.models._readout_init import energy_positions
+    from jaxsel.models import energy_positions
 
     return energy_positions(x_train, r_train)
 

@@ -44,9 +44,8 @@ from jax.sharding import Mesh
 
 from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError, DataError
-from jaxsel.data._batches import n_batches
-from jaxsel.models._conv_impl import CONV_IMPLS
-from jaxsel.models._model import build_model
+from jaxsel.data import n_batches
+from jaxsel.models import CONV_IMPLS, build_model
 from jaxsel.train import _sharding as S
 from jaxsel.train._checkpoint import checkpoint_dir, restore_checkpoint, save_checkpoint
 from jaxsel.train._config import Config

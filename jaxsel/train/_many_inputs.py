@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsel._errors import ConfigError, DataError
-from jaxsel.data._batches import n_batches
-from jaxsel.models._model import build_model, elu1_inverse
+from jaxsel.data import n_batches
+from jaxsel.models import build_model, elu1_inverse
 from jaxsel.train._config import Config
 
 REG_FIELDS = ("gamma_input", "gamma_hidden", "gamma_readout")
@@ -129,7 +129,7 @@ def init_models(
     else:
         params["readout"]["bias"] = bias.astype(np.float32)
     if grids is not None:
-        from jaxsel.models._readouts import normalize_source_grid
+        from jaxsel.models import normalize_source_grid
 
         gmp = cfg.model.grid_mean_predictor
         assert gmp is not None  # source grids are passed only to grid-mean-predictor readouts

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from jaxsel.models._model import Model, build_model
+from jaxsel.models import Model, build_model
 from jaxsel.train._config import Config
 from jaxsel.train._fit import FitResult, response_function
 from jaxsel.train._fit_parts import HISTORY_VARS

@@ -10,8 +10,7 @@ from jax import lax
 
 from jaxsel._errors import ConfigError
 from jaxsel._tree import tree_where
-from jaxsel.models._conv_impl import compiler_options
-from jaxsel.models._model import Model
+from jaxsel.models import Model, compiler_options
 from jaxsel.train._losses import masked_correlation
 from jaxsel.train._schedule import plateau_update
 from jaxsel.train._step import make_predict, make_train_step, set_learning_rate

@@ -31,8 +31,7 @@ import orbax.checkpoint as ocp
 from jaxsel._atomic import atomic_directory
 from jaxsel._compile_cache import cached
 from jaxsel._errors import DataError
-from jaxsel.models import ResponseModel
-from jaxsel.models._model import Model, build_model
+from jaxsel.models import Model, ResponseModel, build_model
 from jaxsel.train._config import Config
 from jaxsel.train._fit import FitResult, response_function
 

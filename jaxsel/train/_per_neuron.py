@@ -26,11 +26,8 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxsel.models._config import ModelConfig
-from jaxsel.models._conv_impl import conv_implementation
-from jaxsel.models._core import conv_padding, pooled_kernel
-from jaxsel.models._model import Model
-from jaxsel.train._step import _loss_fn, make_optimizer
+from jaxsel.models import Model, ModelConfig, conv_implementation, conv_padding, pooled_kernel
+from jaxsel.train._step import loss_fn_for, make_optimizer
 
 
 def choose_formulation(cfg: ModelConfig, *, shared_images: bool, n_models: int) -> str:
@@ -97,7 +94,7 @@ def make_per_neuron_step(
       :func:`~jaxsel.train.make_train_step`.
     """
     tx = tx or make_optimizer(train.lr)
-    loss_fn = _loss_fn(train)
+    loss_fn = loss_fn_for(train)
     eps = train.eps
     cfg = model.config
     fuse = fuse_first and cfg.kind == "cnn"
@@ -165,7 +162,7 @@ def bench_config():
     2 conv layers x 8 channels, 9x9 then 5x5 kernels ('same'), avg-pool 2 after layer 0,
     BatchNorm + ELU, full Gaussian readout of 1 neuron, Poisson loss, Adam, batch 64 of
     1x36x64 images."""
-    from jaxsel.models._config import ModelConfig
+    from jaxsel.models import ModelConfig
     from jaxsel.train._config import Config, TrainConfig
 
     return Config(

@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsel.models._conv_impl import conv_implementation
-from jaxsel.models._model import Model, default_hparams
+from jaxsel.models import Model, conv_implementation, default_hparams
 from jaxsel.train._config import Config, TrainConfig
 from jaxsel.train._losses import LOSSES, gamma_loss
 
@@ -62,7 +61,7 @@ def make_hparams(cfg: Config, n_train: int) -> dict:
     return hp
 
 
-def _loss_fn(train: TrainConfig):
+def loss_fn_for(train: TrainConfig):
     if train.loss == "gamma":
         return partial(gamma_loss, shape=train.gamma_shape)
     return LOSSES[train.loss]
@@ -95,7 +94,7 @@ def make_train_step(
     rounding): ``"xla"``, ``"fft"`` or ``"shifted"`` (:func:`jaxsel.models.conv_implementation`).
     """
     tx = tx or make_optimizer(train.lr)
-    loss_fn = _loss_fn(train)
+    loss_fn = loss_fn_for(train)
     eps = train.eps
 
     def step(params, state, opt_state, images, responses, mask, rng, hparams):

@@ -29,7 +29,7 @@ import xarray as xr
 
 from jaxsel._errors import ConfigError
 from jaxsel.train._config import Config
-from jaxsel.train._fit import _resolve_config
+from jaxsel.train._fit_parts import resolve_config
 from jaxsel.train._many import PER_MODEL_FIELDS, fit_many
 
 _KEYS = ("base", "grid", "list", "seeds", "targets", "name")
@@ -74,7 +74,7 @@ def sweep_spec(d: dict) -> SweepSpec:
         raise ConfigError(
             "a sweep needs exactly one of 'grid' (name -> values) or 'list' (list of {name: value})"
         )
-    base = _resolve_config(d.get("base", "small"))
+    base = resolve_config(d.get("base", "small"))
     if "grid" in d:
         grid = dict(d["grid"])
         for k, v in grid.items():

@@ -41,7 +41,7 @@ def mei_grid(result: xr.Dataset, *, max_neurons: int = 24, ncols: int = 6, path=
       ncols: neurons per row.
       path: optional PNG path.
     """
-    from jaxsel.insilico._mei import best_seed
+    from jaxsel.insilico import best_seed
 
     if "mei" not in result:
         raise ConfigError("mei_grid needs an optimize_meis result (with 'mei' and 'trace')")
@@ -151,12 +151,7 @@ def power_spectra_figure(images: dict, *, path=None) -> Figure:
     """Log power spectrum (top) and axial average with SI_1/SI_2 (bottom) per image."""
     import jax.numpy as jnp
 
-    from jaxsel.insilico._image_metrics import (
-        axial_average,
-        power_spectrum,
-        spectrum_frequencies,
-        symmetry_index,
-    )
+    from jaxsel.insilico import axial_average, power_spectrum, spectrum_frequencies, symmetry_index
 
     names = list(images)
     if not names:

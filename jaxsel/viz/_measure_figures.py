@@ -14,7 +14,7 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from jaxsel.measures._information import INFO_THRESHOLD, ranked_information
+from jaxsel.measures import INFO_THRESHOLD, ranked_information
 from jaxsel.viz._style import maybe_save, new_figure, styled
 
 
@@ -150,7 +150,7 @@ def rate_distributions_figure(
       bins, positive_only: passed to ``rate_distributions`` for a mapping.
       log_y: logarithmic density axis (for heavy-tailed rates).
     """
-    from jaxsel.measures._selectivity import rate_distributions
+    from jaxsel.measures import rate_distributions
 
     h = (
         rates
