@@ -21,7 +21,14 @@ from jaxsel.data._dataset import (
     with_statistics,
 )
 from jaxsel.data._image_folder import load_image_folder, load_images
-from jaxsel.data._pixels import BACKGROUND, SCALE, from_contrast, norm_budget, to_contrast
+from jaxsel.data._pixels import (
+    BACKGROUND,
+    SCALE,
+    as_images,
+    from_contrast,
+    norm_budget,
+    to_contrast,
+)
 from jaxsel.data._static_folder import load_static, save_static
 from jaxsel.data._stimuli import (
     add_gaussian_noise,
@@ -60,6 +67,7 @@ __all__ = [
     "Twin",
     "TwinConfig",
     "add_gaussian_noise",
+    "as_images",
     "batches",
     "contrast",
     "count_spikes",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxsel._errors import DataError
+
 BACKGROUND = 127.5
 """Mid-grey of the 8-bit scale: the raw value of a zero-contrast pixel."""
 SCALE = 127.5
@@ -49,3 +51,33 @@ def norm_budget(
     if center:
         c = c - c.mean(1, keepdims=True)
     return fraction * float(np.median(np.linalg.norm(c, axis=1)))
+
+
+def as_images(images, image_shape: tuple | None = None) -> np.ndarray:
+    """Raw images as float32 (n, channel, y, x), checked against ``image_shape``.
+
+    Args:
+      images: (n, channel, y, x) or (n, y, x) array (or ``xarray.DataArray``).
+      image_shape: expected (channel, y, x), or None/() to accept any.
+
+    Raises:
+      DataError: naming ``images``, for a wrong number of dims or a shape that is not
+        ``image_shape``.
+    """
+    x = np.asarray(getattr(images, "values", images), np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise DataError(
+            f"images have shape {x.shape}",
+            field="images",
+            expected="(n, channel, y, x) or (n, y, x) raw images",
+        )
+    if image_shape and tuple(x.shape[1:]) != tuple(image_shape):
+        raise DataError(
+            f"images are (channel, y, x) = {tuple(x.shape[1:])} but the model "
+            f"takes {tuple(image_shape)}",
+            field="images",
+            expected=f"images of shape (n, {', '.join(map(str, image_shape))})",
+        )
+    return x

@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import DataError
-from jaxsel.data._pixels import BACKGROUND, from_contrast
+from jaxsel.data._pixels import BACKGROUND, as_images, from_contrast
 
 
 def hw_tuple(shape) -> tuple[int, int]:
@@ -194,20 +194,6 @@ def natural_like(
 # --------------------------------------------------------------------------- labelled stimuli
 
 
-def _raw_batch(images) -> np.ndarray:
-    """(batch, channel, y, x) float32 raw images from (batch, [channel,] y, x) images."""
-    x = np.asarray(images.values if isinstance(images, xr.DataArray) else images, np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise DataError(
-            f"images have shape {x.shape}",
-            field="images",
-            expected="(batch, channel, y, x) or (batch, y, x) raw images",
-        )
-    return x
-
-
 def add_gaussian_noise(
     images, amplitude: float, *, seed: int = 0, clip: tuple[float, float] | None = None
 ) -> np.ndarray:
@@ -363,7 +349,7 @@ def orientation_energy(
     Returns:
       (n,) for scalar ``theta``, else (n, m) fractions in [0, 1].
     """
-    x = _raw_batch(images)[:, 0].astype(np.float64) - background
+    x = as_images(images)[:, 0].astype(np.float64) - background
     h, w = x.shape[1:]
     power = np.abs(np.fft.fft2(x)) ** 2
     ky = np.fft.fftfreq(h)[:, None] * np.ones((1, w))

@@ -24,25 +24,12 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import DataError
-from jaxsel.data import add_gaussian_noise
+from jaxsel.data import add_gaussian_noise, as_images
 from jaxsel.measures._information import poisson_information
 from jaxsel.measures._labels import neuron_coords
 from jaxsel.models import predict
 
 # --------------------------------------------------------------------------- images
-
-
-def _as_images(images) -> np.ndarray:
-    x = np.asarray(images.values if isinstance(images, xr.DataArray) else images, np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise DataError(
-            f"images have shape {x.shape}",
-            field="images",
-            expected="(batch, channel, y, x) or (batch, y, x) raw images",
-        )
-    return x
 
 
 # --------------------------------------------------------------------------- selectivity
@@ -271,7 +258,7 @@ def compare_models(
     """
     if not models:
         raise DataError("no models", field="models", expected="{name: (fn, params)}")
-    x = _as_images(images)
+    x = as_images(images)
     amps = [float(a) for a in np.atleast_1d(noise)]
     per_model = []
     for name, (fn, params) in models.items():

@@ -19,7 +19,7 @@ from jaxsel.models._model import Encoder, Model, build_model, default_hparams, e
 from jaxsel.models._readout_init import energy_positions
 from jaxsel.models._readouts import normalize_source_grid, sample_grid
 from jaxsel.models._regularizers import group_sparsity, l1, laplace, laplace_l2, laplace_l2_norm
-from jaxsel.models._response import ResponseModel, as_images, predict
+from jaxsel.models._response import ResponseModel, predict
 from jaxsel.models._sampling import bilinear_sample, laplacian_pyramid
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "Model",
     "ModelConfig",
     "ResponseModel",
-    "as_images",
     "bilinear_sample",
     "build_model",
     "compiler_options",

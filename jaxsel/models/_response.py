@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxsel._compile_cache import jit
 from jaxsel._errors import DataError
+from jaxsel.data import as_images
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -88,36 +89,6 @@ def _resolve(model):
     )
 
 
-def as_images(images, image_shape: tuple | None = None) -> np.ndarray:
-    """Raw images as float32 (n, channel, y, x), checked against ``image_shape``.
-
-    Args:
-      images: (n, channel, y, x) or (n, y, x) array (or ``xarray.DataArray``).
-      image_shape: expected (channel, y, x), or None/() to accept any.
-
-    Raises:
-      DataError: naming ``images``, for a wrong number of dims or a shape that is not
-        ``image_shape``.
-    """
-    x = np.asarray(getattr(images, "values", images), np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise DataError(
-            f"images have shape {x.shape}",
-            field="images",
-            expected="(n, channel, y, x) or (n, y, x) raw images",
-        )
-    if image_shape and tuple(x.shape[1:]) != tuple(image_shape):
-        raise DataError(
-            f"images are (channel, y, x) = {tuple(x.shape[1:])} but the model "
-            f"takes {tuple(image_shape)}",
-            field="images",
-            expected=f"images of shape (n, {', '.join(map(str, image_shape))})",
-        )
-    return x
-
-
 def predict(model, images, *, batch_size: int = 256) -> np.ndarray:
     """Rates of a model for raw images, in fixed-size batches (one compilation).
 
@@ -163,4 +134,4 @@ def predict(model, images, *, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(out)
 
 
-__all__ = ["ResponseModel", "as_images", "predict"]
+__all__ = ["ResponseModel", "predict"]
