@@ -98,6 +98,7 @@ EXPORTS = {
         "orientation_energy",
         "orientation_labels",
         "pink_noise",
+        "qc_rules",
         "repeats",
         "save_arrays",
         "save_static",
