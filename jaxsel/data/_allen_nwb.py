@@ -321,7 +321,7 @@ def load_allen_nwb(
     *,
     area: str | Sequence[str] | None = "VISam",
     window: tuple[float, float] | None = (0.05, 0.25),
-    qc: Mapping[str, tuple[str, float | str]] | None = None,
+    qc: Mapping[str, Any] | None = None,
     tiers: Sequence[float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     image_size: Sequence[int] | None = (36, 64),
