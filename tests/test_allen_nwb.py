@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -183,7 +184,7 @@ def test_qc_column_missing(tmp_path):
         qc={"isi_violations": ("<=", 0.5), "amplitude_cutoff": ("<=", 0.1)},
     )
     np.testing.assert_array_equal(ds["neuron_id"].values, UNIT_IDS[[0, 5, 6]])
-    with pytest.raises(DataError, match=r"field 'qc'"):
+    with pytest.raises(DataError, match=r"field 'qc\.snr'.*data\.qc"):
         load_allen_nwb(path, SCENES, qc={"snr": ("~", 1)})
     with pytest.raises(DataError, match=r"s\.nwb.*field 'units/quality'.*compare"):
         load_allen_nwb(path, SCENES, qc={"quality": (">", 0.5)})
@@ -243,3 +244,112 @@ def test_images_from_folder(tmp_path):
     np.testing.assert_array_equal(
         ds["images"].values[:, 0], scenes[ds["image_id"].values].astype(np.float32)
     )
+
+
+# ------------------------------------------------ data options (crop, qc, stimulus, split seed)
+
+
+def test_crop_box_keeps_the_target_aspect():
+    from jaxsel.data._image_folder import crop_box
+
+    top, bottom, left, right = crop_box((918, 1174), (36, 64))
+    assert (left, right) == (0, 1174)  # every column kept, rows cut top and bottom
+    assert bottom - top == 660 and top == 129 and 918 - bottom == 129
+    assert abs((bottom - top) / 1174 - 36 / 64) < 1e-3
+    assert crop_box((10, 40), (10, 10)) == (0, 10, 15, 25)  # too wide: columns cut
+    assert crop_box((9, 16), (36, 64)) == (0, 9, 0, 16)  # same aspect: nothing cut
+    assert crop_box((9, 16), None) == (0, 9, 0, 16)
+
+
+def _banded_scenes():
+    """Scenes 18 x 24 (aspect 0.75), zero inside the centred 14 rows that a crop to 9 x 16
+    (aspect 0.5625) keeps, 1000 in the 2 rows above and below it."""
+    scenes = np.zeros((N_SCENES, 18, 24), np.float32)
+    scenes[:, :2] = scenes[:, 16:] = 1000.0
+    return scenes
+
+
+def test_center_crop_versus_stretch(tmp_path):
+    path = write_nwb(tmp_path / "s.nwb", make_session())
+    cropped = load_allen_nwb(path, _banded_scenes(), image_size=(9, 16))
+    assert cropped.attrs["crop"] == "center"  # the default, recorded
+    assert cropped.sizes["y"] == 9 and cropped.sizes["x"] == 16
+    np.testing.assert_allclose(cropped["images"].values, 0.0)  # the bands were cut off
+    stretched = load_allen_nwb(path, _banded_scenes(), image_size=(9, 16), crop="none")
+    assert stretched.attrs["crop"] == "none"
+    assert stretched["images"].values[:, 0, 0].max() > 100  # the bands squeezed in
+    with pytest.raises(DataError, match=r"field 'crop'.*data\.crop.*crop='center'"):
+        load_allen_nwb(path, SCENES, crop="middle")
+
+
+def test_qc_short_forms(tmp_path):
+    from jaxsel.data import qc_rules
+
+    path = write_nwb(tmp_path / "s.nwb", make_session())
+    want = UNIT_IDS[[0, 3, 5]]  # VISam units with snr >= 2 (no other filter)
+    for qc in ({"snr": 2.0}, {"snr": [">=", 2]}, {"snr": ">= 2"}, {"snr": ">=2.0"}):
+        ds = load_allen_nwb(path, SCENES, image_size=None, qc=qc)
+        np.testing.assert_array_equal(ds["neuron_id"].values, want)
+        assert json.loads(ds.attrs["qc"]) == {"snr": [">=", 2.0]}
+    assert qc_rules(None) == {
+        "isi_violations": ("<=", 0.5),
+        "amplitude_cutoff": ("<=", 0.1),
+        "presence_ratio": (">=", 0.9),
+    }
+    assert qc_rules({"quality": "== good"}) == {"quality": ("==", "good")}
+    assert qc_rules({}) == {}
+    with pytest.raises(DataError, match=r"field 'qc\.my_metric'.*direction is unknown.*data\.qc"):
+        qc_rules({"my_metric": 0.3})
+    with pytest.raises(DataError, match=r"field 'qc\.snr'.*data\.qc.*qc="):
+        qc_rules({"snr": "about 2"})
+    with pytest.raises(DataError, match=r"field 'qc\.snr'"):
+        qc_rules({"snr": [">=", 1, 2]})
+    with pytest.raises(DataError, match=r"field 'qc'.*data\.qc"):
+        qc_rules([("snr", 1.0)])  # pyright: ignore[reportArgumentType]
+
+
+def test_stimulus_table_name(tmp_path):
+    path = write_nwb(tmp_path / "s.nwb", make_session())
+    with h5py.File(path, "a") as f:
+        f.move("intervals/natural_scenes_presentations", "intervals/scenes_b_presentations")
+    ds = load_allen_nwb(path, SCENES, image_size=None, stimulus="scenes_b")
+    assert ds.attrs["stimulus"] == "scenes_b" and ds.sizes["trial"] == N_SCENES * N_REPEATS
+    with pytest.raises(DataError, match=r"natural_scenes_presentations.*data\.stimulus.*scenes_b"):
+        load_allen_nwb(path, SCENES, image_size=None)
+    with pytest.raises(DataError, match=r"field 'stimulus'.*data\.stimulus"):
+        load_allen_nwb(path, SCENES, stimulus="")
+
+
+def _allen_config(tmp_path, **data):
+    from jaxsel.pipeline import config_from_dict
+
+    nwb = tmp_path / "s.nwb"
+    if not nwb.exists():
+        write_nwb(nwb, make_session())
+        np.save(tmp_path / "scenes.npy", SCENES)
+    base = {"source": "allen", "path": str(nwb), "images": str(tmp_path / "scenes.npy")}
+    return config_from_dict({"data": {**base, "image_size": [8, 12], **data}, "run": {}})
+
+
+def test_split_seed_is_independent_of_run_seed(tmp_path):
+    from dataclasses import replace
+
+    from jaxsel.pipeline._context import load_dataset
+
+    cfg = _allen_config(tmp_path)
+    a = load_dataset(cfg, tmp_path)
+    b = load_dataset(replace(cfg, run=replace(cfg.run, seed=123)), tmp_path)
+    np.testing.assert_array_equal(a["tier"].values, b["tier"].values)  # same test scenes
+    assert a.attrs["split_seed"] == 0
+    c = load_dataset(_allen_config(tmp_path, split_seed=5), tmp_path)
+    assert c.attrs["split_seed"] == 5
+    np.testing.assert_array_equal(
+        c["tier"].values, split_tiers(c["image_id"].values, (0.7, 0.1, 0.2), 5)
+    )
+    assert not np.array_equal(a["tier"].values, c["tier"].values)
+    # the config's qc, crop and stimulus reach the loader
+    d = load_dataset(_allen_config(tmp_path, qc={"snr": 2.0}, crop="none"), tmp_path)
+    np.testing.assert_array_equal(d["neuron_id"].values, UNIT_IDS[[0, 3, 5]])
+    assert d.attrs["crop"] == "none"
+    with pytest.raises(DataError, match=r"data\.stimulus"):
+        load_dataset(_allen_config(tmp_path, stimulus="flashes"), tmp_path)

@@ -333,3 +333,32 @@ def test_table_short_row(tmp_path):
     csv.write_text(csv.read_text() + "3.0,1,2\n")
     with pytest.raises(DataError, match=r"table\.csv.*field 'row 22'.*3 cells"):
         load_table(csv, tmp_path / "scenes")
+
+
+def test_table_crop_and_split_seed(tmp_path):
+    csv, ims, _, _, order = write_table(tmp_path)
+    # 8 x 12 images (aspect 0.67) to 6 x 12 (aspect 0.5): the crop keeps the centred 6 rows
+    cropped = load_table(csv, tmp_path / "scenes", image_size=(6, 12))
+    assert cropped.attrs["crop"] == "center"
+    np.testing.assert_allclose(
+        cropped["images"].values[:, 0], ims[order, 1:7].astype(np.float32), atol=1e-3
+    )
+    stretched = load_table(csv, tmp_path / "scenes", image_size=(6, 12), crop="none")
+    assert stretched.attrs["crop"] == "none"
+    assert not np.allclose(stretched["images"].values, cropped["images"].values)
+    with pytest.raises(DataError, match=r"field 'crop'.*data\.crop"):
+        load_table(csv, tmp_path / "scenes", crop="fit")
+    # the pipeline splits with data.split_seed, whatever run.seed is
+    from jaxsel.pipeline import config_from_dict
+    from jaxsel.pipeline._context import load_dataset
+
+    def cfg(run=None, data=None):
+        base = {"source": "table", "path": str(csv), "images": str(tmp_path / "scenes")}
+        return config_from_dict({"data": {**base, **(data or {})}, "run": run or {}})
+
+    a = load_dataset(cfg(run={"seed": 0}), tmp_path)
+    b = load_dataset(cfg(run={"seed": 9}), tmp_path)
+    np.testing.assert_array_equal(a["tier"].values, b["tier"].values)
+    c = load_dataset(cfg(data={"split_seed": 3}), tmp_path)
+    np.testing.assert_array_equal(c["tier"].values, split_tiers(order, (0.7, 0.1, 0.2), 3))
+    assert c.attrs["split_seed"] == 3 and a.attrs["split_seed"] == 0

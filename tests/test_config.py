@@ -4,6 +4,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxsel._errors import ConfigError
@@ -149,3 +150,87 @@ def test_sweep_config_is_validated():
         config_from_dict({"sweep": {"model": "smal"}})
     with pytest.raises(ConfigError, match=r"'sweep.parameter.lrr'.*did you mean 'lr'"):
         config_from_dict({"sweep": {"parameter": "lrr"}})
+
+
+def test_data_option_keys_are_accepted_and_documented():
+    d = config_from_dict(
+        {
+            "data": {
+                "crop": "none",
+                "split_seed": 7,
+                "qc": {"snr": 1.5, "isi_violations": ["<=", 0.2], "quality": "== good"},
+                "stimulus": "natural_scenes_b",
+                "final_test": "drop",
+                "require_repeats": False,
+            }
+        }
+    ).data
+    assert (d.crop, d.split_seed, d.stimulus, d.final_test, d.require_repeats) == (
+        "none",
+        7,
+        "natural_scenes_b",
+        "drop",
+        False,
+    )
+    assert d.qc["isi_violations"] == ["<=", 0.2]
+    default = Config().data
+    assert (default.crop, default.split_seed, default.final_test) == ("center", 0, "merge")
+    assert default.qc == {"isi_violations": 0.5, "amplitude_cutoff": 0.1, "presence_ratio": 0.9}
+    text = defaults_toml()
+    for key in ("crop", "split_seed", "qc", "stimulus", "final_test", "require_repeats"):
+        assert re.search(rf"^{key} = .*#", text, re.M), key
+    assert config_from_dict(tomllib.loads(to_toml(config_from_dict({"data": {"qc": {}}})))) == (
+        config_from_dict({"data": {"qc": {}}})
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"crop": "middle"}, r"'data\.crop' must be one of \['center', 'none'\], got 'middle'"),
+        ({"final_test": "keep"}, r"'data\.final_test' must be one of \['merge', 'drop', 'error'\]"),
+        ({"stimulus": ""}, r"'data\.stimulus' must name a stimulus table"),
+        ({"qc": {"my_metric": 0.2}}, r"'data\.qc\.my_metric'.*direction is unknown"),
+        ({"qc": {"snr": "about 2"}}, r"'data\.qc\.snr'.*op in"),
+        ({"qc": 0.5}, r"'data\.qc' must be table"),
+        ({"split_seed": 1.5}, r"'data\.split_seed' must be integer"),
+        ({"require_repeats": "no"}, r"'data\.require_repeats' must be boolean"),
+    ],
+)
+def test_bad_data_option_names_the_key(data, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        config_from_dict({"data": data})
+
+
+def test_static_run_records_final_test_in_summary_metrics_and_report(tmp_path):
+    import json
+
+    from jaxsel.data import make_dataset, save_static
+
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([np.arange(20), np.repeat([100, 101], 4), np.repeat([102], 4)])
+    tier = np.array(["train"] * 16 + ["validation"] * 4 + ["test"] * 12)
+    ds = make_dataset(
+        rng.normal(size=(len(ids), 8, 12)),
+        rng.poisson(2.0, size=(len(ids), 4)),
+        image_id=ids,
+        tier=tier,
+    )
+    path = save_static(ds, tmp_path / "static")
+    tiers = np.load(path / "meta/trials/tiers.npy").astype("<U10")
+    tiers[ids == 102] = "final_test"
+    np.save(path / "meta/trials/tiers.npy", tiers)
+    cfg = config_from_dict(
+        {
+            "run": {"out": str(tmp_path / "run"), "stages": ["data", "report"], "progress": False},
+            "data": {"source": "static", "path": str(path), "final_test": "drop"},
+        }
+    )
+    run_pipeline(cfg, echo=False)
+    summary = json.loads((tmp_path / "run/data/summary.json").read_text())
+    assert summary["final_test"] == "drop" and summary["n_final_test"] == 4
+    assert summary["n_trials"] == 28
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["data_final_test"] == "drop"
+    report = (tmp_path / "run/report.html").read_text()
+    assert re.search(r"<td>final_test</td>\s*<td>drop</td>", report)

@@ -99,6 +99,7 @@ EXPORTS = {
         "orientation_energy",
         "orientation_labels",
         "pink_noise",
+        "qc_rules",
         "repeats",
         "save_arrays",
         "save_static",

@@ -297,3 +297,109 @@ def test_loaded_dataset_is_independent_of_files(saved):
     back = load_static(path)
     shutil.rmtree(path)
     same_content(ds, back)
+
+
+def test_final_test_modes_and_their_record(saved):
+    ds, path = saved
+    final = _final_test(path)
+    merged = load_static(path, final_test="merge")
+    assert merged.attrs["final_test"] == "merge" and merged.attrs["n_final_test"] == final.sum()
+    same_content(merged, load_static(path, final_test="test"))  # the old name still works
+    assert load_static(path, final_test="drop").attrs["final_test"] == "drop"
+    with pytest.raises(DataError, match=r"data\.final_test = 'merge'.*data\.final_test = 'drop'"):
+        load_static(path, final_test="error")
+    with pytest.raises(DataError, match=r"field 'final_test'.*data\.final_test.*final_test="):
+        load_static(path, final_test="keep")
+    assert load_static(save_static(ds, path.parent / "plain")).attrs["n_final_test"] == 0
+
+
+def test_require_repeats_hint_names_the_config_key(saved):
+    _, path = saved
+    ids = np.load(path / "meta/trials/frame_image_id.npy")
+    tiers = np.load(path / "meta/trials/tiers.npy")
+    ids[tiers == "test"] = 500 + np.arange((tiers == "test").sum())
+    np.save(path / "meta/trials/frame_image_id.npy", ids)
+    with pytest.raises(DataError, match=r"data\.require_repeats = false.*require_repeats=False"):
+        load_static(path)
+
+
+# ---------------------------------------------------- behaviour, pupil centre, trial index
+
+
+def with_behavior(ds: xr.Dataset, seed=1) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    n = ds.sizes["trial"]
+    return ds.assign(
+        behavior=(("trial", "behavior_var"), rng.normal(size=(n, 3)).astype(np.float32)),
+        pupil_center=(("trial", "xy"), rng.uniform(0, 100, (n, 2)).astype(np.float32)),
+        trial_idx=("trial", rng.permutation(n).astype(np.int64) + 1000),
+    )
+
+
+def test_behavior_round_trip(tmp_path):
+    ds = with_behavior(small_dataset())
+    path = save_static(ds, tmp_path / "static")
+    assert np.load(path / "data/behavior/3.npy").shape == (3,)
+    assert np.load(path / "data/pupil_center/3.npy").shape == (2,)
+    assert np.load(path / "meta/trials/trial_idx.npy").shape == (32,)
+    back = load_static(path)
+    assert back["behavior"].dims == ("trial", "behavior_var")
+    assert list(back["behavior_var"].values) == ["pupil", "dpupil", "running"]
+    assert back["pupil_center"].dims == ("trial", "xy")
+    for k in ("behavior", "pupil_center", "trial_idx"):
+        np.testing.assert_array_equal(back[k].values, ds[k].values)
+    # the variables follow trial selections (final_test dropped, tiers subset)
+    final = _final_test(path)
+    dropped = load_static(path, final_test="drop")
+    np.testing.assert_array_equal(dropped["trial_idx"].values, ds["trial_idx"].values[~final])
+    np.testing.assert_array_equal(dropped["behavior"].values, ds["behavior"].values[~final])
+    # a folder without them loads without them
+    plain = load_static(save_static(small_dataset(), tmp_path / "plain"))
+    assert not {"behavior", "pupil_center", "trial_idx"} & set(plain.variables)
+
+
+def test_behavior_bad_files_are_named(tmp_path):
+    path = save_static(with_behavior(small_dataset()), tmp_path / "static")
+    np.save(path / "data/behavior/7.npy", np.zeros(4, np.float32))
+    with pytest.raises(DataError, match=r"behavior/7\.npy.*field 'behavior'.*\(4,\).*\(3,\)"):
+        load_static(path)
+    np.save(path / "data/behavior/7.npy", np.zeros(3, np.float32))
+    (path / "data/pupil_center/31.npy").unlink()
+    with pytest.raises(DataError, match=r"pupil_center.*31 files for 32 trials"):
+        load_static(path)
+    np.save(path / "data/pupil_center/31.npy", np.array([np.nan, 1.0], np.float32))
+    with pytest.raises(DataError, match=r"field 'pupil_center'.*non-finite.*trial 31"):
+        load_static(path)
+    np.save(path / "data/pupil_center/31.npy", np.ones(2, np.float32))
+    np.save(path / "meta/trials/trial_idx.npy", np.arange(5))
+    with pytest.raises(DataError, match=r"trial_idx\.npy.*field 'trial_idx'.*\(32,\)"):
+        load_static(path)
+    np.save(path / "meta/trials/trial_idx.npy", np.arange(32) + 0.5)
+    with pytest.raises(DataError, match=r"trial_idx\.npy.*integers"):
+        load_static(path)
+    np.save(path / "meta/trials/trial_idx.npy", np.arange(32.0))  # integral floats are fine
+    assert load_static(path)["trial_idx"].dtype == np.int64
+
+
+def test_behavior_in_zip(tmp_path):
+    ds = with_behavior(small_dataset())
+    path = save_static(ds, tmp_path / "static")
+    z = shutil.make_archive(str(tmp_path / "static"), "zip", path)
+    back = load_static(z)
+    np.testing.assert_array_equal(back["behavior"].values, ds["behavior"].values)
+
+
+def test_static_options_from_the_config(tmp_path):
+    from jaxsel.pipeline import config_from_dict
+    from jaxsel.pipeline._context import load_dataset
+
+    path = save_static(small_dataset(), tmp_path / "static")
+    _final_test(path)
+
+    def cfg(**data):
+        return config_from_dict({"data": {"source": "static", "path": str(path), **data}})
+
+    assert load_dataset(cfg(), tmp_path).attrs["final_test"] == "merge"
+    assert load_dataset(cfg(final_test="drop"), tmp_path).sizes["trial"] == 28
+    with pytest.raises(DataError, match=r"data\.final_test"):
+        load_dataset(cfg(final_test="error"), tmp_path)

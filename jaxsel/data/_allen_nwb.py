@@ -10,8 +10,8 @@ Read with h5py only (no pynwb). What is used from the file:
   (matched to the electrodes' ``id``);
 * QC columns on ``units`` (``isi_violations``, ``amplitude_cutoff``, ``presence_ratio``,
   ``snr``, ``quality``, ...);
-* ``intervals/natural_scenes_presentations/{start_time, stop_time, frame}``; frame -1 is the
-  blank and is dropped.
+* ``intervals/<stimulus>_presentations/{start_time, stop_time, frame}`` (``stimulus`` =
+  ``natural_scenes`` by default); frame -1 is the blank and is dropped.
 
 The 118 scenes are not in the NWB file: pass them as an array or folder (frame ``k`` is the
 ``k``-th image, folders in natural name order). Responses are spike counts in
@@ -19,11 +19,18 @@ The 118 scenes are not in the NWB file: pass them as an array or folder (frame `
 ids) are permuted with ``seed`` and split by ``tiers`` fractions (default 70 % train, 10 %
 validation, 20 % test); all presentations of one scene share its tier, so every tier has
 ~50 repeats per scene and the test tier is repeated as the reliability measures need.
+
+The scenes (918 x 1174, aspect 0.78) are centre-cropped to the aspect of ``image_size``
+before resizing by default (``crop="center"``; ``"none"`` stretches them); the choice is
+kept in the dataset's ``attrs`` (``crop``, ``qc``, ``stimulus``, ``split_seed``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import operator
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,7 @@ import xarray as xr
 from jaxsel._errors import DataError
 from jaxsel.data._arrays import split_tiers
 from jaxsel.data._dataset import TIERS, make_dataset
-from jaxsel.data._image_folder import load_images
+from jaxsel.data._image_folder import check_crop, load_images
 
 #: AllenSDK's default unit filters (inclusive bounds, as in ``EcephysSession``).
 ALLEN_QC: dict[str, tuple[str, float | str]] = {
@@ -51,6 +58,80 @@ _OPS = {
     "!=": operator.ne,
 }
 _ELECTRODES = "general/extracellular_ephys/electrodes"
+#: The direction of a unit filter given as a bare threshold (``{"snr": 1.0}``): columns
+#: where larger is better keep units ``>=`` the threshold, the others ``<=``.
+QC_DIRECTIONS: dict[str, str] = {
+    "isi_violations": "<=",
+    "amplitude_cutoff": "<=",
+    "presence_ratio": ">=",
+    "snr": ">=",
+    "firing_rate": ">=",
+    "isolation_distance": ">=",
+    "d_prime": ">=",
+    "nn_hit_rate": ">=",
+    "silhouette_score": ">=",
+    "l_ratio": "<=",
+    "nn_miss_rate": "<=",
+    "max_drift": "<=",
+    "cumulative_drift": "<=",
+}
+_QC_FIX = "data.qc (API: qc=)"
+
+
+def qc_rules(qc: Mapping | None) -> dict[str, tuple[str, float | str]]:
+    """Unit filters in the form :func:`load_allen_nwb` applies: ``{column: (op, threshold)}``.
+
+    Each value may be ``(op, threshold)`` (a 2-list in TOML), a string ``"op threshold"``
+    (``">= 0.9"``) or a bare threshold for a column of :data:`QC_DIRECTIONS` (``{"snr":
+    1.0}`` means ``snr >= 1``). None gives :data:`ALLEN_QC`; ``{}`` no filter.
+
+    Raises:
+      DataError: an unknown operator, a bare threshold on a column of unknown direction or a
+        value of another form (the message names ``data.qc`` and ``qc=``).
+    """
+    if qc is None:
+        return dict(ALLEN_QC)
+    if not isinstance(qc, Mapping):
+        raise DataError(
+            f"qc={qc!r}",
+            field="qc",
+            expected=f"a table column -> threshold in {_QC_FIX}, e.g. {{isi_violations = 0.5}}",
+        )
+    out: dict[str, tuple[str, float | str]] = {}
+    for column, rule in qc.items():
+        op: object
+        if isinstance(rule, str):
+            m = re.fullmatch(r"\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*", rule)
+            op, threshold = (m.group(1), m.group(2)) if m else (None, rule)
+            if m and re.fullmatch(r"[-+0-9.eE]+", threshold):
+                with contextlib.suppress(ValueError):
+                    threshold = float(threshold)
+        elif isinstance(rule, (int, float)) and not isinstance(rule, bool):
+            if column not in QC_DIRECTIONS:
+                raise DataError(
+                    f"bare threshold {rule!r} for '{column}', whose direction is unknown",
+                    field=f"qc.{column}",
+                    expected=f"[operator, threshold] in {_QC_FIX}, e.g. "
+                    f"{column} = ['>=', {rule!r}] (bare thresholds: {sorted(QC_DIRECTIONS)})",
+                )
+            op, threshold = QC_DIRECTIONS[column], float(rule)
+        elif isinstance(rule, (list, tuple)) and len(rule) == 2:
+            op, threshold = rule
+        else:
+            op, threshold = None, rule
+        if (
+            op not in _OPS
+            or isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float, str))
+        ):
+            raise DataError(
+                f"QC rule {rule!r} for '{column}'",
+                field=f"qc.{column}",
+                expected=f'a threshold, "op threshold" or [op, threshold] in {_QC_FIX}, '
+                f"op in {list(_OPS)}",
+            )
+        out[str(column)] = (str(op), threshold)
+    return out
 
 
 def count_spikes(spike_times: Sequence[np.ndarray], starts, stops) -> np.ndarray:
@@ -152,23 +233,15 @@ def _unit_areas(f, n_units: int, where) -> np.ndarray | None:
 
 def _qc_mask(f, qc: Mapping, n_units: int, where) -> np.ndarray:
     keep = np.ones(n_units, dtype=bool)
-    for column, rule in qc.items():
-        try:
-            op, threshold = rule
-            fn = _OPS[op]
-        except (TypeError, ValueError, KeyError):
-            raise DataError(
-                f"QC rule {rule!r} for '{column}'",
-                field="qc",
-                expected=f"(operator, threshold) with operator in {list(_OPS)}",
-            ) from None
+    for column, (op, threshold) in qc_rules(qc).items():
+        fn = _OPS[op]
         values = _read(
             _get(
                 f,
                 f"units/{column}",
                 where,
                 expected=f"a QC column for the rule {column} {op} {threshold} "
-                f"(or drop it from qc=)",
+                f"(or drop it from {_QC_FIX})",
             )
         )
         if values.shape != (n_units,):
@@ -188,9 +261,14 @@ def _qc_mask(f, qc: Mapping, n_units: int, where) -> np.ndarray:
                 f"cannot compare values of dtype {values.dtype} with {threshold!r}",
                 file=where,
                 field=f"units/{column}",
-                expected="a threshold of the column's type",
+                expected=f"a threshold of the column's type in {_QC_FIX}",
             ) from None
     return keep
+
+
+def _tables(f) -> list[str]:
+    names = list(f["intervals"]) if "intervals" in f else []
+    return [n[: -len("_presentations")] for n in names if n.endswith("_presentations")]
 
 
 def _presentations(f, stimulus: str, where) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,8 +277,9 @@ def _presentations(f, stimulus: str, where) -> tuple[np.ndarray, np.ndarray, np.
         f,
         group,
         where,
-        expected="the natural scenes stimulus table (is this a Brain "
-        "Observatory session with natural scenes?)",
+        expected=f"the '{stimulus}' stimulus table (is this a Brain Observatory session "
+        "with that stimulus? set data.stimulus (API: stimulus=) to the table's name "
+        f"without '_presentations': {_tables(f)})",
     )
     cols = {}
     for c in ("start_time", "stop_time", "frame"):
@@ -242,10 +321,11 @@ def load_allen_nwb(
     *,
     area: str | Sequence[str] | None = "VISam",
     window: tuple[float, float] | None = (0.05, 0.25),
-    qc: Mapping[str, tuple[str, float | str]] | None = None,
+    qc: Mapping[str, Any] | None = None,
     tiers: Sequence[float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     image_size: Sequence[int] | None = (36, 64),
+    crop: str = "center",
     stimulus: str = "natural_scenes",
     require_tiers: Sequence[str] | None = None,
     require_repeats: bool = True,
@@ -259,12 +339,15 @@ def load_allen_nwb(
         :func:`jaxsel.data.load_images`; frame ``k`` is image ``k``.
       area: keep units in this area (or any of these areas); None keeps all units.
       window: (t0, t1) seconds after each onset; None counts in [start_time, stop_time].
-      qc: unit filters ``{column: (operator, threshold)}``; None = :data:`ALLEN_QC`
-        (isi_violations <= 0.5, amplitude_cutoff <= 0.1, presence_ratio >= 0.9), ``{}`` =
-        none. Units with NaN in a QC column fail it. A rule on a missing column is an error.
+      qc: unit filters ``{column: (operator, threshold)}`` (or the short forms of
+        :func:`qc_rules`); None = :data:`ALLEN_QC` (isi_violations <= 0.5,
+        amplitude_cutoff <= 0.1, presence_ratio >= 0.9), ``{}`` = none. Units with NaN in
+        a QC column fail it. A rule on a missing column is an error.
       tiers: (train, validation, test) fractions of the scene ids (see the module notes).
       seed: seed of the tier split.
       image_size: (height, width) images are resized to; None keeps their size.
+      crop: ``"center"`` crops the scenes to the aspect of ``image_size`` before resizing;
+        ``"none"`` stretches them.
       stimulus: presentation table ``intervals/<stimulus>_presentations``.
       require_tiers: tiers that must have trials (default: those with a positive fraction).
       require_repeats: the test tier must contain repeated scenes.
@@ -288,11 +371,21 @@ def load_allen_nwb(
                 f"window {window}",
                 file=where,
                 field="window",
-                expected="(t0, t1) with t1 > t0 (a reversed window would give negative counts)",
+                expected="(t0, t1) with t1 > t0 in data.window (API: window=); a reversed "
+                "window would give negative counts",
             )
     if not nwb_path.is_file():
         raise DataError("file not found", file=where, field="nwb")
-    qc = ALLEN_QC if qc is None else dict(qc)
+    qc = qc_rules(qc)
+    check_crop(crop, where)
+    if not stimulus or "/" in stimulus:
+        raise DataError(
+            f"stimulus={stimulus!r}",
+            file=where,
+            field="stimulus",
+            expected="a stimulus table name such as 'natural_scenes' in data.stimulus "
+            "(API: stimulus=)",
+        )
     areas = None if area is None else ([area] if isinstance(area, str) else list(area))
     try:
         f = h5py.File(nwb_path, "r")
@@ -334,7 +427,7 @@ def load_allen_nwb(
                 f"no unit left: {n_qc} of {n_units} pass QC {qc}, of those none in area {areas}",
                 file=where,
                 field="units",
-                expected="at least one unit (check area= and qc=)",
+                expected="at least one unit: check data.area and data.qc (API: area=, qc=)",
             )
         starts = np.concatenate([[0], ends[:-1]])
         spikes = [np.asarray(times[starts[u] : ends[u]], dtype=np.float64) for u in sel]
@@ -344,7 +437,7 @@ def load_allen_nwb(
     else:
         lo, hi = start + t0, start + t1
     counts = count_spikes(spikes, lo, hi)
-    scenes = load_images(images, size=image_size)
+    scenes = load_images(images, size=image_size, crop=crop)
     if scenes.shape[0] <= frame.max():
         raise DataError(
             f"{scenes.shape[0]} images but frames up to {frame.max()}",
@@ -355,7 +448,7 @@ def load_allen_nwb(
     tier = split_tiers(frame, tiers, seed)  # validates the fractions first
     if require_tiers is None:
         require_tiers = tuple(t for t, fr in zip(TIERS, tiers, strict=True) if fr > 0)
-    return make_dataset(
+    ds = make_dataset(
         scenes[frame],
         counts,
         image_id=frame,
@@ -368,3 +461,10 @@ def load_allen_nwb(
         require_tiers=require_tiers,
         require_repeats=require_repeats,
     )
+    ds.attrs.update(
+        crop=crop,
+        qc=json.dumps({k: list(v) for k, v in qc.items()}),
+        stimulus=stimulus,
+        split_seed=int(seed),
+    )
+    return ds

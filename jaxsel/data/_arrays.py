@@ -240,6 +240,7 @@ def load_table(
     image_dir: str | Path,
     *,
     image_size: Sequence[int] | None = (36, 64),
+    crop: str = "center",
     tiers: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     exclude_columns: Sequence[str] = ("stimulus_presentation_id",),
@@ -262,14 +263,16 @@ def load_table(
       csv_path: the response table.
       image_dir: folder of PNG/JPEG/TIFF images.
       image_size: (height, width) images are resized to (None keeps the size).
+      crop: ``"center"`` crops each image to the aspect of ``image_size`` before resizing
+        (no stretching); ``"none"`` stretches it.
       tiers: (train, validation, test) fractions of the image ids.
-      seed: seed of the tier split.
+      seed: seed of the tier split (the pipeline's ``data.split_seed``, not ``run.seed``).
       exclude_columns: non-neuron columns to ignore (seed 002 has a mean presentation id).
       skip_ids: row ids to drop.
       name: dataset name (default: the CSV file's stem).
 
     Returns:
-      The validated dataset.
+      The validated dataset; ``attrs`` record ``crop`` and ``split_seed``.
 
     Raises:
       DataError: missing files, a non-numeric or non-finite cell (naming file, row and
@@ -324,7 +327,7 @@ def load_table(
         values.append(vals)
     if not keys:
         raise DataError("no data rows left after skipping blank ids", file=csv_path, field="table")
-    images, names = load_image_folder(image_dir, image_size)
+    images, names = load_image_folder(image_dir, image_size, crop)
     by_name, by_int = _image_lookup(names)
     numeric = all(num is not None and num.is_integer() for _, _, num in keys)
     idx: list[int] = []
@@ -357,7 +360,7 @@ def load_table(
         else np.array(neuron_names)
     )
     image_ids = np.asarray(image_id, dtype=np.int64)
-    return make_dataset(
+    ds = make_dataset(
         images[np.asarray(idx)],
         np.stack(values),
         image_id=image_ids,
@@ -368,3 +371,5 @@ def load_table(
         require_tiers=_required_tiers(tiers),
         require_repeats=False,
     )
+    ds.attrs.update(crop=crop, split_seed=int(seed))
+    return ds

@@ -7,6 +7,10 @@ Layout (every loader returns exactly this):
 * trial coords ``image_id`` (repeats of an image share it) and ``tier``
   (``"train"``, ``"validation"`` or ``"test"``);
 * neuron coords ``neuron_id`` and optionally ``area``, ``cortex_x``, ``cortex_y``, ``cortex_z``;
+* optional per-trial variables (Sensorium static folders carry them): ``behavior``
+  (trial, behavior_var) with ``behavior_var`` = pupil dilation, its derivative and running
+  speed (``["pupil", "dpupil", "running"]``), ``pupil_center`` (trial, xy) and
+  ``trial_idx`` (trial,), the trial's index in the recording session;
 * train-tier statistics ``image_mean``/``image_std`` (channel, y, x) and
   ``response_mean``/``response_std`` (neuron). They travel with every subset, so a test-only
   subset still knows the training statistics.
@@ -26,6 +30,14 @@ from jaxsel._errors import DataError
 
 TIERS = ("train", "validation", "test")
 STAT_VARS = ("image_mean", "image_std", "response_mean", "response_std")
+#: Optional per-trial variables and their dims.
+TRIAL_VARS = {
+    "behavior": ("trial", "behavior_var"),
+    "pupil_center": ("trial", "xy"),
+    "trial_idx": ("trial",),
+}
+#: Names of the Sensorium behaviour columns.
+BEHAVIOR_VARS = ("pupil", "dpupil", "running")
 
 
 def make_dataset(
@@ -212,6 +224,7 @@ def validate(
             field="responses",
             expected="non-negative counts",
         )
+    _validate_trial_vars(ds, where)
     im = ds["images"].values
     if not np.isfinite(im).all():
         t = int(np.argwhere(~np.isfinite(im))[0][0])
@@ -230,7 +243,32 @@ def validate(
                 file=where,
                 field="image_id (tier 'test')",
                 expected="repeated test images (needed for oracle correlation "
-                "and FEVE); pass require_repeats=False to skip",
+                "and FEVE); to skip this check set data.require_repeats = false "
+                "(API: require_repeats=False)",
+            )
+
+
+def _validate_trial_vars(ds: xr.Dataset, where) -> None:
+    """The optional per-trial variables (:data:`TRIAL_VARS`): dims, length, finite numbers."""
+    for name, dims in TRIAL_VARS.items():
+        if name not in ds.variables:
+            continue
+        v = ds[name]
+        if v.dims != dims:
+            raise DataError(f"has dims {v.dims}", file=where, field=name, expected=f"dims {dims}")
+        a = v.values
+        if a.dtype.kind not in "biuf":
+            raise DataError(f"has dtype {a.dtype}", file=where, field=name, expected="numbers")
+        if name == "trial_idx":
+            if a.dtype.kind not in "iu":
+                raise DataError(f"has dtype {a.dtype}", file=where, field=name, expected="integers")
+        elif not np.isfinite(a).all():
+            t = int(np.argwhere(~np.isfinite(a))[0][0])
+            raise DataError(
+                f"non-finite value in trial {t}",
+                file=where,
+                field=name,
+                expected="finite numbers",
             )
 
 

@@ -4,6 +4,11 @@ Pixel values keep the file's own scale (0..255 for 8-bit files, 0..65535 for 16-
 colour images are converted to gray with Pillow's ITU-R 601-2 luma. Resizing is bilinear
 (Pillow's resampling, which filters properly when shrinking), per image and channel, in
 float32, so no precision is lost to 8-bit rounding.
+
+Aspect ratio: with ``crop="center"`` an image is first centre-cropped to the target
+(height / width) aspect, so resizing never stretches it (Allen's 918 x 1174 scenes to
+36 x 64 lose rows at the top and bottom); ``crop="none"`` resizes the whole image, which
+stretches it when the aspects differ.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 from jaxsel._errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+CROPS = ("center", "none")
 
 
 def natural_key(name: str) -> list:
@@ -50,9 +56,43 @@ def _check_size(size, where) -> tuple[int, int] | None:
     return h, w
 
 
-def resize_plane(plane: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize one 2-D float image to ``size`` = (height, width) (bilinear); None keeps it."""
+def check_crop(crop: str, where=None) -> str:
+    """``crop`` if it is one of :data:`CROPS`, else a DataError naming the key."""
+    if crop not in CROPS:
+        raise DataError(
+            f"crop={crop!r}",
+            file=where,
+            field="crop",
+            expected="set data.crop = 'center' or 'none' (API: crop='center' / 'none')",
+        )
+    return crop
+
+
+def crop_box(shape: Sequence[int], size: Sequence[int] | None) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of the centred window of ``shape`` = (height, width)
+    that has the aspect of ``size`` = (height, width); the whole image when ``size`` is None.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if size is None:
+        return 0, h, 0, w
+    th, tw = int(size[0]), int(size[1])
+    if h * tw > w * th:  # too tall: keep every column, crop rows
+        ch, cw = max(1, round(w * th / tw)), w
+    else:  # too wide (or equal): keep every row, crop columns
+        ch, cw = h, max(1, round(h * tw / th))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return top, top + ch, left, left + cw
+
+
+def resize_plane(plane: np.ndarray, size: tuple[int, int] | None, crop: str = "none") -> np.ndarray:
+    """Resize one 2-D float image to ``size`` = (height, width) (bilinear); None keeps it.
+
+    ``crop="center"`` first cuts the centred window with the target aspect (no stretching).
+    """
     plane = np.asarray(plane, dtype=np.float32)
+    if size is not None and check_crop(crop) == "center":
+        top, bottom, left, right = crop_box(plane.shape, size)
+        plane = plane[top:bottom, left:right]
     if size is None or tuple(plane.shape) == tuple(size):
         return plane
     from PIL import Image
@@ -61,12 +101,16 @@ def resize_plane(plane: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def read_image(file: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+def read_image(
+    file: str | Path, size: tuple[int, int] | None = None, crop: str = "none"
+) -> np.ndarray:
     """Read one PNG/JPEG/TIFF/BMP file as a grayscale float32 (height, width) array.
 
     Args:
       file: the image file.
       size: (height, width) to resize to, or None to keep the file's size.
+      crop: ``"center"`` crops to the aspect of ``size`` before resizing, ``"none"``
+        stretches.
 
     Returns:
       float32 array on the file's own intensity scale.
@@ -77,6 +121,7 @@ def read_image(file: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     from PIL import Image, UnidentifiedImageError
 
     size = _check_size(size, file)
+    check_crop(crop, file)
     try:
         with Image.open(file) as im:
             im.load()
@@ -100,7 +145,7 @@ def read_image(file: str | Path, size: tuple[int, int] | None = None) -> np.ndar
             field="image",
             expected="a single-frame grayscale or colour image",
         )
-    return resize_plane(arr, size)
+    return resize_plane(arr, size, crop)
 
 
 def list_image_files(path: str | Path) -> list[Path]:
@@ -128,7 +173,7 @@ def list_image_files(path: str | Path) -> list[Path]:
 
 
 def load_image_folder(
-    path: str | Path, size: Sequence[int] | None = (36, 64)
+    path: str | Path, size: Sequence[int] | None = (36, 64), crop: str = "none"
 ) -> tuple[np.ndarray, list[str]]:
     """Read every image in a folder as grayscale float32, resized.
 
@@ -139,6 +184,8 @@ def load_image_folder(
       path: a folder of PNG/JPEG/TIFF/BMP files.
       size: (height, width) every image is resized to; None keeps the files' sizes, which
         must then agree.
+      crop: ``"center"`` crops each image to the aspect of ``size`` before resizing,
+        ``"none"`` stretches it.
 
     Returns:
       ``(images, names)``: float32 array (n, 1, height, width) and the file names.
@@ -147,16 +194,17 @@ def load_image_folder(
       DataError: missing folder, no images, an unreadable file, or (size None) mixed sizes.
     """
     size = _check_size(size, path)
+    check_crop(crop, path)
     files = list_image_files(path)
     planes = []
     for f in files:
-        plane = read_image(f, size)
+        plane = read_image(f, size, crop)
         if planes and plane.shape != planes[0].shape:
             raise DataError(
                 f"image has shape {plane.shape} but {files[0].name} has {planes[0].shape}",
                 file=f,
                 field="image",
-                expected="images of one size (or pass size=(h, w))",
+                expected="images of one size (or set data.image_size; API: size=(h, w))",
             )
         planes.append(plane)
     return np.stack(planes)[:, None], [f.name for f in files]
@@ -177,7 +225,9 @@ def _as_nchw(arr: np.ndarray, where) -> np.ndarray:
     return arr
 
 
-def load_images(arrays_or_path, size: Sequence[int] | None = None) -> np.ndarray:
+def load_images(
+    arrays_or_path, size: Sequence[int] | None = None, crop: str = "none"
+) -> np.ndarray:
     """Stimuli from an array, an image folder, an image file or a ``.npy``/``.npz`` file.
 
     A 2-D array is one image, a 3-D array is (n, y, x) (also a movie (time, y, x)), a 4-D
@@ -186,6 +236,8 @@ def load_images(arrays_or_path, size: Sequence[int] | None = None) -> np.ndarray
     Args:
       arrays_or_path: an array-like, or a path to a folder, image file, ``.npy`` or ``.npz``.
       size: (height, width) to resize to; None keeps the size.
+      crop: ``"center"`` crops to the aspect of ``size`` before resizing, ``"none"``
+        stretches.
 
     Returns:
       float32 array (n, channel, height, width).
@@ -195,6 +247,7 @@ def load_images(arrays_or_path, size: Sequence[int] | None = None) -> np.ndarray
     """
     where = "images"
     size = _check_size(size, where)
+    check_crop(crop)
     if isinstance(arrays_or_path, (str, Path)):
         path = Path(arrays_or_path)
         where = path
@@ -202,9 +255,9 @@ def load_images(arrays_or_path, size: Sequence[int] | None = None) -> np.ndarray
             raise DataError("not found", file=path, field="images")
         suffix = path.suffix.lower()
         if path.is_dir():
-            return load_image_folder(path, size)[0]
+            return load_image_folder(path, size, crop)[0]
         if suffix in IMAGE_EXTENSIONS:
-            return read_image(path, size)[None, None]
+            return read_image(path, size, crop)[None, None]
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
@@ -244,5 +297,5 @@ def load_images(arrays_or_path, size: Sequence[int] | None = None) -> np.ndarray
     out = np.empty(arr.shape[:2] + size, dtype=np.float32)
     for i in range(arr.shape[0]):
         for c in range(arr.shape[1]):
-            out[i, c] = resize_plane(arr[i, c], size)
+            out[i, c] = resize_plane(arr[i, c], size, crop)
     return out

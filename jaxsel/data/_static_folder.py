@@ -9,14 +9,20 @@ Layout (``n`` trials numbered ``0..n-1``)::
     meta/neurons/unit_ids.npy    (neuron,)
     meta/neurons/area.npy        optional (neuron,)
     meta/neurons/cell_motor_coordinates.npy  optional (neuron, 3)
+    data/behavior/<i>.npy        optional (3,) per trial: pupil dilation, its derivative,
+                                 running speed -> dataset variable ``behavior``
+                                 (trial, behavior_var)
+    data/pupil_center/<i>.npy    optional (2,) per trial -> ``pupil_center`` (trial, xy)
+    meta/trials/trial_idx.npy    optional (n,) -> ``trial_idx`` (trial)
     meta/statistics/...          optional; ignored on load (statistics are recomputed from
                                  the train tier), written on save for other tools
 
-Other folders of the Sensorium release (``data/behavior``, ``data/pupil_center``, ...) are
-ignored. Sensorium's ``final_test`` tier is merged into ``test`` by default (both hold
-repeated held-out images); ``final_test="drop"`` removes those trials and ``"error"``
-rejects them. Competition releases withhold those responses (stored as zeros): a
-``final_test`` tier whose responses are all zero is rejected with a hint to drop it.
+An optional folder, when present, must hold one file per trial. Sensorium's ``final_test``
+tier is merged into ``test`` by default (``final_test="merge"``: both hold repeated
+held-out images); ``"drop"`` removes those trials and ``"error"`` rejects them (the run
+config's ``data.final_test``). Competition releases withhold those responses (stored as
+zeros): a ``final_test`` tier whose responses are all zero is rejected with a hint to drop
+it. The dataset's ``attrs["final_test"]`` records the choice.
 
 A ``.zip`` is read in place (``zipfile`` + ``np.load``), the layout at its root or in one
 folder inside it. Loading never writes anything.
@@ -36,10 +42,18 @@ import xarray as xr
 
 from jaxsel._atomic import atomic_directory
 from jaxsel._errors import DataError
-from jaxsel.data._dataset import TIERS, global_image_stats, make_dataset, validate
+from jaxsel.data._dataset import (
+    BEHAVIOR_VARS,
+    TIERS,
+    global_image_stats,
+    make_dataset,
+    validate,
+)
 
 _NUMBERED = re.compile(r"^(\d+)\.npy$")
 _ANCHOR = "meta/trials/tiers.npy"
+FINAL_TEST = ("merge", "drop", "error")
+_FINAL_FIX = "data.final_test = '{0}' (API: final_test='{0}')"
 
 
 class _FolderSource:
@@ -112,7 +126,9 @@ def _load(src, rel: str, field: str, allow_pickle: bool) -> np.ndarray:
         return np.load(src.read(rel), allow_pickle=allow_pickle)
     except ValueError as err:
         hint = (
-            "; pass allow_pickle=True if you trust the file" if "allow_pickle" in str(err) else ""
+            "; pass allow_pickle=True to load_static if you trust the file"
+            if "allow_pickle" in str(err)
+            else ""
         )
         raise DataError(
             f"cannot read ({err}){hint}", file=src.label(rel), field=field, expected="a .npy array"
@@ -222,6 +238,66 @@ def _read_trials(src, n: int, allow_pickle: bool) -> tuple[np.ndarray, np.ndarra
     return images, responses
 
 
+def _per_trial_vectors(src, folder: str, field: str, n: int, length: int, allow_pickle):
+    """``folder/<i>.npy`` for every trial, each of shape (``length``,), stacked (n, length);
+    None when the folder is absent."""
+    if not src.listdir(folder):
+        return None
+    n_files = _numbered(src, folder, field)
+    if n_files != n:
+        raise DataError(
+            f"{n_files} files for {n} trials",
+            file=src.label(folder),
+            field=field,
+            expected="one file per trial (or no folder)",
+        )
+    out = np.empty((n, length), dtype=np.float32)
+    for i in range(n):
+        rel = f"{folder}/{i}.npy"
+        a = np.asarray(_load(src, rel, field, allow_pickle))
+        if a.shape != (length,) or a.dtype.kind not in "biuf":
+            raise DataError(
+                f"has shape {a.shape} and dtype {a.dtype}",
+                file=src.label(rel),
+                field=field,
+                expected=f"({length},) numbers",
+            )
+        out[i] = a
+    return out
+
+
+def _trial_vars(src, n: int, allow_pickle: bool) -> dict:
+    """The optional per-trial variables: behaviour, pupil centre, trial index."""
+    out: dict = {}
+    behavior = _per_trial_vectors(
+        src, "data/behavior", "behavior", n, len(BEHAVIOR_VARS), allow_pickle
+    )
+    if behavior is not None:
+        out["behavior"] = xr.DataArray(
+            behavior,
+            dims=("trial", "behavior_var"),
+            coords={"behavior_var": list(BEHAVIOR_VARS)},
+            attrs={"description": "pupil dilation, its derivative, running speed"},
+        )
+    pupil = _per_trial_vectors(src, "data/pupil_center", "pupil_center", n, 2, allow_pickle)
+    if pupil is not None:
+        out["pupil_center"] = xr.DataArray(pupil, dims=("trial", "xy"), coords={"xy": ["x", "y"]})
+    rel = "meta/trials/trial_idx.npy"
+    if src.exists(rel):
+        idx = _meta_vector(src, rel, "trial_idx", n, "trial", allow_pickle)
+        if idx.dtype.kind not in "iuf" or (
+            idx.dtype.kind == "f" and not (np.isfinite(idx).all() and (idx == idx.round()).all())
+        ):
+            raise DataError(
+                f"has dtype {idx.dtype}",
+                file=src.label(rel),
+                field="trial_idx",
+                expected="integers",
+            )
+        out["trial_idx"] = xr.DataArray(idx.astype(np.int64), dims=("trial",))
+    return out
+
+
 def _meta_vector(src, rel, field, length, what, allow_pickle) -> np.ndarray:
     a = _load(src, rel, field, allow_pickle)
     if a.shape != (length,):
@@ -240,7 +316,7 @@ def load_static(
     neurons=None,
     require_tiers: Sequence[str] = TIERS,
     require_repeats: bool = True,
-    final_test: str = "test",
+    final_test: str = "merge",
     allow_pickle: bool = False,
     name: str | None = None,
 ) -> xr.Dataset:
@@ -251,21 +327,27 @@ def load_static(
       neurons: keep only these neuron ids (``unit_ids`` values) or a boolean mask.
       require_tiers: tiers that must have at least one trial.
       require_repeats: the test tier must contain repeated images.
-      final_test: what to do with Sensorium's ``final_test`` trials: ``"test"`` (merge into
-        the test tier), ``"drop"`` or ``"error"``.
+      final_test: what to do with Sensorium's ``final_test`` trials: ``"merge"`` (into the
+        test tier; ``"test"`` is accepted as its old name), ``"drop"`` or ``"error"``.
       allow_pickle: allow pickled object arrays in the meta files (only for trusted data).
       name: dataset name (default: the folder or zip name).
 
     Returns:
-      The validated dataset; ``area`` and ``cortex_x/y/z`` coords when the files exist.
+      The validated dataset; ``area`` and ``cortex_x/y/z`` coords, ``behavior``,
+      ``pupil_center`` and ``trial_idx`` variables when their files exist;
+      ``attrs["final_test"]`` and ``attrs["n_final_test"]`` (trials of that tier found).
 
     Raises:
       DataError: naming the file and field (missing file or trial number, wrong shapes,
         non-finite responses, unknown tiers, missing tiers, test images without repeats).
     """
-    if final_test not in ("test", "drop", "error"):
+    final_test = "merge" if final_test == "test" else final_test
+    if final_test not in FINAL_TEST:
         raise DataError(
-            f"final_test={final_test!r}", field="final_test", expected="'test', 'drop' or 'error'"
+            f"final_test={final_test!r}",
+            field="final_test",
+            expected="set data.final_test = 'merge', 'drop' or 'error' "
+            "(API: final_test='merge' / 'drop' / 'error')",
         )
     path = Path(path)
     if not path.exists():
@@ -324,11 +406,13 @@ def load_static(
                     field="cell_motor_coordinates",
                     expected=f"({n_neuron}, 3)",
                 )
+        trial_vars = _trial_vars(src, n, allow_pickle)
         tier_file = src.label(_ANCHOR)
     keep = _tier_mask(tiers, responses, final_test, tier_file)
+    n_final = int((tiers == "final_test").sum())
     tiers = np.where(tiers == "final_test", "test", tiers)
     idx = _neuron_index(neurons, unit_ids, src.label("meta/neurons/unit_ids.npy"))
-    return make_dataset(
+    ds = make_dataset(
         images[keep],
         responses[keep][:, idx],
         image_id=image_id[keep],
@@ -341,6 +425,11 @@ def load_static(
         require_tiers=require_tiers,
         require_repeats=require_repeats,
     )
+    if trial_vars:
+        ds = ds.assign({k: v.isel(trial=np.flatnonzero(keep)) for k, v in trial_vars.items()})
+        validate(ds, source=str(path), require_tiers=(), require_repeats=False)
+    ds.attrs.update(final_test=final_test, n_final_test=n_final)
+    return ds
 
 
 def _tier_mask(tiers, responses, final_test, where) -> np.ndarray:
@@ -360,7 +449,8 @@ def _tier_mask(tiers, responses, final_test, where) -> np.ndarray:
             f"{int(is_final.sum())} trials in tier 'final_test'",
             file=where,
             field="tiers",
-            expected="final_test='test' or 'drop' to accept them",
+            expected=f"set {_FINAL_FIX.format('merge')} to test on them or "
+            f"{_FINAL_FIX.format('drop')} to leave them out",
         )
     if final_test == "drop":
         return ~is_final
@@ -369,7 +459,7 @@ def _tier_mask(tiers, responses, final_test, where) -> np.ndarray:
             "all responses of the 'final_test' trials are zero (withheld in competition releases)",
             file=where,
             field="tiers",
-            expected="final_test='drop' for such data",
+            expected=f"{_FINAL_FIX.format('drop')} for such data",
         )
     return np.ones(len(tiers), dtype=bool)
 
@@ -400,7 +490,9 @@ def save_static(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
     The dataset is validated first and written into a temporary sibling folder that is
     renamed at the end, so a failure never leaves a half-written folder. Statistics go to
     ``meta/statistics/{images,responses}/all/{mean,std}.npy`` (global image mean/std,
-    per-neuron response mean/std, train tier).
+    per-neuron response mean/std, train tier). The optional ``behavior``, ``pupil_center``
+    and ``trial_idx`` variables are written to ``data/behavior``, ``data/pupil_center`` and
+    ``meta/trials/trial_idx.npy``.
 
     Args:
       ds: a dataset as made by :func:`jaxsel.data.make_dataset`.
@@ -442,6 +534,14 @@ def save_static(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
         for i in range(images.shape[0]):
             np.save(dirs["data/images"] / f"{i}.npy", images[i])
             np.save(dirs["data/responses"] / f"{i}.npy", responses[i])
+        for var, folder in (("behavior", "data/behavior"), ("pupil_center", "data/pupil_center")):
+            if var in ds.variables:
+                values = ds[var].values.astype(np.float32)
+                (tmp / folder).mkdir(parents=True)
+                for i in range(values.shape[0]):
+                    np.save(tmp / folder / f"{i}.npy", values[i])
+        if "trial_idx" in ds.variables:
+            np.save(dirs["meta/trials"] / "trial_idx.npy", ds["trial_idx"].values.astype(np.int64))
         np.save(dirs["meta/trials"] / "tiers.npy", ds["tier"].values.astype(str))
         np.save(dirs["meta/trials"] / "frame_image_id.npy", ds["image_id"].values)
         np.save(

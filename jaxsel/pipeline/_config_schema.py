@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jaxsel.data import TwinConfig
+from jaxsel._errors import ConfigError, DataError
+from jaxsel.data import TwinConfig, qc_rules
 from jaxsel.measures import SelectionRule
 
 
@@ -29,6 +30,8 @@ def _f[T](default: T, doc: str, **kw: Any) -> T:
 
 
 DATA_SOURCES = ("twin", "static", "arrays", "table", "allen")
+CROPS = ("center", "none")
+FINAL_TEST = ("merge", "drop", "error")
 STAGES = ("data", "select", "train", "evaluate", "mei", "gabor", "figures", "report")
 
 
@@ -61,14 +64,61 @@ class DataSection:
         (0.05, 0.25), "'allen': spike-count window (s) after each onset"
     )
     image_size: tuple[int, int] = _f((36, 64), "'allen'/'table': resize images to (y, x)")
+    crop: str = _f(
+        "center",
+        "'allen'/'table': 'center' crops each image to the aspect of image_size before "
+        "resizing (Allen's 918x1174 scenes lose rows top and bottom); 'none' stretches it",
+    )
     tiers: tuple[float, float, float] = _f(
         (0.7, 0.1, 0.2), "'allen'/'table': train, validation, test fractions of the image ids"
+    )
+    split_seed: int = _f(
+        0,
+        "'allen'/'table': seed of the tier split (which images are test); independent of "
+        "run.seed, so changing the training seed keeps the test images",
+    )
+    qc: dict = _f(
+        {"isi_violations": 0.5, "amplitude_cutoff": 0.1, "presence_ratio": 0.9},
+        "'allen': unit filters, column = threshold (direction known for isi_violations, "
+        "amplitude_cutoff, presence_ratio, snr, firing_rate, ...), or column = "
+        "['>=', value] / '>= value'; {} keeps every unit",
+    )
+    stimulus: str = _f(
+        "natural_scenes", "'allen': the stimulus table intervals/<stimulus>_presentations"
+    )
+    final_test: str = _f(
+        "merge",
+        "'static': Sensorium 'final_test' trials: 'merge' into the test tier, 'drop' them "
+        "or 'error'",
+    )
+    require_repeats: bool = _f(
+        True,
+        "'static'/'arrays'/'allen': the test tier must hold repeated images (needed by "
+        "the oracle correlation and FEVE of the select and evaluate stages)",
     )
     hint: str = _f("", "where to get the data (printed when the path is missing)")
     twin: TwinConfig = _f(
         TwinConfig(),
         "'twin': the simulated population and experiment (jaxsel.data.TwinConfig)",
     )
+
+    def __post_init__(self):
+        for key, value, choices in (
+            ("crop", self.crop, CROPS),
+            ("final_test", self.final_test, FINAL_TEST),
+        ):
+            if value not in choices:
+                raise ConfigError(f"key 'data.{key}' must be one of {list(choices)}, got {value!r}")
+        if not self.stimulus or "/" in self.stimulus:
+            raise ConfigError(
+                f"key 'data.stimulus' must name a stimulus table such as 'natural_scenes', "
+                f"got {self.stimulus!r}"
+            )
+        try:
+            qc_rules(self.qc)
+        except DataError as err:
+            text = str(err).split(": ", 1)[-1]  # without the "field '...'" prefix
+            raise ConfigError(f"key 'data.{err.field}': {text}") from None
 
 
 @dataclass(frozen=True)

@@ -200,12 +200,17 @@ def load_dataset(cfg: Config, run_path: Path):
         return load_static(Path(run_path) / "data" / "static")
     check_data_paths(cfg)
     if d.source == "static":
-        return load_static(d.path)
+        return load_static(d.path, final_test=d.final_test, require_repeats=d.require_repeats)
     if d.source == "arrays":
-        return load_arrays(d.path)
+        return load_arrays(d.path, require_repeats=d.require_repeats)
     if d.source == "table":
         return load_table(
-            d.path, d.images, image_size=d.image_size, tiers=d.tiers, seed=cfg.run.seed
+            d.path,
+            d.images,
+            image_size=d.image_size,
+            crop=d.crop,
+            tiers=d.tiers,
+            seed=d.split_seed,
         )
     if d.source == "allen":
         return load_allen_nwb(
@@ -213,8 +218,12 @@ def load_dataset(cfg: Config, run_path: Path):
             d.images,
             area=d.area or None,
             window=d.window,
+            qc=d.qc,
             tiers=d.tiers,
-            seed=cfg.run.seed,
+            seed=d.split_seed,
             image_size=d.image_size,
+            crop=d.crop,
+            stimulus=d.stimulus,
+            require_repeats=d.require_repeats,
         )
     raise ConfigError(f"key 'data.source': unknown source {d.source!r}")  # pragma: no cover

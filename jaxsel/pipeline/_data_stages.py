@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
 import numpy as np
@@ -11,6 +12,34 @@ from jaxsel.data import write_twin
 from jaxsel.measures import save_table_csv, selection_table
 from jaxsel.pipeline._context import Context, median, save_nc, spearman
 from jaxsel.pipeline._rundir import write_json
+
+#: Data options recorded in data/summary.json, metrics.json (``data_<key>``) and the log.
+_LOGGED = ("crop", "split_seed", "stimulus", "qc", "final_test", "n_final_test", "behavior")
+
+
+def data_options(cfg, ds) -> dict:
+    """The data options that decided what was loaded (from the dataset's attrs, which the
+    loaders set, so they say what was used), plus the optional per-trial variables found."""
+    out: dict = {}
+    src = cfg.data.source
+    if src in ("allen", "table"):
+        out["crop"] = str(ds.attrs.get("crop", cfg.data.crop))
+        out["split_seed"] = int(ds.attrs.get("split_seed", cfg.data.split_seed))
+    if src == "allen":
+        out["stimulus"] = str(ds.attrs.get("stimulus", cfg.data.stimulus))
+        qc = ds.attrs.get("qc")
+        out["qc"] = (
+            ", ".join(f"{c} {op} {t}" for c, (op, t) in json.loads(qc).items()) or "none"
+            if isinstance(qc, str)
+            else str(cfg.data.qc)
+        )
+    if src == "static":
+        out["final_test"] = str(ds.attrs.get("final_test", cfg.data.final_test))
+        out["n_final_test"] = int(ds.attrs.get("n_final_test", 0))
+    found = [v for v in ("behavior", "pupil_center", "trial_idx") if v in ds.variables]
+    if found:
+        out["behavior"] = ", ".join(found)
+    return out
 
 
 def stage_data(ctx: Context) -> list[str]:
@@ -37,6 +66,7 @@ def stage_data(ctx: Context) -> list[str]:
         "test_images": len(np.unique(ds["image_id"].values[tiers == "test"])),
         "response_mean": float(np.mean(ds["responses"].values)),
     }
+    summary.update(data_options(ctx.cfg, ds))
     if "area" in ds.coords:
         a, c = np.unique(ds["area"].values.astype(str), return_counts=True)
         summary["areas"] = {str(k): int(v) for k, v in zip(a, c, strict=True)}
@@ -47,11 +77,18 @@ def stage_data(ctx: Context) -> list[str]:
         summary["twin_norm_budget"] = float(twin.meta["norm_budget"])
     (ctx.rd / "data").mkdir(exist_ok=True)
     write_json(ctx.rd / "data" / "summary.json", summary)
-    ctx.rd.update_metrics(n_neurons=summary["n_neurons"], n_trials=summary["n_trials"])
+    options = {k: summary[k] for k in _LOGGED if k in summary}
+    ctx.rd.update_metrics(
+        n_neurons=summary["n_neurons"],
+        n_trials=summary["n_trials"],
+        **{f"data_{k}": v for k, v in options.items()},
+    )
     ctx.log.info(
         f"  {summary['n_neurons']} neurons, {summary['n_trials']} trials "
         f"{summary['trials_per_tier']}, {summary['test_images']} test images"
     )
+    if options:
+        ctx.log.info("  data options: " + ", ".join(f"{k} = {v}" for k, v in options.items()))
     return out
 
 
