@@ -41,7 +41,11 @@ class RunSection:
 
     name: str = _f("demo", "run name; the run folder is runs/<name> unless 'out' is set")
     out: str = _f("", "run folder (default runs/<name>, relative to the working directory)")
-    seed: int = _f(0, "seed of every random choice (data split, init, MEI starts)")
+    seed: int = _f(
+        0,
+        "seed of model init, batch order and MEI starts, and of the twin's simulation (the tier "
+        "split of allen/table data comes from data.split_seed)",
+    )
     stages: tuple[str, ...] = _f(STAGES, f"stages to run, a subset of {list(STAGES)}")
     progress: bool = _f(True, "show progress bars")
 
