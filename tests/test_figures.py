@@ -57,6 +57,12 @@ def climits(fig):
     return {tuple(np.round(ax.get_images()[0].get_clim(), 9)) for ax in image_axes(fig)}
 
 
+def legend_labels(ax) -> list[str]:
+    legend = ax.get_legend()
+    assert legend is not None
+    return [t.get_text() for t in legend.get_texts()]
+
+
 def named_ids(fig) -> set[int]:
     texts = [fig.get_suptitle()] + [t.get_text() for t in fig.texts]
     for ax in fig.axes:
@@ -142,7 +148,7 @@ def _table(exclude_outliers: bool):
 def test_selection_plot_shows_what_the_rule_did():
     t = _table(exclude_outliers=False)
     ax = oracle_variance_scatter(t).axes[0]
-    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    labels = legend_labels(ax)
     n_sel = int(t["selected"].sum())
     assert f"selected ({n_sel})" in labels and f"not selected ({60 - n_sel})" in labels
     thr = t.attrs["threshold_oracle_p50"]
@@ -150,7 +156,7 @@ def test_selection_plot_shows_what_the_rule_did():
     assert "outliers not excluded (9 flagged)" in labels  # not circled as if excluded
     assert not any("excluded as outlier" in lab for lab in labels)
     t = _table(exclude_outliers=True)
-    labels = [x.get_text() for x in oracle_variance_scatter(t).axes[0].get_legend().get_texts()]
+    labels = legend_labels(oracle_variance_scatter(t).axes[0])
     assert "excluded as outlier (9)" in labels
 
 
@@ -160,8 +166,7 @@ def test_information_figure_says_why_no_neuron_is_informative():
     text = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
     assert "CNN 0, truth 0" in text and "none reaches 0.667 bit" in text
     assert "the highest is 0.20 bit" in text and "because" in text
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "informative: I >= 0.667 bit" in legend
+    assert "informative: I >= 0.667 bit" in legend_labels(fig.axes[0])
     some = {"CNN": np.array([0.9, 0.7, 0.1])}
     text = " ".join(t.get_text() for t in ranked_information_figure(some).axes[0].texts)
     assert "CNN 2" in text and "none reaches" not in text
