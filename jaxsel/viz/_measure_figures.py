@@ -305,15 +305,18 @@ def dataset_examples_figure(dataset: xr.Dataset, *, n_images: int = 8) -> Figure
     sub = fig.subfigures(1, 2, width_ratios=[2.4, 1])
     assert isinstance(sub, np.ndarray)  # a 1 x 2 grid: an array of two SubFigures
     axes = sub[0].subplots(2, 4)
+    shown = None
     for ax, im in zip(axes.ravel(), x, strict=False):  # up to 8 panels
-        ax.imshow(im, cmap="gray", vmin=0, vmax=255)
+        shown = ax.imshow(im, cmap="gray", vmin=0, vmax=255)
         ax.set_axis_off()
-    sub[0].suptitle("example training images", fontsize=10)
+    if shown is not None:
+        sub[0].colorbar(shown, ax=axes.ravel().tolist(), shrink=0.7, label="pixel value (0..255)")
+    sub[0].suptitle("example training images (one grey scale)", fontsize=10)
     ax = sub[1].subplots()
     r = ds["responses"].values
     ax.hist(r.ravel(), bins=min(60, int(np.nanmax(r)) + 1 if np.nanmax(r) < 60 else 60), color="C0")
     ax.set_yscale("log")
-    ax.set_xlabel("response (per trial)")
+    ax.set_xlabel("response (count per trial)")
     ax.set_ylabel("trials x neurons")
     ax.set_title(f"{ds.sizes['neuron']} neurons, {ds.sizes['trial']} trials", fontsize=10)
     return fig
