@@ -8,13 +8,19 @@ draws every figure. :func:`draw_all` writes ``figures/<name>.png`` and the manif
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from jaxsel.data import BACKGROUND, load_zarr, optimal_stimuli
+from jaxsel.data import (
+    BACKGROUND,
+    SCALE,
+    load_zarr,
+    optimal_stimuli,
+)
 from jaxsel.pipeline._context import open_nc
 from jaxsel.pipeline._insilico_stages import load_mei
 from jaxsel.viz import (
@@ -80,23 +86,71 @@ def _mei(ctx, tag):
     return load_mei(ctx.rd.path, tag)
 
 
-def _examples(ctx, n_total: int) -> np.ndarray:
-    n = min(ctx.cfg.report.n_examples, n_total)
-    return np.linspace(0, n_total - 1, n).round().astype(int) if n else np.arange(0)
+EXAMPLES_FILE = "examples.json"
 
 
-def _kind_labels(ctx, neuron_id):
+def example_neurons(ctx) -> dict:
+    """The run's example neurons: one set shown and labelled the same in every figure.
+
+    ``report.n_examples`` neurons evenly spaced (by position) over the neurons that have
+    MEIs (``mei_model.nc``), else over the selected neurons. Returns a dict with
+    ``neuron_id`` (list of int), ``label`` (``"id 6 (simple)"``, kind only with a twin) and
+    ``chosen_from``; :func:`draw_all` writes it to ``figures/examples.json``.
+    """
+    if "examples" in ctx.cache:
+        return ctx.cache["examples"]
+    path = ctx.rd / "mei_model.nc"
+    if path.is_file():
+        pool, source = open_nc(path)["neuron_id"].values, "neurons with MEIs (mei_model.nc)"
+    else:
+        pool, source = ctx.selected_ids(), "selected neurons (selection.nc)"
+    n = min(ctx.cfg.report.n_examples, len(pool))
+    pick = np.linspace(0, len(pool) - 1, n).round().astype(int) if n else np.arange(0)
+    ids = [int(i) for i in np.asarray(pool)[np.unique(pick)]]
     twin = ctx.twin()
     if twin is None:
-        return [f"#{i}" for i in neuron_id]
-    k = twin.kinds[np.searchsorted(twin.neuron_id, neuron_id)]
-    return [f"#{i} {kk[:4]}" for i, kk in zip(neuron_id, k, strict=True)]
+        labels = [f"id {i}" for i in ids]
+    else:
+        kinds = twin.kinds[np.searchsorted(twin.neuron_id, ids)]
+        labels = [f"id {i} ({k})" for i, k in zip(ids, kinds, strict=True)]
+    ex = {
+        "neuron_id": ids,
+        "label": labels,
+        "chosen_from": source,
+        "rule": f"report.n_examples = {ctx.cfg.report.n_examples}, evenly spaced by position",
+    }
+    ctx.cache["examples"] = ex
+    return ex
+
+
+def _labels(ctx, ids) -> list[str]:
+    ex = example_neurons(ctx)
+    by_id = dict(zip(ex["neuron_id"], ex["label"], strict=True))
+    return [by_id.get(int(i), f"id {i}") for i in ids]
+
+
+def _rows(ids, want) -> np.ndarray:
+    """Positions of the neuron ids ``want`` in ``ids`` (those present, in ``want``'s order)."""
+    ids = [int(i) for i in ids]
+    return np.array([ids.index(int(w)) for w in want if int(w) in ids], dtype=int)
+
+
+def _background(ctx, images) -> float:
+    return BACKGROUND if ctx.is_twin else float(np.nanmedian(images))
 
 
 def fig_mei(ctx, tag: str) -> Figure:
-    fig = mei_grid(_mei(ctx, tag), max_neurons=ctx.cfg.report.n_examples)
+    res = _mei(ctx, tag)
+    ids = res["neuron_id"].values[_rows(res["neuron_id"].values, example_neurons(ctx)["neuron_id"])]
+    fig = mei_grid(
+        res,
+        neuron_id=ids,
+        titles=_labels(ctx, ids),
+        background=_background(ctx, res["mei"].values),
+    )
     fig.suptitle(
-        f"MEIs of the {'CNN model' if tag == 'model' else 'true neurons'} with activation traces"
+        f"MEIs of the {'CNN model' if tag == 'model' else 'true neurons'} "
+        "(one grey scale for all panels) and their rate during the ascent"
     )
     return fig
 
@@ -106,19 +160,20 @@ def fig_mei_vs_truth(ctx) -> Figure:
     res = _mei(ctx, "model")
     if twin is None:
         raise FileNotFoundError("no ground truth")
-    ex = _examples(ctx, res.sizes["neuron"])
+    ex = _rows(res["neuron_id"].values, example_neurons(ctx)["neuron_id"])
     ids = res["neuron_id"].values[ex]
     opt = optimal_stimuli(twin)[np.searchsorted(twin.neuron_id, ids)]
-    mei = res["mei"].values[ex, 0] - BACKGROUND
-    lab = _kind_labels(ctx, ids)
+    mei = (res["mei"].values[ex, 0] - BACKGROUND) / SCALE
+    lab = _labels(ctx, ids)
     return paired_grid(
         mei,
         opt,
-        [f"model {t}" for t in lab],
-        [f"true opt. {t}" for t in lab],
+        [f"model MEI\n{t}" for t in lab],
+        [f"true optimum\n{t}" for t in lab],
         symmetric=True,
-        suptitle="model MEIs (upper rows) vs the true optimal "
-        "stimuli (lower rows), contrast images",
+        colorbar=f"contrast = (pixel - {BACKGROUND:g}) / {SCALE:g}",
+        suptitle="model MEIs (upper rows) vs the true optimal stimuli (lower rows), "
+        "same norm budget, one contrast scale",
     )
 
 
@@ -131,10 +186,11 @@ def _load_array(path: Path) -> xr.DataArray:
 
 def fig_grad_rf(ctx, tag: str) -> Figure:
     rf = _load_array(_need_file(ctx.rd / "arrays" / f"grad_rf_{tag}.zarr"))
-    fig = gradient_rf_grid(rf, max_neurons=2 * ctx.cfg.report.n_examples)
+    ids = rf["neuron_id"].values[_rows(rf["neuron_id"].values, example_neurons(ctx)["neuron_id"])]
+    fig = gradient_rf_grid(rf, neuron_id=ids, titles=_labels(ctx, ids), ncols=6)
     fig.suptitle(
         f"Gradient receptive fields of the "
-        f"{'CNN' if tag == 'model' else 'true neurons'} (at the mean image)"
+        f"{'CNN' if tag == 'model' else 'true neurons'} at the mean image (one colour scale)"
     )
     return fig
 
@@ -145,22 +201,26 @@ def fig_cross(ctx) -> Figure:
 
 
 def fig_gabor_vs_mei(ctx, tag: str) -> Figure:
-    gab = _load_array(_need_file(ctx.rd / "arrays" / f"gabor_{tag}.zarr")).values
+    gab = _load_array(_need_file(ctx.rd / "arrays" / f"gabor_{tag}.zarr"))
     g = open_nc(ctx.rd / f"gabor_{tag}.nc")
     mei = _mei(ctx, tag)
-    ex = _examples(ctx, len(gab))
-    ids = g["neuron_id"].values[ex]
-    lab = _kind_labels(ctx, ids)
-    act_m = mei["activation"].values[ex]
-    act_g = g["response"].values[ex]
+    want = example_neurons(ctx)["neuron_id"]
+    ex_g = _rows(g["neuron_id"].values, want)
+    ids = g["neuron_id"].values[ex_g]
+    ex_m = _rows(mei["neuron_id"].values, ids)
+    lab = _labels(ctx, ids)
+    act_m = mei["activation"].values[ex_m]
+    act_g = g["response"].values[ex_g]
+    rate = "model rate" if tag == "model" else "true rate"
     return paired_grid(
-        mei["mei"].values[ex, 0],
-        gab[ex, 0],
-        [f"MEI {t}\nr={a:.1f}" for t, a in zip(lab, act_m, strict=True)],
-        [f"Gabor\nr={a:.1f}" for a in act_g],
-        suptitle=f"MEI (upper rows) vs optimal Gabor (lower rows), "
-        f"{'CNN' if tag == 'model' else 'true neurons'}; r = rate",
-        center_median=True,
+        mei["mei"].values[ex_m, 0],
+        gab.values[ex_g, 0],
+        [f"MEI {t}\n{rate} {a:.1f}" for t, a in zip(lab, act_m, strict=True)],
+        [f"Gabor {t}\n{rate} {a:.1f}" for t, a in zip(lab, act_g, strict=True)],
+        suptitle=f"MEI (upper rows) vs optimal Gabor (lower rows) of the "
+        f"{'CNN' if tag == 'model' else 'true neurons'}, one grey scale",
+        center=_background(ctx, mei["mei"].values),
+        colorbar="pixel value",
     )
 
 
@@ -176,7 +236,22 @@ def fig_models(ctx) -> Figure:
 def fig_information(ctx) -> Figure:
     sel = open_nc(_need_file(ctx.rd / "selectivity.nc"))
     curves = {str(m): sel["information"].sel(model=m).values for m in sel["model"].values}
-    return ranked_information_figure(curves, title="I(preferred orientation present; R)")
+    return ranked_information_figure(
+        curves, title="I(preferred orientation present; R)", note=information_note(sel)
+    )
+
+
+def information_note(sel: xr.Dataset) -> str:
+    """Why the information is what it is: how much the rate changes with the label."""
+    r = sel.isel(model=0)
+    pos, neg = np.nanmedian(r["rate_pos"].values), np.nanmedian(r["rate_neg"].values)
+    sd = np.nanmedian(r["sd_pos"].values)
+    d = np.nanmedian(r["d_prime"].values)
+    return (
+        f"{sel['model'].values[0]}: median rate {pos:.2g} with the orientation vs {neg:.2g} "
+        f"without (d' {d:.2f}),\nsmall next to the rate's spread over images (sd {sd:.2g}) "
+        "and the Poisson noise of one trial"
+    )
 
 
 def fig_selectivity(ctx) -> Figure:
@@ -184,11 +259,15 @@ def fig_selectivity(ctx) -> Figure:
 
 
 def fig_spectra(ctx) -> Figure:
-    gab = _load_array(_need_file(ctx.rd / "arrays" / "gabor_model.zarr")).values
+    gab = _load_array(_need_file(ctx.rd / "arrays" / "gabor_model.zarr"))
     mei = _mei(ctx, "model")
-    i = int(np.argmax(mei["activation"].values))
+    ex = _rows(mei["neuron_id"].values, example_neurons(ctx)["neuron_id"])
+    i = int(ex[np.argmax(mei["activation"].values[ex])])  # the most driven example neuron
+    nid = int(mei["neuron_id"].values[i])
+    j = _rows(gab["neuron_id"].values, [nid])[0]
+    (lab,) = _labels(ctx, [nid])
     return power_spectra_figure(
-        {f"MEI #{mei['neuron_id'].values[i]}": mei["mei"].values[i, 0], "optimal Gabor": gab[i, 0]}
+        {f"MEI {lab}": mei["mei"].values[i, 0], f"optimal Gabor {lab}": gab.values[j, 0]}
     )
 
 
@@ -212,7 +291,9 @@ FIGURES = (
         "selection",
         "selection",
         "Neuron selection",
-        "Oracle correlation vs response variance; dashed lines are the rule's thresholds.",
+        "Oracle correlation vs response variance of every neuron, coloured by what the selection "
+        "rule decided; the lines are the thresholds it applied (legend), and outliers are marked "
+        "only when the rule excluded them.",
         fig_selection,
     ),
     (
@@ -236,57 +317,65 @@ FIGURES = (
         "mei_model",
         "mei",
         "MEIs of the CNN",
-        "Most exciting inputs of the trained CNN at the "
-        "contrast budget, with the activation during the ascent.",
+        "Most exciting inputs of the trained CNN at the contrast budget (raw pixel values, "
+        "one grey scale centred on the background for all panels), with the model rate "
+        "during the ascent. The example neurons are the same in every figure "
+        "(figures/examples.json).",
         lambda c: fig_mei(c, "model"),
     ),
     (
         "mei_truth",
         "mei",
         "MEIs of the true neurons",
-        "The same optimisation on the twin's noise-free neurons.",
+        "The same optimisation on the twin's noise-free neurons (same scale convention).",
         lambda c: fig_mei(c, "truth"),
     ),
     (
         "mei_vs_truth",
         "recovery",
         "Model MEIs vs true optimal stimuli",
-        "Contrast images; complex cells' optima are one phase of the quadrature pair.",
+        "Contrast images (pixel - 127.5) / 127.5 on one shared scale; complex cells' optima are "
+        "one phase of the quadrature pair.",
         fig_mei_vs_truth,
     ),
     (
         "grad_rf_model",
         "rf",
         "Gradient RFs of the CNN",
-        "d rate / d pixel at the mean image.",
+        "d rate / d pixel at the mean image (rate per pixel-value unit), one symmetric "
+        "colour scale for all panels.",
         lambda c: fig_grad_rf(c, "model"),
     ),
     (
         "grad_rf_truth",
         "rf",
         "Gradient RFs of the true neurons",
-        "d rate / d pixel at the mean image.",
+        "d rate / d pixel at the mean image (rate per pixel-value unit), one symmetric "
+        "colour scale for all panels.",
         lambda c: fig_grad_rf(c, "truth"),
     ),
     (
         "cross_activation",
         "cross",
         "Cross-activation",
-        "Each neuron's response to every MEI, normalised by its maximum.",
+        "Each neuron's rate (columns) to every MEI (rows), divided by its largest rate over "
+        "all MEIs; labels are neuron ids.",
         fig_cross,
     ),
     (
         "gabor_vs_mei_model",
         "gabor",
         "MEI vs optimal Gabor (CNN)",
-        "Both at the same contrast budget; r is the model's rate.",
+        "Both at the same contrast budget, raw pixel values on one grey scale; the titles give "
+        "the model's rate.",
         lambda c: fig_gabor_vs_mei(c, "model"),
     ),
     (
         "gabor_vs_mei_truth",
         "gabor",
         "MEI vs optimal Gabor (truth)",
-        "Both at the same contrast budget; r is the true rate.",
+        "Both at the same contrast budget, raw pixel values on one grey scale; the titles give "
+        "the true rate.",
         lambda c: fig_gabor_vs_mei(c, "truth"),
     ),
     (
@@ -303,7 +392,8 @@ FIGURES = (
         "gabor",
         "Power spectra",
         "Log power spectrum and axial average (with "
-        "symmetry indices) of the most activating MEI and its optimal Gabor.",
+        "symmetry indices) of the MEI of the most driven example neuron and of its optimal Gabor; "
+        "one colour scale.",
         fig_spectra,
     ),
     (
@@ -312,7 +402,8 @@ FIGURES = (
         "Ranked information",
         "Single-neuron information "
         "(Poisson, from noise-free rates) about whether the neuron's preferred orientation is "
-        "present in a test image; dotted: the 2/3-bit 'informative' threshold.",
+        "present in a test image; dotted: the 2/3-bit 'informative' threshold. The figure states "
+        "how many neurons reach it and, below it, how much the rate changes with the label.",
         fig_information,
     ),
     (
@@ -334,14 +425,28 @@ FIGURES = (
 )
 
 
+def named_neurons(fig: Figure) -> list[int]:
+    """The neuron ids a figure names (``"id <n>"`` in its titles and axis labels)."""
+    texts = [t.get_text() for t in fig.texts] + [fig.get_suptitle()]
+    for ax in fig.axes:
+        texts += [ax.get_title(), ax.get_ylabel(), ax.get_xlabel()]
+    return sorted({int(m) for t in texts for m in re.findall(r"\bid (\d+)", t)})
+
+
 def draw_all(ctx) -> list[dict]:
-    """Draw every figure whose inputs exist; write ``figures/index.json``.
+    """Draw every figure whose inputs exist; write ``figures/index.json`` and
+    ``figures/examples.json`` (the example neurons every figure shows).
 
     Returns:
-      The manifest entries (file, title, section, caption).
+      The manifest entries (file, title, section, caption, neuron_id: the example neurons
+      the figure names).
     """
     folder = ctx.rd / "figures"
     folder.mkdir(exist_ok=True)
+    if (ctx.rd / "selection.nc").is_file():
+        ex = example_neurons(ctx)
+        (folder / EXAMPLES_FILE).write_text(json.dumps(ex, indent=2))
+        ctx.log.info(f"  example neurons: {', '.join(ex['label'])}")
     entries = []
     for name, section, title, caption, make in FIGURES + tuple(extra_figures(ctx)):
         try:
@@ -350,7 +455,15 @@ def draw_all(ctx) -> list[dict]:
             ctx.log.info(f"  figure {name}: skipped ({err})")
             continue
         file = save(fig, folder, name, pdf=ctx.cfg.report.pdf)
-        entries.append({"file": file, "title": title, "section": section, "caption": caption})
+        entries.append(
+            {
+                "file": file,
+                "title": title,
+                "section": section,
+                "caption": caption,
+                "neuron_id": named_neurons(fig),
+            }
+        )
     write_index(folder, entries)
     ctx.log.info(f"  {len(entries)} figures in {folder}")
     return entries

@@ -30,26 +30,50 @@ def oracle_variance_scatter(
       x, y: the statistics on the axes.
       path: PNG path to save to.
     """
-    fig = new_figure(figsize=(5, 4), layout="constrained")
+    fig = new_figure(figsize=(5.6, 4.2), layout="constrained")
     ax = fig.add_subplot()
     xv, yv = table[x].values, table[y].values
     sel = table["selected"].values.astype(bool) if "selected" in table else np.zeros(len(xv), bool)
-    ax.scatter(xv[~sel], yv[~sel], s=10, c="0.6", label="excluded", linewidths=0)
-    ax.scatter(xv[sel], yv[sel], s=12, c="C0", label="selected", linewidths=0)
-    if "outlier" in table:
-        out = table["outlier"].values.astype(bool)
-        ax.scatter(xv[out], yv[out], s=30, facecolors="none", edgecolors="C3", label="outlier")
+    n_out = int(table["outlier"].values.astype(bool).sum()) if "outlier" in table else 0
+    excl_out = "pass_not_outlier" in table  # the rule excluded outliers
+    out = ~table["pass_not_outlier"].values.astype(bool) if excl_out else np.zeros(len(xv), bool)
+    rest = ~sel & ~out
+    ax.scatter(xv[rest], yv[rest], s=10, c="0.6", label=f"not selected ({rest.sum()})", lw=0)
+    ax.scatter(xv[sel], yv[sel], s=12, c="C0", label=f"selected ({sel.sum()})", lw=0)
+    if excl_out:
+        ax.scatter(
+            xv[out],
+            yv[out],
+            s=18,
+            c="C3",
+            marker="x",
+            lw=0.8,
+            label=f"excluded as outlier ({out.sum()})",
+        )
+    others = []
     for key, val in table.attrs.items():
-        if key.startswith(f"threshold_{x}_"):
-            ax.axvline(val, color="k", ls="--", lw=0.8)
-        elif key.startswith(f"threshold_{y}_"):
-            ax.axhline(val, color="k", ls="--", lw=0.8)
+        if not key.startswith("threshold_"):
+            continue
+        stat, _, crit = key[len("threshold_") :].rpartition("_")
+        op = "<" if crit == "max" else ">"
+        how = f" ({crit[1:]}th percentile)" if crit.startswith("p") else ""
+        text = f"{stat.replace('_', ' ')} {op} {val:.3g}{how}"
+        if stat == x:
+            ax.axvline(val, color="k", ls="--", lw=0.8, label=text)
+        elif stat == y:
+            ax.axhline(val, color="k", ls=":", lw=0.9, label=text)
+        else:
+            others.append(text)
+    if others:  # criteria on statistics not on these axes
+        ax.plot([], [], " ", label="also: " + "; ".join(others))
+    if "outlier" in table and not excl_out:
+        ax.plot([], [], " ", label=f"outliers not excluded ({n_out} flagged)")
     if np.nanmin(xv) > 0:
         ax.set_xscale("log")
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title(f"{int(sel.sum())} of {len(sel)} neurons selected")
-    ax.legend(fontsize="small", frameon=False)
+    ax.legend(fontsize="x-small", frameon=False, loc="best")
     return maybe_save(fig, path)
 
 
@@ -60,6 +84,7 @@ def ranked_information_figure(
     threshold: float = INFO_THRESHOLD,
     log_x: bool = True,
     title: str | None = None,
+    note: str | None = None,
     path: str | Path | None = None,
 ) -> Figure:
     """Ranked information curves, mean +/- sd over runs, one line per condition.
@@ -67,10 +92,13 @@ def ranked_information_figure(
     Args:
       curves: ``{label: info (run, neuron)}`` (e.g. hyperparameter values, or
         ``{"untrained": ..., "trained": ...}``); runs are sorted per run before averaging.
-      threshold: the informative threshold drawn as a dotted line.
+      threshold: the informative threshold drawn as a dotted line; the figure states how
+        many neurons reach it and, when none does, the highest information reached.
       log_x: logarithmic rank axis.
+      title: axes title.
+      note: an extra line of explanation written in the figure (e.g. why nothing passes).
     """
-    fig = new_figure(figsize=(5, 3.5), layout="constrained")
+    fig = new_figure(figsize=(5.6, 4.2), layout="constrained")
     ax = fig.add_subplot()
     n = len(curves)
     for i, (label, info) in enumerate(curves.items()):
@@ -86,14 +114,24 @@ def ranked_information_figure(
                 alpha=0.25,
                 lw=0,
             )
-    ax.axhline(threshold, color="k", ls=":", lw=0.8)
+    ax.axhline(threshold, color="k", ls=":", lw=0.8, label=f"informative: I >= {threshold:.3g} bit")
     if log_x:
         ax.set_xscale("log")
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("neuron rank")
     ax.set_ylabel("I(s; R) [bit]")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", frameon=False)
+    ax.legend(fontsize="small", frameon=False, loc="upper right")
+    counts = {
+        str(k): int(np.sum(ranked_information(v)["mean"] >= threshold)) for k, v in curves.items()
+    }
+    lines = ["informative neurons: " + ", ".join(f"{k} {c}" for k, c in counts.items())]
+    if counts and not any(counts.values()):
+        best = max(float(np.nanmax(ranked_information(v)["mean"])) for v in curves.values())
+        lines.append(f"none reaches {threshold:.3g} bit: the highest is {best:.2f} bit")
+    if note:
+        lines.append(note)
+    ax.text(0.0, -0.16, "\n".join(lines), transform=ax.transAxes, va="top", fontsize="x-small")
     if title:
         ax.set_title(title)
     return maybe_save(fig, path)
@@ -267,15 +305,18 @@ def dataset_examples_figure(dataset: xr.Dataset, *, n_images: int = 8) -> Figure
     sub = fig.subfigures(1, 2, width_ratios=[2.4, 1])
     assert isinstance(sub, np.ndarray)  # a 1 x 2 grid: an array of two SubFigures
     axes = sub[0].subplots(2, 4)
+    shown = None
     for ax, im in zip(axes.ravel(), x, strict=False):  # up to 8 panels
-        ax.imshow(im, cmap="gray", vmin=0, vmax=255)
+        shown = ax.imshow(im, cmap="gray", vmin=0, vmax=255)
         ax.set_axis_off()
-    sub[0].suptitle("example training images", fontsize=10)
+    if shown is not None:
+        sub[0].colorbar(shown, ax=axes.ravel().tolist(), shrink=0.7, label="pixel value (0..255)")
+    sub[0].suptitle("example training images (one grey scale)", fontsize=10)
     ax = sub[1].subplots()
     r = ds["responses"].values
     ax.hist(r.ravel(), bins=min(60, int(np.nanmax(r)) + 1 if np.nanmax(r) < 60 else 60), color="C0")
     ax.set_yscale("log")
-    ax.set_xlabel("response (per trial)")
+    ax.set_xlabel("response (count per trial)")
     ax.set_ylabel("trials x neurons")
     ax.set_title(f"{ds.sizes['neuron']} neurons, {ds.sizes['trial']} trials", fontsize=10)
     return fig
