@@ -85,3 +85,108 @@ def test_sweep_writes_one_summary_row_per_value_and_seed(tmp_path):
         (0.01, 1),
     ]
     assert np.isfinite(table["best_val_corr"]).all()
+
+
+def _parser_help(parser) -> dict[str, str]:
+    """Every (sub)command's formatted help: {'jaxsel': ..., 'jaxsel train': ...}."""
+    import argparse
+
+    out = {parser.prog: parser.format_help()}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out[sub.prog] = sub.format_help()
+    return out
+
+
+def test_version_prints_the_package_version(capsys):
+    import jaxsel
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"jaxsel {jaxsel.__version__}"
+
+
+def test_models_lists_every_named_config_and_alias(capsys):
+    from jaxsel.train import CONFIG_ALIASES, NAMED_CONFIGS
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = {line.split()[0]: line for line in lines if line.strip()}
+    for name in NAMED_CONFIGS:
+        assert name in first, name
+    for alias, real in CONFIG_ALIASES.items():
+        assert f"alias of '{real}'" in first[alias]
+    assert "16 channels" in first["small"] and "LN" in first["ln"]
+
+
+def test_models_name_shows_every_field_with_its_value(capsys):
+    from jaxsel.train import named_config
+
+    assert main(["models", "small"]) == 0
+    out = capsys.readouterr().out
+    d = named_config("small").to_dict()
+    for section in ("model", "train"):
+        assert f"[{section}]" in out
+        for key in d[section]:
+            assert f"\n{key} = " in out, key
+    assert "\nhidden_channels = 16\n" in out and "\nmax_epochs = 30\n" in out
+
+
+def test_models_unknown_name_is_one_line_with_the_closest(capsys):
+    assert main(["models", "smal"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'small'?" in err
+
+
+@pytest.mark.parametrize(("typo", "near"), [("dmeo", "demo"), ("trian", "train")])
+def test_mistyped_command_suggests_the_closest(typo, near, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([typo])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"unknown command '{typo}' (did you mean '{near}'?)" in err
+
+
+def test_other_argument_errors_keep_argparse_message(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["simulate"])  # --out is required
+    assert e.value.code == 2
+    assert "the following arguments are required: --out" in capsys.readouterr().err
+
+
+def test_no_help_shows_a_meaningless_default():
+    helps = _parser_help(build_parser())
+    assert len(helps) >= 12
+    for prog, text in helps.items():
+        for junk in ("(default: None)", "(default: False)", "(default: [])"):
+            assert junk not in text, (prog, junk)
+    assert "(default: 300)" in helps["jaxsel simulate"]  # real defaults stay
+
+
+@pytest.mark.parametrize(
+    ("override", "want"),
+    [
+        ("train.lr=0.01", "--set train.lr=0.01: unknown key 'train.lr'"),
+        ("train.overrides.lr=abc", "--set train.overrides.lr=abc: key 'train.overrides.lr'"),
+        ("nonsense", "--set nonsense: "),
+        ("mei.steps=3", "did you mean --set mei.overrides.steps=...?"),
+    ],
+)
+def test_bad_set_is_blamed_on_set_not_on_the_file(override, want, capsys, tmp_path):
+    config = Path(__file__).resolve().parents[1] / "experiments" / "demo_twin.toml"
+    rc = main(["select", str(config), "--out", str(tmp_path / "r"), "--set", override])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and want in err
+    assert str(config) not in err
+    assert not (tmp_path / "r").exists()  # nothing ran
+
+
+def test_a_bad_config_file_is_still_blamed_on_the_file(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlr = 0.01\n")
+    assert main(["select", str(bad), "--set", "run.seed=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: unknown key 'train.lr'" in err and "--set" not in err
