@@ -190,3 +190,65 @@ def test_a_bad_config_file_is_still_blamed_on_the_file(capsys, tmp_path):
     assert main(["select", str(bad), "--set", "run.seed=1"]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: unknown key 'train.lr'" in err and "--set" not in err
+
+
+def test_progress_is_plain_lines_when_output_is_not_a_terminal(capsys):
+    import logging
+
+    from jaxsel.pipeline._context import StageProgress, progress_mode
+
+    assert progress_mode(False) is None
+    assert progress_mode(True) == "lines"  # pytest captures: not a TTY
+    log = logging.getLogger("test_progress_lines")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())  # type: ignore[method-assign]
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        p = StageProgress(log, "[mei]", "model MEIs", "MEI", "lines", every=3600.0)
+        for done in (100, 200, 300):
+            p(done, 300)
+    finally:
+        log.removeHandler(handler)
+    # throttled: only the last line (the period is an hour), with the elapsed time
+    assert len(records) == 1 and records[0].startswith("[mei] model MEIs: 300/300 MEI, ")
+    assert records[0].endswith(" s")
+    out = capsys.readouterr()
+    assert "\r" not in out.out + out.err and "\x1b" not in out.out + out.err
+
+
+def test_mei_and_gabor_optimisers_report_progress():
+    import jax.numpy as jnp
+
+    from jaxsel.insilico import gabor_bank, optimal_gabors, optimize_meis, recipes
+
+    def fn(params, x):  # a linear-rectified model of 3 neurons on 8x8 images
+        flat = jnp.asarray(x, jnp.float32).reshape(x.shape[0], -1)
+        return jnp.maximum(flat @ params["w"], 0.0) + 0.1
+
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(64, 3)), jnp.float32) * 1e-3}
+    calls: list[tuple[int, int]] = []
+    optimize_meis(
+        fn,
+        params,
+        config=recipes.norm(5.0, steps=4),
+        image_shape=(8, 8),
+        seeds=3,
+        chunk_size=4,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls == [(4, 9), (8, 9), (9, 9)]  # 3 neurons x 3 seeds, after each chunk of 4
+    steps: list[tuple[int, int]] = []
+    optimal_gabors(
+        fn,
+        params,
+        (8, 8),
+        norm=5.0,
+        bank=gabor_bank((8, 8), n_x=2, n_y=2, n_theta=2, n_phase=2, sigmas=[2.0], sfs=[0.2]),
+        steps=3,
+        chunk_size=2,
+        progress=lambda d, t: steps.append((d, t)),
+    )
+    assert steps == [(i, 6) for i in range(1, 7)]  # 3 neurons: 2 chunks x 3 steps
