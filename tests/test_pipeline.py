@@ -58,8 +58,27 @@ def test_every_stage_runs_and_writes_its_outputs(tiny_run):
     assert m["n_neurons"] == 20 and 0 < m["n_selected"] <= 20
     assert -1 <= m["oracle_spearman_vs_truth"] <= 1
     assert m["runtime_s"] > 0
+    prov = m.pop("provenance")
     not_finite = [k for k, v in m.items() if v is None or not math.isfinite(v)]  # NaN -> null
     assert not not_finite, not_finite
+    # provenance: where and with what, and the full resolved config
+    import jax
+
+    import jaxsel
+
+    assert prov["jaxsel_version"] == jaxsel.__version__ and prov["jax"] == jax.__version__
+    assert prov["device"].startswith(jax.devices()[0].device_kind)
+    assert prov["host"] and prov["python"].count(".") == 2
+    assert prov["date_utc"].endswith("+00:00")
+    assert prov["git_commit"] is None or len(prov["git_commit"]) == 40
+    assert prov["config"]["data"]["twin"]["n_neurons"] == 20
+    assert prov["config"]["run"]["out"] == str(out)
+    # the logs report the same statistic (median over neurons) for validation and test
+    log = (out / "run.log").read_text()
+    assert "'small': validation correlation median " in log
+    assert "'small': test correlation median " in log
+    assert f"{m['small_val_corr_median']:.3f}" in log
+    assert f"{m['small_test_corr_median']:.3f}" in log
     # labelled results reopen with xarray
     sel = xr.open_dataset(out / "selection.nc", engine="h5netcdf")
     assert sel.sizes["neuron"] == 20 and "oracle" in sel
@@ -83,6 +102,11 @@ def test_report_images_all_resolve_and_are_pngs(tiny_run):
     _, out, _ = tiny_run
     page = (out / "report.html").read_text()
     assert "<h2>Dataset</h2>" in page and "Neuron selection" in page
+    prov = json.loads((out / "metrics.json").read_text())["provenance"]
+    head = page[: page.index("<h2>Headline numbers</h2>")]
+    assert "<h2>Provenance</h2>" in head
+    for key in ("jaxsel_version", "host", "device", "date_utc", "python", "jax"):
+        assert f"<td>{prov[key]}</td>" in head, key
     srcs = re.findall(r'<img src="([^"]+)"', page)
     index = json.loads((out / "figures" / "index.json").read_text())
     assert len(srcs) == len(index) >= 3

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from jaxsel.cli._help import HelpFormatter, examples
 
 
 def add_parser(sub) -> None:
@@ -14,11 +15,21 @@ def add_parser(sub) -> None:
         "evaluate them, compute MEIs (model and truth), gradient RFs, Gabors and "
         "metrics, draw the figures and write OUT/report.html. Uses the embedded "
         "config (= experiments/demo_twin.toml). Rerunning skips finished stages.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=examples(
+            "jaxsel demo",
+            "jaxsel demo --out runs/demo --set mei.seeds=4 --set mei.overrides.steps=200",
+            "jaxsel report runs/demo",
+        ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
-    p.add_argument("--neurons", type=int, default=None, help="twin neurons (default: config)")
-    p.add_argument("--seed", type=int, default=None, help="seed (default: config)")
+    p.add_argument(
+        "--neurons",
+        type=int,
+        default=None,
+        help="twin neurons (default: the config's data.twin.n_neurons)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed (default: the config's run.seed)")
     p.add_argument(
         "--config",
         type=Path,
@@ -31,7 +42,8 @@ def add_parser(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key (TOML value)",
+        help="override a config key, e.g. --set train.overrides.lr=0.01 (repeatable; "
+        "VALUE is TOML; 'jaxsel run --defaults' lists every key)",
     )
     p.add_argument("--force", action="store_true", help="recompute finished stages")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

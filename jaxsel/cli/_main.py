@@ -7,23 +7,63 @@ Each command module has ``add_parser(subparsers)``, which registers its subcomma
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
+import re
 import sys
 
+from jaxsel import __version__
 from jaxsel._errors import JaxselError
+from jaxsel.cli._help import HelpFormatter, examples
 
-_MODULES = ("_simulate_cmd", "_stage_cmds", "_sweep_cmd", "_run_cmd", "_demo_cmd", "_predict_cmd")
+_MODULES = (
+    "_simulate_cmd",
+    "_stage_cmds",
+    "_sweep_cmd",
+    "_run_cmd",
+    "_demo_cmd",
+    "_predict_cmd",
+    "_models_cmd",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a mistyped subcommand (one line, exit 2)."""
+
+    def error(self, message):
+        m = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
+        if m and self._subparsers is not None:
+            commands = [
+                name
+                for action in self._subparsers._group_actions
+                if isinstance(action, argparse._SubParsersAction)
+                for name in action.choices
+            ]
+            near = difflib.get_close_matches(m.group(1), commands, n=1, cutoff=0.5)
+            hint = f"did you mean '{near[0]}'?" if near else f"one of {', '.join(commands)}"
+            self.exit(
+                2,
+                f"{self.prog}: error: unknown command '{m.group(1)}' ({hint}); "
+                f"'{self.prog} --help' lists the commands\n",
+            )
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jaxsel",
         description="Neural system identification and in-silico selectivity analysis of "
         "visual neurons, in JAX. Run 'jaxsel COMMAND --help' for a command's options.",
-        epilog="Example: jaxsel simulate --out runs/twin --neurons 300 --seed 3",
+        epilog=examples(
+            "jaxsel demo",
+            "jaxsel simulate --out runs/twin --neurons 300 --seed 3",
+            "jaxsel run experiments/demo_twin.toml --out runs/lr01 --set train.overrides.lr=0.01",
+            "jaxsel models small",
+        ),
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"jaxsel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    import importlib
-
     for module in _MODULES:
         importlib.import_module(f"jaxsel.cli.{module}").add_parser(sub)
     return parser

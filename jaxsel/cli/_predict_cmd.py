@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from jaxsel._errors import DataError
+from jaxsel.cli._help import HelpFormatter, examples
 
 
 def add_parser(sub) -> None:
@@ -18,7 +18,10 @@ def add_parser(sub) -> None:
         "and write a netCDF file with the variable 'responses' (image, neuron) "
         "and coords neuron_id (+ area/session when the model has them). No "
         "dataset is needed. OUT is written atomically.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=examples(
+            "jaxsel predict runs/demo/models/small/model images.npy --out responses.nc",
+        ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("model", type=Path, help="saved model folder")
     p.add_argument("images", type=Path, help=".npy file of raw images")

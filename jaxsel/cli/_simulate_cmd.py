@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from jaxsel.cli._help import HelpFormatter, examples
 
 
 def add_parser(sub) -> None:
@@ -15,7 +16,11 @@ def add_parser(sub) -> None:
         "loader reads) and OUT/ground_truth (parameters, true reliability, "
         "noise-free response function inputs). OUT must be new or empty unless "
         "--force; nothing is left half-written on failure.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=examples(
+            "jaxsel simulate --out runs/twin --neurons 300 --seed 3",
+            "jaxsel simulate --out runs/twin-pink --stimuli pink --test 50 --repeats 20",
+        ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--neurons", type=int, default=300, help="number of neurons")
@@ -24,7 +29,12 @@ def add_parser(sub) -> None:
     p.add_argument("--validation", type=int, default=500, help="validation images")
     p.add_argument("--test", type=int, default=100, help="test images")
     p.add_argument("--repeats", type=int, default=10, help="repeats per test image")
-    p.add_argument("--stimuli", default="dead_leaves", choices=("dead_leaves", "pink", "mix"))
+    p.add_argument(
+        "--stimuli",
+        default="dead_leaves",
+        choices=("dead_leaves", "pink", "mix"),
+        help="stimulus family",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.set_defaults(run=run)
 

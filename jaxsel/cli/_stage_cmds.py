@@ -7,8 +7,28 @@ are computed first.
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
+
+from jaxsel.cli._help import HelpFormatter, examples
+
+# name -> example command lines (each runs as written; tests/test_cli_help.py runs them)
+EXAMPLES = {
+    "select": (
+        "jaxsel select experiments/demo_twin.toml",
+        "jaxsel select experiments/demo_twin.toml --out runs/strict "
+        "--set select.percentiles.oracle=75",
+    ),
+    "train": (
+        "jaxsel train experiments/demo_twin.toml",
+        "jaxsel train experiments/demo_twin.toml --out runs/lr01 --set train.overrides.lr=0.01",
+    ),
+    "mei": (
+        "jaxsel mei runs/demo",
+        "jaxsel mei runs/demo --set mei.seeds=4 --set mei.overrides.steps=200",
+    ),
+    "gabor": ("jaxsel gabor runs/demo --set gabor.steps=100",),
+    "report": ("jaxsel report runs/demo",),
+}
 
 # name -> (description, stages it runs, in order)
 STAGE_COMMANDS = {
@@ -42,7 +62,8 @@ def add_parser(sub) -> None:
             + " of CONFIG's run (CONFIG: a TOML file, or a run folder to reuse its "
             "config.toml); finished stages with the same config are reused, "
             "missing ones are computed first.",
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            epilog=examples(*EXAMPLES[name]),
+            formatter_class=HelpFormatter,
         )
         add_common(p)
         p.set_defaults(run=partial(run, stages=stages))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
+from jaxsel.cli._help import HelpFormatter, examples
 from jaxsel.cli._run_cmd import add_common, load
 
 
@@ -16,7 +15,12 @@ def add_parser(sub) -> None:
         "(all points in one compiled step, each early-stopping on its own) and "
         "write RUN/sweep/summary.csv (value, seed, best validation correlation, "
         "best epoch, stop reason).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=examples(
+            "jaxsel sweep experiments/sweep_lr.toml",
+            "jaxsel sweep experiments/sweep_lr.toml --set sweep.values=[0.001,0.01] "
+            "--set sweep.seeds=2",
+        ),
+        formatter_class=HelpFormatter,
     )
     add_common(p)
     p.set_defaults(run=run)

@@ -13,6 +13,7 @@ Gabor parameters are a dict of arrays with keys :data:`GABOR_PARAMS` (``x0, y0``
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -23,7 +24,7 @@ import xarray as xr
 
 from jaxsel._errors import ConfigError
 from jaxsel.data import BACKGROUND, SCALE, gabor, hw_tuple
-from jaxsel.insilico._mei import neuron_indices, output_size
+from jaxsel.insilico._mei import neuron_indices, output_size, progress_callback
 from jaxsel.insilico._mei_job import jit_program
 
 GABOR_PARAMS = ("x0", "y0", "sigma", "theta", "sf", "phase")
@@ -287,6 +288,7 @@ def optimal_gabors(
     scale: float = SCALE,
     channels: int = 1,
     chunk_size: int = 256,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> xr.Dataset:
     """Each neuron's optimal Gabor at a fixed contrast budget, by gradient ascent on its
     parameters (Adam; log-sigma and log-sf), started from the best Gabor of a bank screen.
@@ -301,6 +303,8 @@ def optimal_gabors(
       steps, lr: ascent steps and Adam learning rate (cosine decay to 0.1 lr).
       zero_mean, background, scale, channels: image construction.
       chunk_size: neurons per compiled call.
+      progress: ``True`` for a tqdm bar over the ascent steps (all chunks), or a callable
+        ``progress(done, total)`` called after each step.
 
     Returns:
       ``xarray.Dataset`` over ``neuron``: parameters ``x0`` ... ``phase`` (theta wrapped into
@@ -347,7 +351,9 @@ def optimal_gabors(
     steps = int(steps)
     chunk = min(int(chunk_size), len(idx))
     outs = []
-    for s in range(0, len(idx), chunk):
+    n_chunks = -(-len(idx) // chunk)
+    report, close = progress_callback(progress, "Gabors", "step")
+    for c, s in enumerate(range(0, len(idx), chunk)):
         sel = np.arange(s, s + chunk) % len(idx)
         keep = min(chunk, len(idx) - s)
         targets = jnp.asarray(idx[sel])
@@ -355,12 +361,14 @@ def optimal_gabors(
             {k: jnp.asarray(v[sel]) for k, v in p0.items()}, jnp.float32(lr), steps=steps
         )
         trace = []
-        for _ in range(steps):
+        for i in range(steps):
             carry, r = step_prog(params, carry, targets, jnp.float32(lr), steps=steps, **kw)
             trace.append(r)
+            report(c * steps + i + 1, n_chunks * steps)
         pe, rates = finish_prog(params, carry, targets, **kw)
         trace = jnp.stack(trace, axis=1) if trace else jnp.zeros((chunk, 0), jnp.float32)
         outs.append(jax.tree.map(lambda a: np.asarray(a)[:keep], (pe, rates, trace)))
+    close()
     p = {k: np.concatenate([o[0][k] for o in outs]) for k in GABOR_PARAMS}
     resp = np.concatenate([o[1] for o in outs])
     trace = np.concatenate([o[2] for o in outs])

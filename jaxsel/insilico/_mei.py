@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -46,6 +47,7 @@ __all__ = [
     "neuron_indices",
     "optimize_meis",
     "output_size",
+    "progress_callback",
     "run_chunk",
     "split_config",
 ]
@@ -226,6 +228,35 @@ def neuron_indices(neurons, n_out: int) -> np.ndarray:
     return idx.astype(np.int32)
 
 
+def progress_callback(
+    progress: bool | Callable[[int, int], None] | None, desc: str, unit: str
+) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """``(report, close)`` for a ``progress`` argument of the in-silico optimisers.
+
+    ``progress`` is a callable ``progress(done, total)`` (used as is), ``True`` (a tqdm bar
+    named ``desc`` counting ``unit``) or ``False``/``None`` (nothing).
+    """
+    if callable(progress):
+        return progress, lambda: None
+    if not progress:
+        return (lambda done, total: None), lambda: None
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit=unit)
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return report, close
+
+
 def optimize_meis(
     fn,
     params,
@@ -240,6 +271,7 @@ def optimize_meis(
     neuron_id=None,
     chunk_size: int = 256,
     seed: int = 0,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> xr.Dataset:
     """Optimise MEIs (or inhibitory / discriminative / diverse inputs) for many neurons.
 
@@ -260,6 +292,9 @@ def optimize_meis(
         next power of two (at least 8), so runs of similar size share one program.
       seed: base random seed (start noise and jitter); results do not depend on
         ``chunk_size``.
+      progress: ``True`` for a tqdm bar over the jobs (neuron x seed), or a callable
+        ``progress(done, total)`` called after each compiled chunk (see
+        :func:`progress_callback`).
 
     Returns:
       ``xarray.Dataset`` with ``mei`` (neuron, seed, [variant,] channel, y, x) raw images,
@@ -302,6 +337,7 @@ def optimize_meis(
     base_code = jnp.uint32(int(seed) % (1 << 32))
     static, hp = split_config(config)
     outs = []
+    report, close = progress_callback(progress, "MEIs", "MEI")
     for s in range(0, n_jobs, chunk):
         sl = np.arange(s, s + chunk) % n_jobs  # pad the last chunk
         starts = np.stack([_start(config, seed, tgt[j], sid[j], natural, shape) for j in sl])
@@ -318,6 +354,8 @@ def optimize_meis(
         )
         keep = min(chunk, n_jobs - s)
         outs.append(jax.tree.map(lambda a: np.asarray(a)[:keep], res))
+        report(s + keep, n_jobs)
+    close()
     raw, act, trace, steps_run = (np.concatenate(z) for z in zip(*outs, strict=True))
     return _to_dataset(raw, act, trace, steps_run, idx, seeds, config, neuron_id)
 

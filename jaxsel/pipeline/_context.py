@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +82,58 @@ def open_nc(path: Path):
     return ds
 
 
+def progress_mode(enabled: bool) -> str | None:
+    """How progress is shown: ``'bar'`` (tqdm bars; stdout and stderr are terminals),
+    ``'lines'`` (plain log lines, no control characters: output redirected or captured) or
+    None (``run.progress = false``)."""
+    if not enabled:
+        return None
+    try:
+        tty = sys.stdout.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        tty = False
+    return "bar" if tty else "lines"
+
+
+class StageProgress:
+    """A ``progress(done, total)`` callback for a stage's long loop.
+
+    ``'bar'`` mode: a tqdm bar (left on screen only while it runs). ``'lines'`` mode: a
+    plain log line such as ``[mei] model MEIs: 120/300 MEI, 12.3 s`` at most every
+    ``every`` seconds and at the end. None: nothing.
+    """
+
+    def __init__(self, log, prefix: str, what: str, unit: str, mode: str | None, every=10.0):
+        self.log, self.prefix, self.what, self.unit = log, prefix, what, unit
+        self.mode, self.every = mode, every
+        self.t0 = self.last = time.time()
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.mode == "bar":
+            if self.bar is None:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(
+                    total=total, desc=f"{self.prefix} {self.what}", unit=self.unit, leave=False
+                )
+            self.bar.update(done - self.bar.n)
+            if done >= total:
+                self.close()
+        elif self.mode == "lines":
+            now = time.time()
+            if done >= total or now - self.last >= self.every:
+                self.last = now
+                self.log.info(
+                    f"{self.prefix} {self.what}: {done}/{total} {self.unit}, {now - self.t0:.1f} s"
+                )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 @dataclass
 class Context:
     """What stages share: the config, the run folder and loaded objects (cached)."""
@@ -89,10 +143,17 @@ class Context:
     cache: dict = field(default_factory=dict)
     partial: bool = False  # set by a stage that ran without an optional input
     force: bool = False  # recompute (train from scratch)
+    stage: str = ""  # the stage running now (progress lines name it)
 
     @property
     def log(self):
         return self.rd.log
+
+    def progress(self, what: str, unit: str) -> StageProgress:
+        """A ``progress(done, total)`` callback for the current stage's loop over ``unit``."""
+        return StageProgress(
+            self.log, f"[{self.stage}]", what, unit, progress_mode(self.cfg.run.progress)
+        )
 
     @property
     def is_twin(self) -> bool:

@@ -127,7 +127,9 @@ def stage_mei(ctx: Context) -> list[str]:
     if model is not None:
         fn, params = model
         ctx.log.info(f"  model MEIs: {len(idx)} neurons x {m.seeds} seeds, {mcfg.steps} steps")
-        results["model"] = best_seed(optimize_meis(fn, params, idx, **common))
+        results["model"] = best_seed(
+            optimize_meis(fn, params, idx, progress=ctx.progress("model MEIs", "MEI"), **common)
+        )
         outputs.append(
             _save_array(
                 gradient_rf(fn, params, mean_image, neurons=idx, neuron_id=ids[idx]),
@@ -147,7 +149,11 @@ def stage_mei(ctx: Context) -> list[str]:
     if truth is not None and m.truth:
         tfn, tparams = truth
         ctx.log.info(f"  true-neuron MEIs: {len(idx)} neurons")
-        results["truth"] = best_seed(optimize_meis(tfn, tparams, idx, **common))
+        results["truth"] = best_seed(
+            optimize_meis(
+                tfn, tparams, idx, progress=ctx.progress("true-neuron MEIs", "MEI"), **common
+            )
+        )
         outputs.append(
             _save_array(
                 gradient_rf(tfn, tparams, mean_image, neurons=idx, neuron_id=ids[idx]),
@@ -246,7 +252,9 @@ def stage_gabor(ctx: Context) -> list[str]:
         ctx.log.info(
             f"  {tag} Gabors: {len(idx)} neurons, bank of {len(bank['x0'])}, {g.steps} steps"
         )
-        res = optimal_gabors(fn, params, shape, **kw)
+        res = optimal_gabors(
+            fn, params, shape, progress=ctx.progress(f"{tag} Gabors", "steps"), **kw
+        )
         outputs.append(_save_array(res["image"], ctx, f"gabor_{tag}"))
         save_nc(res.drop_vars("image"), ctx.rd / f"gabor_{tag}.nc")
         outputs.append(f"gabor_{tag}.nc")

@@ -10,17 +10,17 @@ import xarray as xr
 
 from jaxsel._errors import ConfigError
 from jaxsel.data import orientation_labels, unique_images
-from jaxsel.measures import evaluate, selectivity
+from jaxsel.measures import evaluate, pearson, selectivity
 from jaxsel.models import predict
 from jaxsel.pipeline._config_schema import Config
-from jaxsel.pipeline._context import Context, median, save_nc
+from jaxsel.pipeline._context import Context, median, progress_mode, save_nc
 from jaxsel.train import fit, named_config
 
 
 def fit_config(cfg: Config, name: str):
     """The training Config of model ``name``: its named config plus ``[train]`` overrides."""
     ov = {**cfg.train.overrides, **cfg.train.per_model.get(name, {})}
-    ov.setdefault("progress", cfg.run.progress)
+    ov.setdefault("progress", progress_mode(cfg.run.progress) == "bar")  # no bars in logs
     return named_config(name).replace(**ov)
 
 
@@ -61,11 +61,15 @@ def stage_train(ctx: Context) -> list[str]:
         )
         ctx.cache[f"fit:{name}"] = res
         ctx.cache.pop(f"model:{name}", None)
+        val = ds["tier"].values == "validation"
+        val_corr = pearson(res.predict(ds["images"].values[val]), ds["responses"].values[val])
         metrics[f"{name}_best_val_corr"] = float(res.best_score)
+        metrics[f"{name}_val_corr_median"] = median(val_corr)
         metrics[f"{name}_epochs"] = int(res.history.sizes.get("epoch", 0))
         metrics[f"{name}_train_seconds"] = round(time.time() - ts, 1)
         ctx.log.info(
-            f"  '{name}': best validation correlation {res.best_score:.3f} at epoch "
+            f"  '{name}': validation correlation median {median(val_corr):.3f} over neurons "
+            f"(mean {res.best_score:.3f}, the early-stopping score) at epoch "
             f"{res.best_epoch} ({res.stopped}), {time.time() - ts:.0f} s"
         )
         outputs += [
@@ -151,7 +155,11 @@ def stage_evaluate(ctx: Context) -> list[str]:
             "ground-truth preferred orientation to label the images)"
         )
     ctx.rd.update_metrics(**metrics)
-    for k in ("ln_corr_to_truth_median", "cnn_corr_to_truth_median", "cnn_test_corr_median"):
-        if k in metrics:
-            ctx.log.info(f"  {k} = {metrics[k]:.3f}")
+    for name in names:  # the same statistic (median over neurons) as the train stage logs
+        line = f"  '{name}': test correlation median {metrics[f'{name}_test_corr_median']:.3f}"
+        if f"{name}_corr_to_truth_median" in metrics:
+            line += (
+                f", correlation to the truth median {metrics[f'{name}_corr_to_truth_median']:.3f}"
+            )
+        ctx.log.info(line + " (over neurons)")
     return outputs

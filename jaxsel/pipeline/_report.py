@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page summarising a run folder.
 
 The page is built only from files in the run folder (so ``jaxsel report`` can redraw it
-later): ``data/summary.json``, ``metrics.json``, ``stages/*.json``, ``config.toml`` and the
+later): ``data/summary.json``, ``metrics.json`` (its ``provenance`` block heads the page),
+``stages/*.json``, ``config.toml`` and the
 figure manifest ``figures/index.json`` (one entry per figure: file, title, section,
 caption). Figures are embedded as base64 PNG (``embed=True``) or linked beside the page.
 """
@@ -156,7 +157,8 @@ def build_report(run: str | Path, *, title: str | None = None, embed: bool = Tru
         f"<p class='sub'>Run folder <code>{html.escape(str(run.resolve()))}</code>; "
         f"written {time.strftime('%Y-%m-%d %H:%M')}.</p>",
     ]
-    parts += _headline_html(metrics)
+    parts += _provenance_html(metrics.get("provenance"))
+    parts += _headline_html({k: v for k, v in metrics.items() if k != "provenance"})
     parts += _stages_html(run, status)
     parts += _sections_html(run, figs, summary, embed)
     cfg = run / "config.toml"
@@ -168,6 +170,31 @@ def build_report(run: str | Path, *, title: str | None = None, embed: bool = Tru
     tmp.write_text("\n".join(parts))
     tmp.replace(out)
     return out
+
+
+# provenance keys shown in the header, with their labels
+PROVENANCE = (
+    ("jaxsel_version", "jaxsel"),
+    ("git_commit", "git commit"),
+    ("host", "host"),
+    ("device", "device"),
+    ("date_utc", "date (UTC)"),
+    ("python", "Python"),
+    ("jax", "JAX"),
+)
+
+
+def _provenance_html(prov) -> list[str]:
+    """Where and with what the results were computed (``metrics.json`` ``provenance``)."""
+    if not isinstance(prov, dict):
+        return ["<p class='miss'>No provenance recorded (metrics.json has no 'provenance').</p>"]
+    rows = [(label, prov.get(key) or "none") for key, label in PROVENANCE]
+    return [
+        "<h2>Provenance</h2>",
+        _table(rows, ("computed with", "")),
+        "<p class='note'>The full resolved config is in <code>metrics.json</code> "
+        "(provenance.config) and under Configuration below.</p>",
+    ]
 
 
 def _headline_html(metrics: dict) -> list[str]:

@@ -4,7 +4,9 @@ Layout of ``runs/<name>/``::
 
     config.toml        the resolved config (every key spelled out)
     run.log            what each stage did, with timings
-    metrics.json       headline numbers (merged by every stage)
+    metrics.json       headline numbers (merged by every stage) and "provenance": jaxsel
+                       version, git commit, host, device, UTC date, Python/JAX versions
+                       and the full resolved config of the last run that computed a stage
     stages/<s>.json    done-marker of stage s: config hash, outputs, time
     data/ selection.nc models/ evaluation.nc arrays/*.zarr insilico.nc figures/ report.html
 

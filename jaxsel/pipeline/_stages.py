@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 
-from tqdm.auto import tqdm
-
+from jaxsel._dataclass_io import to_dict
 from jaxsel._errors import MissingInput
+from jaxsel._provenance import provenance
 from jaxsel.pipeline._config_docs import to_toml
 from jaxsel.pipeline._config_io import section_hash
 from jaxsel.pipeline._config_schema import STAGES, Config
@@ -78,12 +78,6 @@ assert set(STAGE_FUNCS) == set(STAGES) == set(DEPENDS)
 # =========================================================================== runner
 
 
-def _progress(iterable, enabled: bool, **kw):
-    if not enabled:
-        return iterable
-    return tqdm(iterable, **kw)
-
-
 def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = True) -> dict:
     """Run the configured stages in order, skipping finished ones.
 
@@ -113,15 +107,27 @@ def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = 
         ctx.cache["status"] = status
         ctx.force = force
         wanted = [s for s in STAGES if s in (stages or cfg.run.stages)]
-        for name in _progress(wanted, cfg.run.progress, desc="jaxsel", unit="stage"):
+        # metrics.json 'provenance': this invocation's, once it computes something (a rerun
+        # that only skips stages or redraws the report keeps the provenance of the results)
+        prov = provenance(config=to_dict(cfg))
+        recorded = "provenance" in rd.metrics()
+        # no stage-level bar: stages differ 100x in cost, so a bar's time estimate misleads;
+        # each stage logs its name, position and elapsed time instead
+        for i, name in enumerate(wanted, 1):
+            ctx.stage = name
             key = section_hash(cfg, *DEPENDS[name])
             func = STAGE_FUNCS[name]
             if not force and name not in ALWAYS and rd.is_done(name, key):
                 status[name] = "skipped"
                 rd.log.info(f"[{name}] finished earlier with this config: skipped")
                 continue
+            if not recorded or name not in ALWAYS:
+                rd.update_metrics(provenance=prov)
+                recorded = True
             rd.clear(name)
-            rd.log.info(f"[{name}] running")
+            rd.log.info(
+                f"[{name}] running (stage {i}/{len(wanted)}, {time.time() - t0:.1f} s so far)"
+            )
             ts = time.time()
             ctx.partial = False
             rd.touched = set()
@@ -137,7 +143,9 @@ def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = 
                 continue
             rd.mark_done(name, key, outputs, seconds=time.time() - ts, metrics=sorted(rd.touched))
             status[name] = "done"
-            rd.log.info(f"[{name}] done in {time.time() - ts:.1f} s")
+            rd.log.info(
+                f"[{name}] done in {time.time() - ts:.1f} s ({time.time() - t0:.1f} s so far)"
+            )
             rd.update_metrics(
                 **{f"stage_seconds_{name}": round(time.time() - ts, 1)},
                 runtime_s=round(time.time() - t0, 1),

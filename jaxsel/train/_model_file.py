@@ -4,7 +4,8 @@ A saved model is ONE folder that runs on raw images without the data it was trai
 
     <path>/model.json    format_version, kind ("single" or "ensemble_mean"), config (model +
                          train), image_shape, neuron ids (+ per-neuron coords), units,
-                         provenance (jaxsel version, git commit, UTC date, data fingerprint,
+                         provenance (jaxsel._provenance: version, git commit, host, device, UTC
+                         date, Python/JAX versions; plus data fingerprint,
                          seed, best epoch and score)
     <path>/arrays/       orbax checkpoint of the parameter pytree {"params", "state",
                          "standardizer"} (no optimizer state)
@@ -16,9 +17,7 @@ version loads in later ones (``tests/data/saved_model_v1`` is kept to check that
 
 from __future__ import annotations
 
-import datetime
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -31,6 +30,7 @@ import orbax.checkpoint as ocp
 from jaxsel._atomic import atomic_directory
 from jaxsel._compile_cache import cached
 from jaxsel._errors import DataError
+from jaxsel._provenance import provenance
 from jaxsel.models import Model, ResponseModel, build_model
 from jaxsel.train._config import Config
 from jaxsel.train._fit import FitResult, response_function
@@ -85,35 +85,7 @@ def _neuron_coords(dataset, neuron_id) -> dict:
 
 
 def _provenance(result, **extra) -> dict:
-    from jaxsel import __version__
-
-    return {
-        "jaxsel_version": __version__,
-        "git_commit": _git_commit(),
-        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "dataset_fingerprint": str(result.fingerprint),
-        **extra,
-    }
-
-
-def _git_commit() -> str | None:
-    """The commit of the checkout jaxsel is imported from (None outside a git checkout)."""
-    try:
-        package = Path(__file__).resolve().parents[1]  # .../jaxsel
-        out = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        lines = out.stdout.split()
-        if out.returncode != 0 or len(lines) != 2:
-            return None
-        # only the checkout jaxsel itself lives in (not e.g. a project holding a venv)
-        return lines[1] if Path(lines[0]).resolve() == package.parent else None
-    except Exception:
-        return None
+    return provenance(dataset_fingerprint=str(result.fingerprint), **extra)
 
 
 def fit_response_model(result: FitResult, *, dataset=None) -> ResponseModel:
