@@ -321,6 +321,7 @@ EXPORTS = {
         "demo_config",
         "demo_toml",
         "load_config",
+        "load_mei",
         "open_nc",
         "parse_override",
         "run_config_sweep",

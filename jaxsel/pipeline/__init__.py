@@ -13,6 +13,7 @@ from jaxsel.pipeline._config_io import (
 )
 from jaxsel.pipeline._config_schema import STAGES, Config
 from jaxsel.pipeline._context import check_data_paths, open_nc, save_nc
+from jaxsel.pipeline._insilico_stages import load_mei
 from jaxsel.pipeline._stages import run_pipeline
 from jaxsel.pipeline._sweep import run_config_sweep
 
@@ -25,6 +26,7 @@ __all__ = [
     "demo_config",
     "demo_toml",
     "load_config",
+    "load_mei",
     "open_nc",
     "parse_override",
     "run_config_sweep",
