@@ -377,6 +377,8 @@ CONFIG_CASES = [
     ("gabor.lr", -1.0, r"'gabor\.lr' must be a finite learning rate > 0"),
     ("gabor.lr", NAN, r"'gabor\.lr' must be a finite learning rate > 0"),
     ("gabor.steps", 0, r"'gabor\.steps' must be >= 1"),
+    ("sweep.seeds", 0, r"'sweep\.seeds' must be >= 1"),
+    ("sweep.max_epochs", -1, r"'sweep\.max_epochs' must be >= 0"),
 ]
 
 

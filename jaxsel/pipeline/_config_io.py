@@ -92,6 +92,12 @@ def _check_values(cfg: Config) -> None:
         "gabor.lr",
         f"must be a finite learning rate > 0, got {g.lr}",
     )
+    _require(cfg.sweep.seeds >= 1, "sweep.seeds", f"must be >= 1, got {cfg.sweep.seeds}")
+    _require(
+        cfg.sweep.max_epochs >= 0,
+        "sweep.max_epochs",
+        f"must be >= 0 (0 = the model config's max_epochs), got {cfg.sweep.max_epochs}",
+    )
     _check_train_keys(cfg)
     _check_insilico_keys(cfg)
     _check_train_ranges(cfg)
