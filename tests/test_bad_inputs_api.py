@@ -26,7 +26,7 @@ from jaxsel.insilico import (
     recipes,
     twin_model,
 )
-from jaxsel.measures import evaluate, oracle_correlation
+from jaxsel.measures import evaluate, oracle_correlation, selection_table
 from jaxsel.pipeline import load_config
 from jaxsel.train import fit, fit_many, named_config
 
@@ -310,6 +310,12 @@ CASES: list[tuple[str, Callable[[dict], Callable[[], Any]], type, str]] = [
         lambda e: lambda: oracle_correlation(np.full((2, 2, 2), "a")),
         DataError,
         r"rep.*dtype.*repeats",
+    ),
+    (
+        "selection_table-ndarray",
+        lambda e: lambda: selection_table(e["ds"]["responses"].values),
+        DataError,
+        r"data.*ndarray.*dataset or a repeats DataArray",
     ),
     (
         "evaluate-ds-ndarray",

@@ -307,6 +307,12 @@ def optimal_gabors(
       ``xarray.Dataset`` over ``neuron``: parameters ``x0`` ... ``phase`` (theta wrapped into
       [0, pi), phase into [0, 2 pi)), ``response``, ``response_init`` (bank best), ``trace``
       (neuron, step), and ``image`` (neuron, channel, y, x) raw.
+
+    Raises:
+      ConfigError: ``shape`` not (H, W), ``norm``/``lr`` not positive and finite, ``steps``
+        or ``channels`` < 1 (checked before any work).
+      DataError: ``shape``/``channels`` the model cannot take (or not its declared
+        shape), or a model giving non-finite rates (NaN parameters).
     """
     where = "optimal_gabors"
     shape = check_hw(where, "shape", shape)

@@ -81,6 +81,11 @@ def gradient_rf(
 
     Returns:
       ``DataArray`` (neuron, channel, y, x) in rate per raw grey level.
+
+    Raises:
+      ConfigError: a bad ``image_shape``, a non-finite ``value``.
+      DataError: non-finite pixels in ``image``, an image shape the model cannot take (or
+        not its declared shape), a model giving non-finite rates (NaN parameters).
     """
     where = "gradient_rf"
     check_int(where, "chunk_size", chunk_size, minimum=1)

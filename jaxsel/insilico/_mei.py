@@ -321,6 +321,11 @@ def optimize_meis(
       ``trace`` (neuron, seed, [variant,] step) rate at each step (NaN after a plateau
       stop), ``steps_run`` (neuron, seed); coords ``neuron_id``, ``neuron_index``, ``seed``;
       ``attrs['config']`` is the configuration as JSON.
+
+    Raises:
+      ConfigError: a bad ``config``, ``image_shape``, ``seeds``, ``chunk_size`` or ``seed``.
+      DataError: an ``image_shape`` the model cannot take (or not its declared shape), a
+        model giving non-finite rates (NaN parameters), non-finite ``start_images``.
     """
     if not isinstance(config, MEIConfig):
         raise ConfigError(
