@@ -22,6 +22,7 @@ import numpy as np
 import optax
 import xarray as xr
 
+from jaxsel._checks import check_hw, check_int, check_model_input, check_number
 from jaxsel._errors import ConfigError
 from jaxsel.data import BACKGROUND, SCALE, gabor, hw_tuple
 from jaxsel.insilico._mei import neuron_indices, output_size, progress_callback
@@ -310,10 +311,23 @@ def optimal_gabors(
       ``xarray.Dataset`` over ``neuron``: parameters ``x0`` ... ``phase`` (theta wrapped into
       [0, pi), phase into [0, 2 pi)), ``response``, ``response_init`` (bank best), ``trace``
       (neuron, step), and ``image`` (neuron, channel, y, x) raw.
+
+    Raises:
+      ConfigError: ``shape`` not (H, W), ``norm``/``lr`` not positive and finite, ``steps``
+        or ``channels`` < 1 (checked before any work).
+      DataError: ``shape``/``channels`` the model cannot take (or not its declared
+        shape), or a model giving non-finite rates (NaN parameters).
     """
-    if not norm or norm <= 0:
-        raise ConfigError(f"optimal_gabors: norm = {norm}: expected a positive contrast budget")
-    shape = hw_tuple(int(s) for s in shape)
+    where = "optimal_gabors"
+    shape = check_hw(where, "shape", shape)
+    norm = check_number(where, "norm", norm, positive=True)
+    lr = check_number(where, "lr", lr, positive=True)
+    steps = check_int(where, "steps", steps, minimum=1)
+    check_int(where, "chunk_size", chunk_size, minimum=1)
+    channels = check_int(where, "channels", channels, minimum=1)
+    check_number(where, "background", background)
+    check_number(where, "scale", scale, nonzero=True)
+    check_model_input(where, fn, params, (channels, *shape), name="shape")
     if init is None:
         init = screen_gabors(
             fn,
@@ -348,7 +362,6 @@ def optimal_gabors(
     init_prog = jit_program("gabor_init", _init_chunk, ("steps",))
     step_prog = jit_program("gabor_step", _step_chunk, ("steps",) + statics, ("carry",))
     finish_prog = jit_program("gabor_finish", _finish_chunk, statics)
-    steps = int(steps)
     chunk = min(int(chunk_size), len(idx))
     outs = []
     n_chunks = -(-len(idx) // chunk)

@@ -14,8 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel._checks import (
+    check_finite_array,
+    check_int,
+    check_model_input,
+    check_number,
+    check_shape3,
+)
 from jaxsel._errors import ConfigError
-from jaxsel.insilico._mei import image_shape3, neuron_indices, output_size
+from jaxsel.insilico._mei import neuron_indices, output_size
 from jaxsel.insilico._mei_parts import gaussian_blur
 
 METHODS = ("grad", "abs", "grad_x_input")
@@ -74,19 +81,29 @@ def gradient_rf(
 
     Returns:
       ``DataArray`` (neuron, channel, y, x) in rate per raw grey level.
+
+    Raises:
+      ConfigError: a bad ``image_shape``, a non-finite ``value``.
+      DataError: non-finite pixels in ``image``, an image shape the model cannot take (or
+        not its declared shape), a model giving non-finite rates (NaN parameters).
     """
+    where = "gradient_rf"
+    check_int(where, "chunk_size", chunk_size, minimum=1)
+    name = "image"
     if image is None:
         if image_shape is None or value is None:
             raise ConfigError(
                 "gradient_rf needs image= (the mean image) or image_shape= and "
                 "value= (a uniform grey)"
             )
-        image = np.full(image_shape3(image_shape), value, np.float32)
-    x = np.asarray(image, np.float32)
+        value = check_number(where, "value", value)
+        image = np.full(check_shape3(where, "image_shape", image_shape), value, np.float32)
+        name = "image_shape"
+    x = check_finite_array(where, "image", image).astype(np.float32)
     x = x[None] if x.ndim == 2 else x
     if x.ndim != 3:
         raise ConfigError(f"image has shape {np.shape(image)}; expected (H, W) or (C, H, W)")
-    n_out = output_size(fn, params, x.shape)
+    n_out = check_model_input(where, fn, params, x.shape, name=name)
     idx = neuron_indices(neurons, n_out)
     chunk = min(int(chunk_size), len(idx))
     out = np.empty((len(idx),) + x.shape, np.float32)

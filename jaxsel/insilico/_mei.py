@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel._checks import (
+    check_finite_array,
+    check_int,
+    check_model_input,
+    check_shape3,
+)
 from jaxsel._dataclass_io import from_dict, to_dict, traced
 from jaxsel._errors import ConfigError
 from jaxsel.data import BACKGROUND, SCALE
@@ -54,6 +62,34 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 OBJECTIVES = ("max", "min", "discriminative")
+# numeric fields that must be finite (None allowed where the field is optional)
+_FLOAT_FIELDS = (
+    "lr",
+    "momentum",
+    "lr_decay",
+    "start_std",
+    "gray",
+    "offset",
+    "scale",
+    "mean",
+    "std",
+    "norm",
+    "clip",
+    "rescale",
+    "precondition_alpha",
+    "blur",
+    "contrast_target",
+    "contrast_weight",
+    "tol",
+    "diversity_weight",
+)
+_NONNEGATIVE_FIELDS = (
+    "start_std",
+    "precondition_alpha",
+    "contrast_weight",
+    "tol",
+    "diversity_weight",
+)
 
 
 @dataclass(frozen=True)
@@ -131,8 +167,26 @@ class MEIConfig:
         def bad(field, value, expected):
             raise ConfigError(f"MEIConfig.{field} = {value!r}: expected {expected}")
 
-        if int(self.steps) < 1:
-            bad("steps", self.steps, "an integer >= 1")
+        for field in ("steps", "n_variants", "jitter", "patience"):
+            v = getattr(self, field)
+            lo = 1 if field in ("steps", "n_variants") else 0
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                bad(field, v, f"an integer >= {lo}")
+        for field in _FLOAT_FIELDS:
+            v = getattr(self, field)
+            if v is None:
+                continue
+            vs = v if isinstance(v, (tuple, list)) else (v,)
+            if not all(
+                isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+                for x in vs
+            ):
+                bad(field, v, "finite numbers")
+        for field in _NONNEGATIVE_FIELDS:
+            if getattr(self, field) < 0:
+                bad(field, getattr(self, field), "a number >= 0")
+        if not 0 <= self.momentum < 1:
+            bad("momentum", self.momentum, "a fraction in [0, 1)")
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         if self.start not in STARTS:
@@ -302,18 +356,26 @@ def optimize_meis(
       ``trace`` (neuron, seed, [variant,] step) rate at each step (NaN after a plateau
       stop), ``steps_run`` (neuron, seed); coords ``neuron_id``, ``neuron_index``, ``seed``;
       ``attrs['config']`` is the configuration as JSON.
+
+    Raises:
+      ConfigError: a bad ``config``, ``image_shape``, ``seeds``, ``chunk_size`` or ``seed``.
+      DataError: an ``image_shape`` the model cannot take (or not its declared shape), a
+        model giving non-finite rates (NaN parameters), non-finite ``start_images``.
     """
     if not isinstance(config, MEIConfig):
         raise ConfigError(
             f"config must be an MEIConfig (see jaxsel.insilico.recipes), got "
             f"{type(config).__name__}"
         )
-    shape = image_shape3(image_shape)
-    n_out = output_size(fn, params, shape)
+    where = "optimize_meis"
+    seeds = check_int(where, "seeds", seeds, minimum=1)
+    check_int(where, "chunk_size", chunk_size, minimum=1)
+    check_int(where, "seed", seed)
+    shape = check_shape3(where, "image_shape", image_shape)
+    n_out = check_model_input(where, fn, params, shape)
     idx = neuron_indices(neurons, n_out)
-    if int(seeds) < 1 or int(chunk_size) < 1:
-        raise ConfigError(f"seeds = {seeds}, chunk_size = {chunk_size}: expected integers >= 1")
-    seeds = int(seeds)
+    if start_images is not None:
+        check_finite_array(where, "start_images", start_images)
     aux = {"group": jnp.ones(n_out, jnp.float32), "rate_scale": jnp.ones(n_out, jnp.float32)}
     if config.objective == "discriminative":
         if group is None:

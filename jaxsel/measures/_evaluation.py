@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from jaxsel._errors import DataError
+from jaxsel._checks import check_int, check_number
+from jaxsel._errors import ConfigError, DataError
 from jaxsel.data import repeats, subset, unique_images
 from jaxsel.models import ResponseModel, predict
 
@@ -43,7 +44,12 @@ def _as_pair(model):
         return model.response_fn()
     if isinstance(model, tuple) and len(model) == 2 and callable(model[0]):
         return model
-    raise TypeError("model must be a FitResult or an in-silico pair (fn, params)")
+    raise DataError(
+        f"evaluate: model is a {type(model).__name__}",
+        field="model",
+        expected="a FitResult, a ResponseModel (jaxsel.load_model) or an in-silico pair "
+        "(fn, params); call evaluate(model, ds)",
+    )
 
 
 def _truth_rates(truth, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -86,6 +92,18 @@ def evaluate(
     """
     from jaxsel.measures import _reliability as rel
 
+    if not isinstance(ds, xr.Dataset):
+        raise DataError(
+            f"evaluate: ds is a {type(ds).__name__}",
+            field="ds",
+            expected="the dataset the model was fitted on (an xarray.Dataset with a "
+            f"'{tier}' tier); call evaluate(model, ds)",
+        )
+    if not isinstance(tier, str):
+        raise ConfigError(f"evaluate: tier = {tier!r}: expected a tier name such as 'test'")
+    check_int("evaluate", "batch_size", batch_size, minimum=1)
+    check_number("evaluate", "min_fev", min_fev)
+    check_number("evaluate", "eps", eps, nonnegative=True)
     pair = _as_pair(model)
     sel = subset(ds, tiers=tier)
     if sel.sizes["trial"] == 0:
@@ -99,6 +117,16 @@ def evaluate(
             f"the model predicts {pred_img.shape[-1]} neurons for a dataset with {n_neuron}",
             field="neuron",
             expected="a model fitted on these neurons (same order)",
+        )
+    bad = ~np.isfinite(pred_img)
+    if bad.any():
+        i, n = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(
+            f"evaluate: the model predicts {int(bad.sum())} non-finite rates on the "
+            f"'{tier}' images, the first for image_id {ids[i]}, neuron {n}",
+            field="model",
+            expected="finite predictions (a model whose training diverged has NaN "
+            "parameters: use its best checkpoint)",
         )
     trial_img = np.searchsorted(ids, sel["image_id"].values)
     pred_trial = pred_img[trial_img]

@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from jaxsel._errors import DataError
+from jaxsel.data import repeats
 from jaxsel.measures._labels import neuron_coords
 
 _DIMS = ("image", "repeat", "neuron")
@@ -42,7 +43,18 @@ _DIMS = ("image", "repeat", "neuron")
 
 
 def _as_repeats(rep) -> xr.DataArray:
-    """Validate / wrap a repeats array (image, repeat, neuron)."""
+    """Validate / wrap a repeats array (image, repeat, neuron); a dataset is turned into
+    the repeats of its test tier (``jaxsel.data.repeats(ds, tier='test')``)."""
+    if isinstance(rep, xr.Dataset):
+        if "responses" not in rep or "image_id" not in rep:
+            raise DataError(
+                "got a dataset without responses and image_id",
+                field="rep",
+                expected="a dataset of jaxsel.data (make_dataset, load_static, ...) or the "
+                "repeats array jaxsel.data.repeats(ds, tier='test')",
+            )
+        rep = repeats(rep, "test")
+    rep = _checked_values(rep)
     if isinstance(rep, xr.DataArray):
         if set(rep.dims) != set(_DIMS):
             raise DataError(
@@ -58,6 +70,32 @@ def _as_repeats(rep) -> xr.DataArray:
             f"repeats array has shape {a.shape}", field="rep", expected="(image, repeat, neuron)"
         )
     return xr.DataArray(a, dims=_DIMS, coords={"neuron_id": ("neuron", np.arange(a.shape[2]))})
+
+
+def _checked_values(rep):
+    """Numbers, NaN only as padding: an infinite response is an error, not a missing one."""
+    values = rep.values if isinstance(rep, xr.DataArray) else rep
+    try:
+        a = np.asarray(values)
+    except Exception:
+        a = np.asarray(None)
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise DataError(
+            f"got a {type(rep).__name__} of dtype {a.dtype}",
+            field="rep",
+            expected="the numeric repeats array (image, repeat, neuron) of "
+            "jaxsel.data.repeats(ds, tier='test'), or the dataset itself",
+        )
+    inf = np.isinf(a) if np.issubdtype(a.dtype, np.inexact) else np.zeros(a.shape, bool)
+    if inf.any():
+        first = tuple(int(i) for i in np.argwhere(inf)[0])
+        raise DataError(
+            f"{int(inf.sum())} infinite responses, the first at (image, repeat, neuron) "
+            f"index {first}",
+            field="rep",
+            expected="finite responses (NaN only where an image has fewer repeats)",
+        )
+    return rep
 
 
 def _per_image(rep: xr.DataArray):
@@ -99,7 +137,8 @@ def oracle_correlation(rep) -> xr.DataArray:
     for a neuron are skipped for it and counted.
 
     Args:
-      rep: (image, repeat, neuron) responses, NaN-padded (``jaxsel.data.repeats``).
+      rep: (image, repeat, neuron) responses, NaN-padded (``jaxsel.data.repeats``), or a
+        dataset (its test tier's repeats are taken).
 
     Returns:
       ``xr.DataArray`` (neuron) named ``oracle`` with the neuron coords plus

@@ -18,17 +18,19 @@ import hashlib
 import importlib.resources
 import inspect
 import json
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from jaxsel._dataclass_io import check_keys, close_key, describe, from_dict, to_dict
 from jaxsel._errors import ConfigError
-from jaxsel.insilico import MEIConfig, gabor_bank
+from jaxsel.insilico import MEIConfig, gabor_bank, recipes
 from jaxsel.insilico.recipes import RECIPES
 from jaxsel.models import ModelConfig
 from jaxsel.pipeline._config_schema import DATA_SOURCES, STAGES, Config
-from jaxsel.train import NAMED_CONFIGS, TrainConfig
+from jaxsel.train import NAMED_CONFIGS, TrainConfig, named_config
 
 
 def check_overrides(classes, data: dict, prefix: str) -> None:
@@ -71,11 +73,78 @@ def _check_values(cfg: Config) -> None:
         f"must be a non-empty name without '/', got {cfg.run.name!r}",
     )
     _require(len(cfg.train.models) >= 1, "train.models", "must name at least one model")
-    _require(cfg.mei.norm_fraction > 0, "mei.norm_fraction", "must be > 0")
-    _require(cfg.mei.seeds >= 1, "mei.seeds", f"must be >= 1, got {cfg.mei.seeds}")
-    _require(cfg.mei.chunk_size >= 1, "mei.chunk_size", "must be >= 1")
+    m, g = cfg.mei, cfg.gabor
+    _require(
+        math.isfinite(m.norm_fraction) and m.norm_fraction > 0,
+        "mei.norm_fraction",
+        f"must be a finite number > 0, got {m.norm_fraction}",
+    )
+    _require(m.seeds >= 1, "mei.seeds", f"must be >= 1, got {m.seeds}")
+    _require(m.chunk_size >= 1, "mei.chunk_size", f"must be >= 1, got {m.chunk_size}")
+    _require(
+        m.n_neurons >= 0,
+        "mei.n_neurons",
+        f"must be >= 0 (0 = every selected neuron), got {m.n_neurons}",
+    )
+    _require(g.steps >= 1, "gabor.steps", f"must be >= 1, got {g.steps}")
+    _require(
+        math.isfinite(g.lr) and g.lr > 0,
+        "gabor.lr",
+        f"must be a finite learning rate > 0, got {g.lr}",
+    )
+    _require(cfg.sweep.seeds >= 1, "sweep.seeds", f"must be >= 1, got {cfg.sweep.seeds}")
+    _require(
+        cfg.sweep.max_epochs >= 0,
+        "sweep.max_epochs",
+        f"must be >= 0 (0 = the model config's max_epochs), got {cfg.sweep.max_epochs}",
+    )
     _check_train_keys(cfg)
     _check_insilico_keys(cfg)
+    _check_train_ranges(cfg)
+    _check_mei_ranges(cfg)
+
+
+def _check_train_ranges(cfg: Config) -> None:
+    """``[train.overrides]`` and ``[train.per_model]`` values in range (the ranges of
+    TrainConfig / ModelConfig), each named by the key the user wrote."""
+    tables = {"train.overrides": dict(cfg.train.overrides)}
+    tables.update({f"train.per_model.{k}": dict(v) for k, v in cfg.train.per_model.items()})
+    for prefix, ov in tables.items():
+        for key, value in ov.items():
+            where = f"{prefix}.{key}"
+            if key == "max_epochs" and isinstance(value, int) and value < 1:
+                raise ConfigError(
+                    f"key '{where}' must be >= 1, got {value} (0 epochs trains nothing)"
+                )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"key '{where}' must be a finite number, got {value}")
+            for name in cfg.train.models:
+                try:
+                    named_config(name).replace(**{key: value})
+                except ConfigError as err:
+                    text = re.sub(rf"^(train\.)?{re.escape(key)} (= \S+ )?", "", str(err))
+                    raise ConfigError(f"key '{where}' = {value!r}: {text}") from None
+
+
+def _check_mei_ranges(cfg: Config) -> None:
+    """``[mei.overrides]`` values in range: the recipe is built with placeholder data
+    constants and the MEIConfig's own checks report the key the user wrote."""
+    ov = dict(cfg.mei.overrides)
+    if not ov:
+        return
+    recipe = recipes.resolve(cfg.mei.recipe)
+    try:
+        if recipe == "norm":
+            recipes.norm(1.0, **ov)
+        elif recipe == "mean_std":
+            recipes.mean_std(127.5, 50.0, **ov)
+        else:
+            recipes.fft_preconditioned(0.2, (0.0, 255.0), **ov)
+    except ConfigError as err:
+        text = str(err)
+        field = re.match(r"MEIConfig\.(\w+)", text)
+        key = f"mei.overrides.{field.group(1)}" if field and field.group(1) in ov else "mei"
+        raise ConfigError(f"key '{key}': {text}") from None
 
 
 def _check_train_keys(cfg: Config) -> None:
@@ -116,9 +185,6 @@ def _check_insilico_keys(cfg: Config) -> None:
         {cfg.sweep.parameter: cfg.sweep.values[0]} if cfg.sweep.values else {},
         "sweep.parameter",
     )
-    for key, v in {"mei.seeds": cfg.mei.seeds, "gabor.steps": cfg.gabor.steps}.items():
-        if v < 1:
-            raise ConfigError(f"key '{key}' must be >= 1, got {v}")
     valid = [n for n in inspect.signature(gabor_bank).parameters if n != "shape"]
     for key in cfg.gabor.bank:
         if key not in valid:

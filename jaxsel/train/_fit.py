@@ -25,12 +25,22 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxsel._checks import check_int
 from jaxsel.models import Model, ResponseModel, build_model, predict
 from jaxsel.train._checkpoint import read_meta, restore_checkpoint
 from jaxsel.train._config import Config
-from jaxsel.train._fit_loop import FitRun, initial_tree, nonfinite_error, resume_run, train_epochs
+from jaxsel.train._fit_loop import (
+    FitRun,
+    initial_tree,
+    nan_validation_error,
+    nonfinite_error,
+    resume_run,
+    train_epochs,
+)
 from jaxsel.train._fit_parts import (
     HISTORY_VARS,  # noqa: F401  (its former home)
+    check_fit_args,
+    check_max_epochs,
     compiled_step,
     history_dataset,
     prepare_data,
@@ -134,6 +144,8 @@ def response_function(model: Model):
         rates, _ = model.apply(params["params"], params["state"], x, train=False)
         return rates * st["response_scale"]
 
+    # the (C, H, W) the model takes, so in-silico functions can check image_shape arguments
+    fn.image_shape = tuple(int(s) for s in model.image_shape)  # type: ignore[attr-defined]
     return fn
 
 
@@ -172,12 +184,25 @@ def fit(
     Raises:
       DataError: invalid data (non-finite values, missing tiers or cortical coordinates), or
         a checkpoint made on a different dataset.
-      ConfigError: invalid config, a resume with a different config or seed, or an existing
-        checkpoint without ``resume``/``overwrite``.
+      ConfigError: invalid config or argument (``seed`` not an int, ``max_epochs`` < 1, ...),
+        a resume with a different config or seed, or an existing checkpoint without
+        ``resume``/``overwrite``.
       TrainingError: a non-finite loss; the message names the epoch, step and batch, the
-        best checkpoint is kept on disk and ``err.result`` holds the best model so far.
+        best checkpoint is kept on disk and ``err.result`` holds the best model so far;
+        or a validation correlation that was NaN at every epoch (the message says why).
     """
+    check_fit_args(
+        "fit",
+        dataset,
+        max_epochs=max_epochs,
+        progress=progress,
+        out_dir=out_dir,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    seed = check_int("fit", "seed", seed)
     cfg = _with_overrides(resolve_config(config), max_epochs, progress)
+    check_max_epochs("fit", cfg)
     data = prepare_data(dataset, cfg.train)
     model = build_model(cfg.model, image_shape=data.image_shape, n_neurons=len(data.neuron_id))
     key = jax.random.key(seed)
@@ -222,6 +247,9 @@ def fit(
     )
     if failure is not None:
         raise nonfinite_error(result, failure, run)
+    nan_val = nan_validation_error(result, run, best_params, best_state)
+    if nan_val is not None:
+        raise nan_val
     return result
 
 

@@ -279,6 +279,69 @@ def nonfinite_error(result, failure, run: FitRun) -> TrainingError:
     return err
 
 
+def nan_validation_error(result, run: FitRun, params, state) -> TrainingError | None:
+    """A TrainingError when no neuron's validation correlation was defined at any epoch
+    (every score NaN or ~0 because each neuron's validation responses or predictions are
+    constant, not finite or too large for float32): no epoch could be judged, so the "best"
+    model would be an arbitrary one. None otherwise (an ordinary, maybe poor, fit)."""
+    scores = np.asarray(result.history["val_correlation"].values, np.float64)
+    if scores.size == 0 or np.any(np.isfinite(scores) & (np.abs(scores) > 1e-4)):
+        return None
+    t = run.cfg.train
+    bs = min(t.eval_batch_size, run.data.x_val.shape[0])
+    pred32 = np.concatenate(
+        [
+            np.asarray(run.predict_fn(params, state, b.images))[b.mask]
+            for b in iterate(run.data.x_val, run.data.r_val, bs)
+        ]
+    )
+    corr = np.asarray(masked_correlation(pred32, run.data.r_val))
+    pred = pred32.astype(np.float64)
+    resp = np.asarray(run.data.r_val, np.float64)
+    bad = ~np.isfinite(pred)
+
+    def flat(a):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return ~(np.nanstd(a, axis=0) > 1e-6 * (1 + np.nanmean(np.abs(a), axis=0)))
+
+    flat_resp = flat(resp)
+    flat_pred = flat(np.where(bad, np.nan, pred))
+    undefined = bad.any(0) | flat_resp | flat_pred | ~np.isfinite(corr) | (corr == 0)
+    if not undefined.all():
+        return None
+    if bad.any():
+        trial, neuron = (int(i) for i in np.argwhere(bad)[0])
+        why = (
+            f"the model's predictions on the validation tier are not finite ({int(bad.sum())} "
+            f"NaN/inf values, the first at validation trial {trial}, neuron {neuron}) although "
+            "the training loss is finite: check the images of the validation tier (far "
+            "outside the training images' range?) or lower train.lr"
+        )
+    elif flat_resp.all():
+        why = (
+            "every neuron's validation responses are constant: put trials with varying "
+            "responses in the validation tier (jaxsel.data.make_dataset tier=)"
+        )
+    elif (flat_resp | flat_pred).all():
+        why = (
+            "the model's predictions on the validation tier are constant for every neuron "
+            "(a dead network): lower train.lr, or check the images (constant images?)"
+        )
+    else:
+        why = (
+            f"the model's predictions on the validation tier are too large to correlate in "
+            f"float32 (up to {np.abs(pred).max():.3g}): check the images of the validation "
+            "tier (far outside the training images' range?)"
+        )
+    err = TrainingError(
+        f"fit: no validation correlation could be computed at any of the {scores.size} "
+        f"epochs, so no epoch could be judged and the returned model would be arbitrary; "
+        f"{why}."
+    )
+    err.result, err.epoch, err.step, err.batch = result, int(scores.size) - 1, -1, -1
+    return err
+
+
 def val_score(predict_fn, params, state, x_val, r_val, batch_size: int) -> float:
     preds = []
     bs = min(batch_size, x_val.shape[0])
@@ -292,6 +355,7 @@ __all__ = [
     "FitRun",
     "epoch_row",
     "initial_tree",
+    "nan_validation_error",
     "nonfinite_error",
     "resume_run",
     "train_epoch",

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 import xarray as xr
 
+from jaxsel._checks import check_int
 from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError, DataError
 from jaxsel.data import Standardizer, tier_arrays, validate, with_statistics
@@ -33,6 +34,45 @@ from jaxsel.train._config import RESUMABLE_FIELDS, Config, named_config
 from jaxsel.train._step import make_optimizer, make_predict, make_train_step
 
 HISTORY_VARS = ("loss", "objective", "reg", "val_correlation", "lr", "seconds")
+
+
+def check_fit_args(
+    where: str,
+    dataset,
+    *,
+    max_epochs=None,
+    progress=None,
+    out_dir=None,
+    resume=False,
+    overwrite=False,
+) -> None:
+    """The arguments ``fit`` and ``fit_many`` share, checked before any work starts."""
+    if not isinstance(dataset, xr.Dataset):
+        raise DataError(
+            f"{where}: dataset is a {type(dataset).__module__}.{type(dataset).__name__}",
+            field="dataset",
+            expected="an xarray.Dataset with images, responses and tiers: build one with "
+            "jaxsel.make_dataset(images, responses, image_id=..., tier=...) or load one "
+            "with jaxsel.load_static / load_arrays / load_table / simulate",
+        )
+    if max_epochs is not None:
+        check_int(where, "max_epochs", max_epochs, minimum=1)
+    for name, v in (("progress", progress), ("resume", resume), ("overwrite", overwrite)):
+        if v is not None and not isinstance(v, (bool, np.bool_)):
+            raise ConfigError(f"{where}: {name} = {v!r}: expected True or False")
+    if out_dir is not None and not isinstance(out_dir, (str, Path)):
+        raise ConfigError(
+            f"{where}: out_dir = {out_dir!r}: expected a folder path (str or Path) or None"
+        )
+
+
+def check_max_epochs(where: str, cfg: Config) -> None:
+    """A config that would train no epoch is a mistake, not an untrained model."""
+    if cfg.train.max_epochs < 1:
+        raise ConfigError(
+            f"{where}: train.max_epochs = {cfg.train.max_epochs}: expected an integer >= 1 "
+            "(0 trains nothing and returns the initial model); pass max_epochs=N"
+        )
 
 
 def resolve_config(config) -> Config:
@@ -237,6 +277,8 @@ def progress_bar(enabled: bool, total: int, initial: int, name: str):
 __all__ = [
     "HISTORY_VARS",
     "TrainData",
+    "check_fit_args",
+    "check_max_epochs",
     "compiled_step",
     "config_diff",
     "history_dataset",

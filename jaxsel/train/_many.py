@@ -42,6 +42,7 @@ import numpy as np
 import xarray as xr
 from jax.sharding import Mesh
 
+from jaxsel._checks import check_int
 from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError, DataError
 from jaxsel.data import n_batches
@@ -51,6 +52,8 @@ from jaxsel.train._checkpoint import checkpoint_dir, restore_checkpoint, save_ch
 from jaxsel.train._config import Config
 from jaxsel.train._fit_parts import (
     TrainData,
+    check_fit_args,
+    check_max_epochs,
     initial_positions,
     open_run,
     prepare_data,
@@ -131,11 +134,22 @@ def fit_many(
         a resume with a different setup.
       DataError: invalid data or target indices.
     """
+    check_fit_args(
+        "fit_many",
+        dataset,
+        max_epochs=max_epochs,
+        progress=progress,
+        out_dir=out_dir,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    _check_seeds(seeds, order_seed)
     if conv not in CONV_IMPLS:
         raise ConfigError(f"conv = {conv!r}: use one of {CONV_IMPLS}")
     cfg = resolve_config(config)
     if max_epochs is not None:
         cfg = cfg.replace(max_epochs=int(max_epochs))
+    check_max_epochs("fit_many", cfg)
     t = cfg.train
     data = prepare_data(dataset, t)
     seeds, hp, targets, k = per_model(seeds, hparams, targets, data.ds.sizes["neuron"])
@@ -188,6 +202,17 @@ def fit_many(
     )
     tree = _many_epochs(run, tree, rows, start, int(vals["max_epochs"].max()) if k else 0)
     return _many_result(run, tree, rows, hp, targets)
+
+
+def _check_seeds(seeds, order_seed) -> None:
+    """``seeds``: an int or a 1-D sequence of ints; ``order_seed``: None or an int."""
+    a = np.asarray(seeds) if not isinstance(seeds, (str, bytes)) else np.asarray([seeds])
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer) or a.ndim > 1 or a.size == 0:
+        raise ConfigError(
+            f"fit_many: seeds = {seeds!r}: expected an int or a non-empty 1-D sequence of ints"
+        )
+    if order_seed is not None:
+        check_int("fit_many", "order_seed", order_seed)
 
 
 def _formulation(formulation: str, mesh, cfg: Config, shared: bool, k: int) -> str:
