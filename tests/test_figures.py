@@ -126,6 +126,15 @@ def test_gradient_rf_grid_shares_a_scale_symmetric_around_zero():
     assert named_ids(fig) == {5, 6, 7, 8}
     cbar = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert cbar and "rate per pixel" in cbar[0].get_ylabel()
+    # per-panel scale: each panel divided by its own peak, one scale from -1 to 1
+    fig = gradient_rf_grid(rf, scale="panel")
+    (lim,) = climits(fig)
+    assert lim == pytest.approx((-1.0, 1.0))
+    for ax, a in zip([ax for ax in fig.axes if ax.get_images()][:4], rf.values, strict=False):
+        shown = np.asarray(ax.get_images()[0].get_array())
+        np.testing.assert_allclose(shown, a[0] / np.abs(a).max(), rtol=1e-5)
+    with pytest.raises(ConfigError, match="scale"):
+        gradient_rf_grid(rf, scale="own")
 
 
 def _table(exclude_outliers: bool):

@@ -187,10 +187,10 @@ def _load_array(path: Path) -> xr.DataArray:
 def fig_grad_rf(ctx, tag: str) -> Figure:
     rf = _load_array(_need_file(ctx.rd / "arrays" / f"grad_rf_{tag}.zarr"))
     ids = rf["neuron_id"].values[_rows(rf["neuron_id"].values, example_neurons(ctx)["neuron_id"])]
-    fig = gradient_rf_grid(rf, neuron_id=ids, titles=_labels(ctx, ids), ncols=6)
+    fig = gradient_rf_grid(rf, neuron_id=ids, titles=_labels(ctx, ids), ncols=6, scale="panel")
     fig.suptitle(
-        f"Gradient receptive fields of the "
-        f"{'CNN' if tag == 'model' else 'true neurons'} at the mean image (one colour scale)"
+        f"Gradient receptive fields of the {'CNN' if tag == 'model' else 'true neurons'} "
+        "at the mean image (each panel ÷ its max |grad|)"
     )
     return fig
 
@@ -342,16 +342,16 @@ FIGURES = (
         "grad_rf_model",
         "rf",
         "Gradient RFs of the CNN",
-        "d rate / d pixel at the mean image (rate per pixel-value unit), one symmetric "
-        "colour scale for all panels.",
+        "d rate / d pixel at the mean image, each panel divided by its own max |grad| (in its "
+        "title, rate per pixel-value unit) and shown on one symmetric scale from -1 to 1.",
         lambda c: fig_grad_rf(c, "model"),
     ),
     (
         "grad_rf_truth",
         "rf",
         "Gradient RFs of the true neurons",
-        "d rate / d pixel at the mean image (rate per pixel-value unit), one symmetric "
-        "colour scale for all panels.",
+        "d rate / d pixel at the mean image, each panel divided by its own max |grad| (in its "
+        "title, rate per pixel-value unit) and shown on one symmetric scale from -1 to 1.",
         lambda c: fig_grad_rf(c, "truth"),
     ),
     (

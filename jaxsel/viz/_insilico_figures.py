@@ -124,9 +124,10 @@ def gradient_rf_grid(
     ncols: int = 8,
     neuron_id=None,
     titles=None,
+    scale: str = "shared",
     path=None,
 ) -> Figure:
-    """Gradient receptive fields on one shared, symmetric diverging colour scale.
+    """Gradient receptive fields on one symmetric diverging colour scale.
 
     Args:
       rf: output of :func:`jaxsel.insilico.gradient_rf` (neuron, [C,] y, x).
@@ -134,8 +135,13 @@ def gradient_rf_grid(
       ncols: panels per row.
       neuron_id: the neurons to show (values of ``rf``'s ``neuron_id``), in order.
       titles: one title per shown neuron (default ``"id <neuron_id>"``).
+      scale: ``"shared"``: gradients in their units (rate per pixel unit) on one scale, so
+        panels compare directly; ``"panel"``: each gradient divided by its own max |grad|
+        (given in its title), on one scale from -1 to 1, so weak fields stay visible.
       path: optional PNG path.
     """
+    if scale not in ("shared", "panel"):
+        raise ConfigError(f"scale = {scale!r}: expected 'shared' or 'panel'")
     ids = rf["neuron_id"].values if "neuron_id" in rf.coords else np.arange(rf.sizes["neuron"])
     sel = _pick(ids, neuron_id, max_neurons)
     imgs = np.stack([_img2d(rf.isel(neuron=int(i)).values) for i in sel])
@@ -143,13 +149,17 @@ def gradient_rf_grid(
     if len(names) != len(sel):
         raise ConfigError(f"{len(names)} titles for {len(sel)} neurons")
     peak = [float(np.nanmax(np.abs(a))) for a in imgs]
+    label = "d rate / d pixel (rate per pixel unit)"
+    if scale == "panel":
+        imgs = np.stack([a / p if p > 0 else a for a, p in zip(imgs, peak, strict=True)])
+        label = "d rate / d pixel ÷ the panel's max |grad| (in its title)"
     fig = image_grid(
         imgs,
         titles=[f"{t}\nmax |grad| {p:.2g}" for t, p in zip(names, peak, strict=True)],
         ncols=ncols,
         cmap="RdBu_r",
         center=0.0,
-        colorbar="d rate / d pixel (rate per pixel unit)",
+        colorbar=label,
         suptitle="Gradient receptive fields",
     )
     return maybe_save(fig, path)
