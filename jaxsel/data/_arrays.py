@@ -15,6 +15,8 @@ import csv
 import os
 import re
 import secrets
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from jaxsel._errors import DataError
 from jaxsel.data._dataset import TIERS, make_dataset, validate
 from jaxsel.data._image_folder import load_image_folder
 
+_PLAIN = (
+    "plain (non-pickled) NumPy arrays: store strings as a str array (a.astype(str)) and "
+    "save with np.save / np.savez"
+)
 REQUIRED = ("images", "responses", "image_id", "tier")
 OPTIONAL = ("neuron_id", "area", "cortex_xyz")
 
@@ -111,11 +117,15 @@ def load_arrays(
         missing_where = lambda key: path / f"{key}.npy"  # noqa: E731
     else:
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # np.load of an open file: a corrupt archive must not leak numpy's own handle
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files if k in REQUIRED + OPTIONAL}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise DataError(
-                f"not a readable .npz file ({err})", file=path, field="arrays"
+                f"not a readable .npz file ({type(err).__name__}: {err})",
+                file=path,
+                field="arrays",
+                expected=_PLAIN,
             ) from None
         missing_where = lambda key: path  # noqa: E731
     for key in REQUIRED:
@@ -145,9 +155,9 @@ def load_arrays(
 def _load_npy(f: Path, key: str) -> np.ndarray:
     try:
         return np.load(f, allow_pickle=False)
-    except ValueError as err:
+    except (ValueError, OSError, EOFError) as err:
         raise DataError(
-            f"cannot read ({err})", file=f, field=key, expected="a plain (non-pickled) .npy array"
+            f"cannot read ({type(err).__name__}: {err})", file=f, field=key, expected=_PLAIN
         ) from None
 
 

@@ -72,14 +72,17 @@ def make_dataset(
       require_repeats: the test tier must contain repeated images.
 
     Returns:
-      The validated ``xarray.Dataset`` with train-tier statistics.
+      The validated ``xarray.Dataset`` with train-tier statistics. Negative responses are
+      kept (calcium traces and deconvolved activity can be negative; ``counts=True``
+      rejects them); ``attrs["n_negative_neurons"]`` records how many neurons have one,
+      and :func:`jaxsel.fit` refuses them under the Poisson and Gamma losses.
 
     Raises:
       DataError: naming the source, field, what was found and what was expected.
     """
     where = source or name
-    images = np.asarray(images)
-    responses = np.asarray(responses)
+    images = _numeric(images, "images", where, "pixel values")
+    responses = _numeric(responses, "responses", where, "responses")
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
@@ -108,9 +111,20 @@ def make_dataset(
     tier = _trial_vector(tier, n_trial, "tier", where).astype(str)
     if not np.issubdtype(image_id.dtype, np.integer):
         try:
-            image_id = image_id.astype(np.int64)
-        except (TypeError, ValueError):
-            raise DataError("image ids are not integers", file=where, field="image_id") from None
+            as_float = image_id.astype(np.float64)
+            exact = bool((np.isfinite(as_float) & (as_float == np.round(as_float))).all())
+            as_int = as_float.astype(np.int64) if exact else image_id
+        except (TypeError, ValueError, OverflowError):
+            exact, as_int = False, image_id
+        if not exact:
+            raise DataError(
+                f"image ids of dtype {image_id.dtype} are not all integers "
+                f"(e.g. {image_id.ravel()[:3].tolist()})",
+                file=where,
+                field="image_id",
+                expected="integer ids, one per distinct image (repeats share one)",
+            ) from None
+        image_id = as_int
     neuron_id = np.arange(n_neuron) if neuron_id is None else np.asarray(neuron_id)
     if neuron_id.shape != (n_neuron,):
         raise DataError(
@@ -135,7 +149,7 @@ def make_dataset(
             )
         coords["area"] = ("neuron", area)
     if cortex_xyz is not None:
-        xyz = np.asarray(cortex_xyz, dtype=np.float32)
+        xyz = _numeric(cortex_xyz, "cortex_xyz", where, "cortical positions").astype(np.float32)
         if xyz.ndim != 2 or xyz.shape[0] != n_neuron or xyz.shape[1] not in (2, 3):
             raise DataError(
                 f"cortical positions have shape {xyz.shape}",
@@ -161,7 +175,29 @@ def make_dataset(
         require_tiers=require_tiers,
         require_repeats=require_repeats,
     )
+    ds.attrs["n_negative_neurons"] = int((responses < 0).any(axis=0).sum())
     return with_statistics(ds)
+
+
+def _numeric(values, field: str, where, what: str) -> np.ndarray:
+    """``values`` as a NumPy array of (real) numbers, else a DataError naming ``field``."""
+    try:
+        a = np.asarray(values)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"not an array ({type(values).__name__}: {err})",
+            file=where,
+            field=field,
+            expected=f"an array of {what}",
+        ) from None
+    if a.dtype.kind not in "biuf":
+        raise DataError(
+            f"has dtype {a.dtype}",
+            file=where,
+            field=field,
+            expected=f"an array of {what} (numbers)",
+        )
+    return a
 
 
 def _trial_vector(values, n_trial: int, field: str, where: str) -> np.ndarray:

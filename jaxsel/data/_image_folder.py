@@ -14,6 +14,8 @@ stretches it when the aspects differ.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -225,6 +227,32 @@ def _as_nchw(arr: np.ndarray, where) -> np.ndarray:
     return arr
 
 
+def _load_array_file(path: Path) -> np.ndarray:
+    """The images of a ``.npy`` file, or of a ``.npz`` (its ``images`` or only array)."""
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if "images" in keys:
+                return z["images"]
+            if len(keys) == 1:
+                return z[keys[0]]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(
+            f"cannot read ({type(err).__name__}: {err})",
+            file=path,
+            field="images",
+            expected="a plain (non-pickled) numeric array saved with np.save / np.savez",
+        ) from None
+    raise DataError(
+        f"no 'images' array among {keys}",
+        file=path,
+        field="images",
+        expected="an array named 'images' (np.savez(path, images=...)) or a single array",
+    )
+
+
 def load_images(
     arrays_or_path, size: Sequence[int] | None = None, crop: str = "none"
 ) -> np.ndarray:
@@ -258,17 +286,8 @@ def load_images(
             return load_image_folder(path, size, crop)[0]
         if suffix in IMAGE_EXTENSIONS:
             return read_image(path, size, crop)[None, None]
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                if "images" in keys:
-                    arr = z["images"]
-                elif len(keys) == 1:
-                    arr = z[keys[0]]
-                else:
-                    raise DataError(f"no 'images' array among {keys}", file=path, field="images")
+        if suffix in (".npy", ".npz"):
+            arr = _load_array_file(path)
         else:
             raise DataError(
                 f"unknown stimulus format '{suffix}'",

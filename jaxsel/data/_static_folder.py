@@ -34,6 +34,7 @@ import contextlib
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,20 +122,35 @@ class _ZipSource:
 
 def _load(src, rel: str, field: str, allow_pickle: bool) -> np.ndarray:
     if not src.exists(rel):
-        raise DataError("file not found", file=src.label(rel), field=field)
+        raise DataError(
+            "file not found",
+            file=src.label(rel),
+            field=field,
+            expected="a Sensorium/Lurz static folder (data/images, data/responses, "
+            "meta/trials, meta/neurons): check data.path (API: load_static(path))",
+        )
     try:
         return np.load(src.read(rel), allow_pickle=allow_pickle)
     except ValueError as err:
-        hint = (
-            "; pass allow_pickle=True to load_static if you trust the file"
-            if "allow_pickle" in str(err)
-            else ""
-        )
+        if "allow_pickle" in str(err):
+            raise DataError(
+                "holds pickled Python objects, which are not loaded by default (a pickle can "
+                "run code)",
+                file=src.label(rel),
+                field=field,
+                expected="a plain .npy array; if you trust the file set data.allow_pickle = "
+                "true (API: load_static(..., allow_pickle=True))",
+            ) from None
         raise DataError(
-            f"cannot read ({err}){hint}", file=src.label(rel), field=field, expected="a .npy array"
+            f"cannot read ({err})", file=src.label(rel), field=field, expected="a .npy array"
         ) from None
-    except (OSError, zipfile.BadZipFile) as err:
-        raise DataError(f"cannot read ({err})", file=src.label(rel), field=field) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(
+            f"cannot read ({type(err).__name__}: {err})",
+            file=src.label(rel),
+            field=field,
+            expected="a readable .npy file (re-copy or re-extract the data)",
+        ) from None
 
 
 def _numbered(src, rel: str, field: str) -> int:
@@ -183,6 +199,13 @@ def _read_trials(src, n: int, allow_pickle: bool) -> tuple[np.ndarray, np.ndarra
     for i in range(n):
         rel = f"data/images/{i}.npy"
         im = _load(src, rel, "images", allow_pickle)
+        if im.dtype.kind not in "biuf":
+            raise DataError(
+                f"image has dtype {im.dtype} (shape {im.shape})",
+                file=src.label(rel),
+                field="images",
+                expected="a numeric (1, y, x) array of pixel values",
+            )
         im = im[None] if im.ndim == 2 else im
         if im.ndim != 3:
             raise DataError(
@@ -190,6 +213,13 @@ def _read_trials(src, n: int, allow_pickle: bool) -> tuple[np.ndarray, np.ndarra
                 file=src.label(rel),
                 field="images",
                 expected="(1, y, x)",
+            )
+        if not np.isfinite(im).all():
+            raise DataError(
+                f"{int((~np.isfinite(im)).sum())} non-finite pixel values",
+                file=src.label(rel),
+                field="images",
+                expected="finite numbers",
             )
         if images is None:
             images = np.empty((n,) + im.shape, dtype=np.float32)
@@ -399,12 +429,17 @@ def load_static(
         rel = "meta/neurons/cell_motor_coordinates.npy"
         if src.exists(rel):
             xyz = _load(src, rel, "cell_motor_coordinates", allow_pickle)
-            if xyz.ndim != 2 or xyz.shape[0] != n_neuron or xyz.shape[1] not in (2, 3):
+            if (
+                xyz.dtype.kind not in "biuf"
+                or xyz.ndim != 2
+                or xyz.shape[0] != n_neuron
+                or xyz.shape[1] not in (2, 3)
+            ):
                 raise DataError(
-                    f"has shape {xyz.shape}",
+                    f"has shape {xyz.shape} and dtype {xyz.dtype}",
                     file=src.label(rel),
                     field="cell_motor_coordinates",
-                    expected=f"({n_neuron}, 3)",
+                    expected=f"({n_neuron}, 3) numbers",
                 )
         trial_vars = _trial_vars(src, n, allow_pickle)
         tier_file = src.label(_ANCHOR)
@@ -480,7 +515,12 @@ def _neuron_index(neurons, unit_ids, where) -> np.ndarray:
     pos = {v: i for i, v in enumerate(unit_ids.tolist())}
     missing = [v for v in neurons.tolist() if v not in pos]
     if missing:
-        raise DataError(f"unknown neuron ids {missing[:5]}", file=where, field="unit_ids")
+        raise DataError(
+            f"unknown neuron ids {missing[:5]}",
+            file=where,
+            field="unit_ids",
+            expected=f"ids among the {len(unit_ids)} unit_ids (API: load_static(neurons=...))",
+        )
     return np.array([pos[v] for v in neurons.tolist()], dtype=int)
 
 

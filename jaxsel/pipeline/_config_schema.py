@@ -100,6 +100,11 @@ class DataSection:
         "'static'/'arrays'/'allen': the test tier must hold repeated images (needed by "
         "the oracle correlation and FEVE of the select and evaluate stages)",
     )
+    allow_pickle: bool = _f(
+        False,
+        "'static': load meta files that hold pickled Python objects (older releases store "
+        "strings that way); a pickle can run code, so only for data you trust",
+    )
     hint: str = _f("", "where to get the data (printed when the path is missing)")
     twin: TwinConfig = _f(
         TwinConfig(),

@@ -261,7 +261,12 @@ def load_dataset(cfg: Config, run_path: Path):
         return load_static(Path(run_path) / "data" / "static")
     check_data_paths(cfg)
     if d.source == "static":
-        return load_static(d.path, final_test=d.final_test, require_repeats=d.require_repeats)
+        return load_static(
+            d.path,
+            final_test=d.final_test,
+            require_repeats=d.require_repeats,
+            allow_pickle=d.allow_pickle,
+        )
     if d.source == "arrays":
         return load_arrays(d.path, require_repeats=d.require_repeats)
     if d.source == "table":

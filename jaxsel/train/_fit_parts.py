@@ -132,6 +132,7 @@ def prepare_data(dataset: xr.Dataset, train) -> TrainData:
     validate(ds, require_tiers=("train", "validation"), require_repeats=False)
     if "response_std" not in ds:
         ds = with_statistics(ds)
+    check_nonnegative(ds, train.loss)
     fp = data_fingerprint(ds)
     st = make_standardizer(ds, per_pixel=train.per_pixel, scale_responses=train.scale_responses)
     x_train, r_train = tier_arrays(ds, "train")
@@ -147,6 +148,27 @@ def prepare_data(dataset: xr.Dataset, train) -> TrainData:
         image_shape=tuple(ds.sizes[d] for d in ("channel", "y", "x")),
         neuron_id=ds["neuron_id"].values,
     )
+
+
+def check_nonnegative(ds: xr.Dataset, loss: str) -> None:
+    """The Poisson and Gamma losses take non-negative responses (their likelihoods are
+    unbounded below for a negative one); a DataError names the neurons and the fix."""
+    if loss not in ("poisson", "gamma"):
+        return
+    r = ds["responses"].values[ds["tier"].values == "train"]
+    bad = np.asarray(ds["neuron_id"].values)[(r < 0).any(axis=0)].tolist()
+    if bad:
+        ids = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
+        raise DataError(
+            f"{len(bad)} of {r.shape[1]} neurons have negative train-tier responses "
+            f"(neuron_id {ids}; the smallest {float(r.min()):g}), which the {loss} loss "
+            "cannot fit",
+            file=ds.attrs.get("source") or None,
+            field="responses",
+            expected="non-negative spike counts, or a loss that allows negative responses: "
+            "set train.overrides.loss = 'mse' in the run config (API: "
+            "config.replace(loss='mse'), TrainConfig(loss='mse'))",
+        )
 
 
 def source_grid(ds: xr.Dataset, cfg: Config):
@@ -279,6 +301,7 @@ __all__ = [
     "TrainData",
     "check_fit_args",
     "check_max_epochs",
+    "check_nonnegative",
     "compiled_step",
     "config_diff",
     "history_dataset",
