@@ -33,14 +33,9 @@ from jaxsel.insilico._image_metrics import (
     stimulus_comparison,
     symmetry_index,
 )
-from jaxsel.insilico._mei import (
-    MEIConfig,
-    best_seed,
-    discriminative_meis,
-    diverse_meis,
-    most_inhibitory_inputs,
-    optimize_meis,
-)
+from jaxsel.insilico._mei import best_seed, optimize_meis
+from jaxsel.insilico._mei_config import MEIConfig
+from jaxsel.insilico._mei_variants import discriminative_meis, diverse_meis, most_inhibitory_inputs
 from jaxsel.insilico._recovery import (
     gabor_recovery,
     mei_recovery,
