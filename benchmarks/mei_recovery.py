@@ -77,8 +77,8 @@ def run(args) -> dict:
     from jaxsel.data._twin_simulate import simulate
     from jaxsel.insilico import recipes
     from jaxsel.insilico._cross_activation import cross_activation, diagonal_selectivity
-    from jaxsel.insilico._gabor_search import optimal_gabors
     from jaxsel.insilico._mei import optimize_meis
+    from jaxsel.insilico._optimal_gabor import optimal_gabors
     from jaxsel.insilico._recovery import twin_model
 
     report = {"device": str(jax.devices()[0]), "args": vars(args)}

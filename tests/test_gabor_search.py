@@ -14,10 +14,10 @@ from jaxsel.insilico._gabor_search import (
     gabor_bank,
     gabor_contrast,
     gabor_images,
-    optimal_gabors,
     screen_gabors,
     top_recorded_gabors,
 )
+from jaxsel.insilico._optimal_gabor import optimal_gabors
 from jaxsel.insilico._recovery import gabor_recovery, orientation_error_deg, twin_model
 from jaxsel.viz._insilico_figures import gabor_vs_mei
 

@@ -14,12 +14,8 @@ from jaxsel.insilico._gradients import gradient_rf, sensitivity_maps
 from jaxsel.insilico._mei import optimize_meis
 from jaxsel.insilico._mei_parts import gaussian_blur
 from jaxsel.insilico._recovery import pearson_rows, twin_model
-from jaxsel.viz._insilico_figures import (
-    cross_activation_figure,
-    gradient_rf_grid,
-    mei_grid,
-    sensitivity_overlays,
-)
+from jaxsel.viz._image_grids import gradient_rf_grid, mei_grid, sensitivity_overlays
+from jaxsel.viz._insilico_figures import cross_activation_figure
 
 SHAPE = (36, 64)
 

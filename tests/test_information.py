@@ -7,12 +7,11 @@ import pytest
 from scipy import stats
 
 from jaxsel._errors import DataError
-from jaxsel.measures._information import (
+from jaxsel.measures._information import poisson_information, repeat_information
+from jaxsel.measures._information_summaries import (
     SWEEP_COLUMNS,
     informative_count,
-    poisson_information,
     ranked_information,
-    repeat_information,
     save_sweep_csv,
     sweep_table,
 )

@@ -10,15 +10,8 @@ from jaxsel._errors import ConfigError
 from jaxsel.data._twin import optimal_stimuli
 from jaxsel.insilico import _mei_parts as parts
 from jaxsel.insilico import recipes
-from jaxsel.insilico._mei import (
-    MEIConfig,
-    best_seed,
-    compiled_programs,
-    discriminative_meis,
-    diverse_meis,
-    most_inhibitory_inputs,
-    optimize_meis,
-)
+from jaxsel.insilico._mei import MEIConfig, best_seed, compiled_programs, optimize_meis
+from jaxsel.insilico._mei_variants import discriminative_meis, diverse_meis, most_inhibitory_inputs
 from jaxsel.insilico._recovery import mei_recovery, pearson_rows, phase_match, twin_model
 
 SHAPE = (36, 64)

@@ -14,7 +14,6 @@ from jaxsel.insilico._gabor_search import (
     gabor_bank,
     gabor_contrast,
     gabor_images,
-    optimal_gabors,
     screen_gabors,
     top_recorded_gabors,
 )
@@ -33,14 +32,10 @@ from jaxsel.insilico._image_metrics import (
     stimulus_comparison,
     symmetry_index,
 )
-from jaxsel.insilico._mei import (
-    MEIConfig,
-    best_seed,
-    discriminative_meis,
-    diverse_meis,
-    most_inhibitory_inputs,
-    optimize_meis,
-)
+from jaxsel.insilico._mei import best_seed, optimize_meis
+from jaxsel.insilico._mei_config import MEIConfig
+from jaxsel.insilico._mei_variants import discriminative_meis, diverse_meis, most_inhibitory_inputs
+from jaxsel.insilico._optimal_gabor import optimal_gabors
 from jaxsel.insilico._recovery import (
     gabor_recovery,
     mei_recovery,

@@ -23,7 +23,7 @@ from jaxsel._dataclass_io import traced_fields
 from jaxsel.insilico import _mei_parts as parts
 
 if TYPE_CHECKING:
-    from jaxsel.insilico._mei import MEIConfig
+    from jaxsel.insilico._mei_config import MEIConfig
 
 
 # ------------------------------------------------------------------------ one job

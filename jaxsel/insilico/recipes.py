@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxsel._errors import ConfigError
 from jaxsel.data import BACKGROUND, SCALE
-from jaxsel.insilico._mei import MEIConfig
+from jaxsel.insilico._mei_config import MEIConfig
 
 RECIPE_NAMES = ("mean_std", "fft_preconditioned", "norm")
 """The recipes, by method."""

@@ -3,12 +3,10 @@ selectivity and clustering. Every result is labelled (xarray, named dims, units 
 
 from jaxsel.measures._clustering import cluster_members, kmeans, pca
 from jaxsel.measures._evaluation import evaluate, pearson
-from jaxsel.measures._information import (
-    INFO_THRESHOLD,
+from jaxsel.measures._information import INFO_THRESHOLD, poisson_information, repeat_information
+from jaxsel.measures._information_summaries import (
     informative_count,
-    poisson_information,
     ranked_information,
-    repeat_information,
     save_sweep_csv,
     sweep_table,
 )

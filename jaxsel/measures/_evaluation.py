@@ -90,8 +90,56 @@ def evaluate(
     Raises:
       DataError: the tier is empty or the model's output does not match the neurons.
     """
-    from jaxsel.measures import _reliability as rel
+    _check_args(ds, tier, batch_size, min_fev, eps)
+    pair = _as_pair(model)
+    sel = subset(ds, tiers=tier)
+    if sel.sizes["trial"] == 0:
+        raise DataError(f"no trials in tier '{tier}'", field="tier")
+    imgs = unique_images(ds, tier)
+    ids = imgs["image_id"].values
+    n_neuron = sel.sizes["neuron"]
+    pred_img = _predict_images(pair, imgs.values, ids, n_neuron, tier, batch_size)
+    trial_img = np.searchsorted(ids, sel["image_id"].values)
+    pred_trial = pred_img[trial_img]
+    resp = sel["responses"].values.astype(np.float64)
 
+    out = {
+        "test_correlation": pearson(pred_trial, resp),
+        "poisson_loglik": np.mean(
+            resp * np.log(pred_trial + eps) - pred_trial - _log_factorial(resp), axis=0
+        ),
+    }
+    rep = repeats(ds, tier)
+    mean_resp = np.nanmean(rep.values, axis=1)  # (image, neuron)
+    out["average_correlation"] = pearson(pred_img, mean_resp)
+    oracle, fev, feve = _reliability_measures(rep, pred_img, min_fev, n_neuron)
+    out["oracle"] = oracle
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["fraction_oracle"] = out["test_correlation"] / oracle
+    out["fev"] = fev
+    out["feve"] = feve
+    coords = {k: ("neuron", v.values) for k, v in sel.coords.items() if v.dims == ("neuron",)}
+    if truth is not None:
+        true_rates = _truth_rates(truth, imgs.values, batch_size)
+        out["truth_correlation"] = pearson(pred_img, true_rates)
+        if hasattr(truth, "kinds"):
+            coords["kind"] = ("neuron", np.asarray(truth.kinds))
+    slope = _oracle_slope(oracle, out["test_correlation"])
+    return xr.Dataset(
+        {k: ("neuron", np.asarray(v, np.float64)) for k, v in out.items()},
+        coords=coords,
+        attrs={
+            "fraction_oracle": slope,
+            "tier": tier,
+            "n_images": len(ids),
+            "n_trials": int(sel.sizes["trial"]),
+            "min_fev": float(min_fev),
+        },
+    )
+
+
+def _check_args(ds, tier, batch_size, min_fev, eps) -> None:
+    """The argument checks of :func:`evaluate` (before any prediction)."""
     if not isinstance(ds, xr.Dataset):
         raise DataError(
             f"evaluate: ds is a {type(ds).__name__}",
@@ -104,14 +152,12 @@ def evaluate(
     check_int("evaluate", "batch_size", batch_size, minimum=1)
     check_number("evaluate", "min_fev", min_fev)
     check_number("evaluate", "eps", eps, nonnegative=True)
-    pair = _as_pair(model)
-    sel = subset(ds, tiers=tier)
-    if sel.sizes["trial"] == 0:
-        raise DataError(f"no trials in tier '{tier}'", field="tier")
-    imgs = unique_images(ds, tier)
-    ids = imgs["image_id"].values
-    pred_img = predict(pair, imgs.values, batch_size=batch_size)  # (image, neuron)
-    n_neuron = sel.sizes["neuron"]
+
+
+def _predict_images(pair, images: np.ndarray, ids, n_neuron: int, tier: str, batch_size: int):
+    """Predicted rates (image, neuron) on the tier's unique images, checked for shape and
+    finiteness."""
+    pred_img = predict(pair, images, batch_size=batch_size)  # (image, neuron)
     if pred_img.ndim != 2 or pred_img.shape[1] != n_neuron:
         raise DataError(
             f"the model predicts {pred_img.shape[-1]} neurons for a dataset with {n_neuron}",
@@ -128,19 +174,13 @@ def evaluate(
             expected="finite predictions (a model whose training diverged has NaN "
             "parameters: use its best checkpoint)",
         )
-    trial_img = np.searchsorted(ids, sel["image_id"].values)
-    pred_trial = pred_img[trial_img]
-    resp = sel["responses"].values.astype(np.float64)
+    return pred_img
 
-    out = {
-        "test_correlation": pearson(pred_trial, resp),
-        "poisson_loglik": np.mean(
-            resp * np.log(pred_trial + eps) - pred_trial - _log_factorial(resp), axis=0
-        ),
-    }
-    rep = repeats(ds, tier)
-    mean_resp = np.nanmean(rep.values, axis=1)  # (image, neuron)
-    out["average_correlation"] = pearson(pred_img, mean_resp)
+
+def _reliability_measures(rep, pred_img: np.ndarray, min_fev: float, n_neuron: int):
+    """``(oracle, fev, feve)`` per neuron from the repeats (NaN without repeats)."""
+    from jaxsel.measures import _reliability as rel
+
     has_repeats = bool((rep["n_repeats"].values >= 2).any())
     if has_repeats:
         oracle = rel.oracle_correlation(rep).values
@@ -148,33 +188,17 @@ def evaluate(
         feve = rel.feve(rep, pred_img, min_fev=min_fev).values
     else:
         oracle = fev = feve = np.full(n_neuron, np.nan)
-    out["oracle"] = oracle
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["fraction_oracle"] = out["test_correlation"] / oracle
-    out["fev"] = fev
-    out["feve"] = feve
-    coords = {k: ("neuron", v.values) for k, v in sel.coords.items() if v.dims == ("neuron",)}
-    if truth is not None:
-        true_rates = _truth_rates(truth, imgs.values, batch_size)
-        out["truth_correlation"] = pearson(pred_img, true_rates)
-        if hasattr(truth, "kinds"):
-            coords["kind"] = ("neuron", np.asarray(truth.kinds))
-    ok = np.isfinite(oracle) & np.isfinite(out["test_correlation"])
-    slope = (
-        float(np.sum(oracle[ok] * out["test_correlation"][ok]) / np.sum(oracle[ok] ** 2))
+    return oracle, fev, feve
+
+
+def _oracle_slope(oracle: np.ndarray, test_correlation: np.ndarray) -> float:
+    """The population fraction of oracle: the slope of a regression through the origin of
+    test correlation on oracle (Lurz et al. 2021), NaN without finite pairs."""
+    ok = np.isfinite(oracle) & np.isfinite(test_correlation)
+    return (
+        float(np.sum(oracle[ok] * test_correlation[ok]) / np.sum(oracle[ok] ** 2))
         if ok.any() and np.sum(oracle[ok] ** 2) > 0
         else float("nan")
-    )
-    return xr.Dataset(
-        {k: ("neuron", np.asarray(v, np.float64)) for k, v in out.items()},
-        coords=coords,
-        attrs={
-            "fraction_oracle": slope,
-            "tier": tier,
-            "n_images": len(ids),
-            "n_trials": int(sel.sizes["trial"]),
-            "min_fev": float(min_fev),
-        },
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from jaxsel.measures._information import ranked_information, sweep_table
+from jaxsel.measures._information_summaries import ranked_information, sweep_table
 
 
 def sweep_summary(

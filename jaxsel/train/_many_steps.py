@@ -32,58 +32,15 @@ def make_many_epoch(
     ``data_loss``, ``n``, ``objective``, ``steps`` and the last ``reg``. ``conv``: how the
     convolutions are computed (:func:`jaxsel.models.conv_implementation`).
     """
-    if formulation == "fused":
-        if not shared_images:
-            raise ConfigError(
-                "formulation='fused' needs one batch order for all models "
-                "(order_seed or equal seeds)"
-            )
-        from jaxsel.train._per_neuron import make_per_neuron_step
-
-        vstep = make_per_neuron_step(model, train, tx, conv=conv)
-    elif formulation in ("vmap", "loop"):  # loop: the same step on one model at a time
-        vstep = jax.vmap(
-            make_train_step(model, train, tx, conv=conv),
-            in_axes=(0, 0, 0, None if shared_images else 0, 0, None, 0, 0),
-        )
-    else:
-        raise ConfigError(f"formulation = {formulation!r}: use 'vmap', 'loop' or 'fused'")
-
-    def step_fn(
-        params, state, opt_state, failed, acc, active, x, r, idx, mask, b, cols, keys, hparams
-    ):
-        ib = lax.dynamic_index_in_dim(idx, b, keepdims=False)
-        mb = lax.dynamic_index_in_dim(mask, b, keepdims=False)
-        imgs = x[ib]  # (B, ...) or (K, B, ...)
-        if shared_images:
-            resp = jnp.moveaxis(jnp.take(r[ib], cols, axis=1), 1, 0)
-        else:
-            resp = jax.vmap(lambda i, c: jnp.take(r[i], c, axis=1))(ib, cols)
-        rngs = jax.vmap(lambda kk: jax.random.fold_in(kk, b))(keys)
-        p2, s2, o2, m = vstep(params, state, opt_state, imgs, resp, mb, rngs, hparams)
-        alive = active & ~failed
-        params = tree_where(alive, p2, params)
-        state = tree_where(alive, s2, state)
-        opt_state = tree_where(alive, o2, opt_state)
-        ok = alive & m["finite"]
-        failed = failed | (alive & ~m["finite"])
-        f = ok.astype(jnp.float32)
-        acc = {
-            "data_loss": acc["data_loss"] + f * jnp.where(ok, m["data_loss"], 0.0),
-            "n": acc["n"] + f * m["n"],
-            "objective": acc["objective"] + f * jnp.where(ok, m["loss"], 0.0),
-            "steps": acc["steps"] + f,
-            "reg": jnp.where(ok, m["reg"], acc["reg"]),
-        }
-        return params, state, opt_state, failed, acc
-
-    def start_fn(seeds, epoch):
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 1 + epoch))(seeds)
-        zero = jnp.zeros(seeds.shape, jnp.float32)
-        return keys, {"data_loss": zero, "n": zero, "objective": zero, "steps": zero, "reg": zero}
-
-    jstep = jax.jit(step_fn, donate_argnums=(0, 1, 2, 4), compiler_options=compiler_options(conv))
-    jstart = jax.jit(start_fn)
+    vstep = _models_step(
+        model, train, tx, shared_images=shared_images, formulation=formulation, conv=conv
+    )
+    jstep = jax.jit(
+        _batch_step(vstep, shared_images),
+        donate_argnums=(0, 1, 2, 4),
+        compiler_options=compiler_options(conv),
+    )
+    jstart = jax.jit(_epoch_start)
 
     def epoch_fn(
         params, state, opt_state, failed, active, x, r, idx, mask, cols, seeds, epoch, hparams
@@ -123,6 +80,71 @@ def make_many_epoch(
         return params, state, opt_state, failed, acc
 
     return epoch_fn
+
+
+def _models_step(model: Model, train, tx, *, shared_images: bool, formulation: str, conv: str):
+    """The training step of all K models at once for ``formulation`` (unjitted):
+    ``vstep(params, state, opt_state, imgs, resp, mask, rngs, hparams)``."""
+    if formulation == "fused":
+        if not shared_images:
+            raise ConfigError(
+                "formulation='fused' needs one batch order for all models "
+                "(order_seed or equal seeds)"
+            )
+        from jaxsel.train._per_neuron import make_per_neuron_step
+
+        vstep = make_per_neuron_step(model, train, tx, conv=conv)
+    elif formulation in ("vmap", "loop"):  # loop: the same step on one model at a time
+        vstep = jax.vmap(
+            make_train_step(model, train, tx, conv=conv),
+            in_axes=(0, 0, 0, None if shared_images else 0, 0, None, 0, 0),
+        )
+    else:
+        raise ConfigError(f"formulation = {formulation!r}: use 'vmap', 'loop' or 'fused'")
+    return vstep
+
+
+def _batch_step(vstep, shared_images: bool):
+    """``step_fn``: batch ``b`` of the epoch for all models through ``vstep``; models not
+    active (or failed) keep their state, non-finite steps mark a model failed, and the
+    metrics of the good steps are summed into ``acc``."""
+
+    def step_fn(
+        params, state, opt_state, failed, acc, active, x, r, idx, mask, b, cols, keys, hparams
+    ):
+        ib = lax.dynamic_index_in_dim(idx, b, keepdims=False)
+        mb = lax.dynamic_index_in_dim(mask, b, keepdims=False)
+        imgs = x[ib]  # (B, ...) or (K, B, ...)
+        if shared_images:
+            resp = jnp.moveaxis(jnp.take(r[ib], cols, axis=1), 1, 0)
+        else:
+            resp = jax.vmap(lambda i, c: jnp.take(r[i], c, axis=1))(ib, cols)
+        rngs = jax.vmap(lambda kk: jax.random.fold_in(kk, b))(keys)
+        p2, s2, o2, m = vstep(params, state, opt_state, imgs, resp, mb, rngs, hparams)
+        alive = active & ~failed
+        params = tree_where(alive, p2, params)
+        state = tree_where(alive, s2, state)
+        opt_state = tree_where(alive, o2, opt_state)
+        ok = alive & m["finite"]
+        failed = failed | (alive & ~m["finite"])
+        f = ok.astype(jnp.float32)
+        acc = {
+            "data_loss": acc["data_loss"] + f * jnp.where(ok, m["data_loss"], 0.0),
+            "n": acc["n"] + f * m["n"],
+            "objective": acc["objective"] + f * jnp.where(ok, m["loss"], 0.0),
+            "steps": acc["steps"] + f,
+            "reg": jnp.where(ok, m["reg"], acc["reg"]),
+        }
+        return params, state, opt_state, failed, acc
+
+    return step_fn
+
+
+def _epoch_start(seeds, epoch):
+    """Per-model random keys of ``epoch`` and zeroed metric sums."""
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 1 + epoch))(seeds)
+    zero = jnp.zeros(seeds.shape, jnp.float32)
+    return keys, {"data_loss": zero, "n": zero, "objective": zero, "steps": zero, "reg": zero}
 
 
 def _epoch_model_loop(

@@ -4,17 +4,19 @@ Every function returns a ``matplotlib.figure.Figure``; :func:`save_figure` write
 atomically (PNG/PDF by suffix). One style (:data:`STYLE`) is applied to every figure.
 """
 
-from jaxsel.viz._insilico_figures import (
-    comparison_figure,
-    cross_activation_figure,
-    gabor_vs_mei,
+from jaxsel.viz._image_grids import (
     gradient_rf_grid,
     image_grid,
     mei_grid,
     paired_grid,
+    sensitivity_overlays,
+)
+from jaxsel.viz._insilico_figures import (
+    comparison_figure,
+    cross_activation_figure,
+    gabor_vs_mei,
     power_spectra_figure,
     recovery_figure,
-    sensitivity_overlays,
 )
 from jaxsel.viz._measure_figures import (
     dataset_examples_figure,
