@@ -63,6 +63,10 @@ SETS = [
 ]
 
 
+# ``python -m jaxsel.cli._main`` (runpy warns that the package imported the module first)
+_PY = ["-W", "ignore::RuntimeWarning:runpy", "-m", "jaxsel.cli._main"]
+
+
 def _cfg(out: Path, **extra):
     return demo_config(overrides={**TINY, **extra, "run.out": str(out)})
 
@@ -70,7 +74,7 @@ def _cfg(out: Path, **extra):
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "jaxsel.cli._main", *args],
+        [sys.executable, *_PY, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -200,7 +204,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(reference, tmp
     args += ["--set", "train.overrides={max_epochs=3,progress=false,batch_size=2}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     p = subprocess.Popen(
-        [sys.executable, "-m", "jaxsel.cli._main", *args],
+        [sys.executable, *_PY, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
