@@ -413,3 +413,28 @@ def test_nwb_with_zero_units_says_so(tmp_path):
     with pytest.raises(DataError, match=r"empty\.nwb.*units/id.*0 units") as e:
         load_allen_nwb(p, scenes)
     assert "qc" not in str(e.value).lower()
+
+
+def test_a_save_removes_the_temp_folder_of_an_interrupted_save(tmp_path):
+    from jaxsel.train._checkpoint import all_epochs, read_meta, save_checkpoint
+
+    ckpt = tmp_path / "checkpoints"
+    left = ckpt / "2.orbax-checkpoint-tmp-1234"
+    (left / "state").mkdir(parents=True)
+    save_checkpoint(tmp_path, 1, {"w": np.arange(3.0)}, {"epoch": 1})
+    assert not left.exists() and all_epochs(tmp_path) == [1]
+    assert read_meta(tmp_path)["epoch"] == 1
+
+
+def test_a_bug_keeps_its_traceback_and_is_logged_to_run_log(tmp_path, monkeypatch):
+    from jaxsel.pipeline import _stages
+
+    def broken(ctx):
+        raise RuntimeError("a bug in a stage")
+
+    monkeypatch.setitem(_stages.STAGE_FUNCS, "data", broken)
+    out = tmp_path / "bug"
+    with pytest.raises(RuntimeError, match="a bug in a stage"):
+        main(["run", DEMO, "--out", str(out), *SETS])
+    log = (out / "run.log").read_text()
+    assert "error (a bug in jaxsel" in log and "Traceback" in log and "a bug in a stage" in log

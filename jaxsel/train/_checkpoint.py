@@ -75,6 +75,10 @@ def save_checkpoint(out_dir, epoch: int, tree: dict, meta: dict) -> Path:
         message names the errno and the folder; earlier checkpoints are kept.
     """
     target = checkpoint_dir(out_dir) / str(int(epoch))
+    # saving is synchronous and one process writes a run: a temp folder here now is the
+    # leftover of a save that was interrupted (Ctrl-C, kill -9)
+    for tmp in checkpoint_dir(out_dir).glob("*.orbax-checkpoint-tmp*"):
+        shutil.rmtree(tmp, ignore_errors=True)
     try:
         with _manager(out_dir) as mgr:
             mgr.save(
