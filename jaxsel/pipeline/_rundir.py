@@ -7,12 +7,16 @@ Layout of ``runs/<name>/``::
     metrics.json       headline numbers (merged by every stage) and "provenance": jaxsel
                        version, git commit, host, device, UTC date, Python/JAX versions
                        and the full resolved config of the last run that computed a stage
-    stages/<s>.json    done-marker of stage s: config hash, outputs, time
+    stages/<s>.json    done-marker of stage s: key, token, outputs, time, the metrics it wrote
     data/ selection.nc models/ evaluation.nc arrays/*.zarr insilico.nc figures/ report.html
 
-A stage is *finished* when its marker exists, holds the hash of the config sections the
-stage depends on, and every output it lists exists. Rerunning skips finished stages;
-``force`` recomputes them.
+A stage is *finished* when its marker exists, holds the stage's key and every output it
+lists exists. The key hashes the config sections the stage depends on together with the
+tokens of its upstream stages' markers (a new token each time a stage finishes), so a
+recomputed stage invalidates every stage after it; when a stage reruns, the outputs of the
+stages that read it are removed, so the report never mixes two upstream states. Rerunning
+skips finished stages; ``force`` recomputes them. An unreadable ``metrics.json`` is kept as
+``metrics.json.broken`` and rebuilt from the markers' metrics.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ A checkpoint holds the arrays (``state`` item: parameters, BN state, optimizer s
 parameters, schedule, standardizer) and a JSON ``meta`` item (completed epochs, config,
 neuron ids, data fingerprint, seed, history). Saving is synchronous, so a checkpoint on disk
 is always complete; orbax writes to a temporary directory and renames it, so a run killed
-while saving leaves the previous checkpoint intact.
+while saving leaves the previous checkpoint intact (the next save removes that temporary
+directory). A checkpoint that does not restore (damaged files) is moved to
+``out_dir/broken-checkpoints`` and the one before it is used (:func:`restore_newest`).
 """
 
 from __future__ import annotations
