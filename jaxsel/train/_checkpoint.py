@@ -11,9 +11,12 @@ directory). A checkpoint that does not restore (damaged files) is moved to
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import shutil
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +72,26 @@ def _os_error(err: BaseException) -> OSError | None:
     return None
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C that arrives while a checkpoint is written until it is complete (then
+    raise KeyboardInterrupt), so orbax's own event loop and threads never see it."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    hit = []
+    signal.signal(signal.SIGINT, lambda *_: hit.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hit:
+        raise KeyboardInterrupt
+
+
 def save_checkpoint(out_dir, epoch: int, tree: dict, meta: dict) -> Path:
     """Save arrays ``tree`` and JSON ``meta`` as the checkpoint after ``epoch`` epochs.
 
@@ -82,7 +105,7 @@ def save_checkpoint(out_dir, epoch: int, tree: dict, meta: dict) -> Path:
     for tmp in checkpoint_dir(out_dir).glob("*.orbax-checkpoint-tmp*"):
         shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with _manager(out_dir) as mgr:
+        with _sigint_deferred(), _manager(out_dir) as mgr:
             mgr.save(
                 int(epoch),
                 args=ocp.args.Composite(

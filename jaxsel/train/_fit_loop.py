@@ -18,7 +18,12 @@ import numpy as np
 from jaxsel._errors import ConfigError, DataError, TrainingError
 from jaxsel.data import iterate, n_batches
 from jaxsel.models import Model
-from jaxsel.train._checkpoint import checkpoint_dir, restore_newest, save_checkpoint
+from jaxsel.train._checkpoint import (
+    all_epochs,
+    checkpoint_dir,
+    restore_newest,
+    save_checkpoint,
+)
 from jaxsel.train._config import Config
 from jaxsel.train._fit_parts import (
     TrainData,
@@ -205,6 +210,8 @@ def train_epochs(run: FitRun, tree: dict, rows: list, start_epoch: int):
     except KeyboardInterrupt as err:
         # one line for the command line: how far the run got (a rerun resumes from there)
         if not hasattr(err, "jaxsel_where"):
+            if run.out_dir is not None:  # a Ctrl-C held during a save arrives after it
+                done = max(all_epochs(run.out_dir), default=done)
             err.jaxsel_where = f"after epoch {done}"  # type: ignore[attr-defined]
         raise
     finally:
