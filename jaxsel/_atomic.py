@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -11,16 +12,71 @@ from pathlib import Path
 
 from jaxsel._errors import DataError
 
+_MARK = "jaxsel-tmp"  # temp folders: .<name>.jaxsel-tmp-<kind>-<pid>-<random>
+
 
 def _sibling(path: Path, kind: str) -> Path:
-    """Create a fresh hidden folder next to ``path`` (permissions follow the umask)."""
+    """Create a fresh hidden folder next to ``path`` (permissions follow the umask); its
+    name says it is ours and which process made it (see :func:`clean_stale`)."""
     while True:
-        cand = path.parent / f".{path.name}.{kind}-{secrets.token_hex(4)}"
+        cand = path.parent / f".{path.name}.{_MARK}-{kind}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             cand.mkdir()
             return cand
         except FileExistsError:
             continue
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): alive
+        return True
+    return True
+
+
+def clean_stale(parent: str | Path) -> list[Path]:
+    """Remove the temp folders in ``parent`` left by writers that died (``kill -9``): the
+    ones whose process is gone. Returns what was removed."""
+    gone = []
+    parent = Path(parent)
+    if not parent.is_dir():
+        return gone
+    pat = re.compile(rf"^\..+\.{_MARK}-(tmp|old)-(\d+)-[0-9a-f]+$")
+    for p in parent.iterdir():
+        m = pat.match(p.name)
+        if m and p.is_dir() and not _alive(int(m.group(2))):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
+def check_target(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Raise :class:`DataError` unless ``path`` can become a new folder: not a file, not
+    under a file, empty or ``overwrite``. Call it before expensive work."""
+    path = Path(path)
+    for up in [path, *path.parents]:
+        if up.exists():
+            if not up.is_dir():
+                raise DataError(
+                    "exists and is not a folder" if up == path else f"{up} is a file, not a folder",
+                    file=path,
+                    field="path",
+                    expected="a folder path whose parents are folders (CLI: --out DIR)",
+                )
+            break
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise DataError(
+            "folder exists and is not empty",
+            file=path,
+            field="path",
+            expected="a new or empty folder; pass overwrite=True (CLI: --force) to replace it",
+        )
+    return path
 
 
 @contextlib.contextmanager
@@ -37,18 +93,17 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     Yields:
       The temporary folder to write into.
     """
-    path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise DataError("exists and is not a folder", file=path, field="path")
-        if any(path.iterdir()) and not overwrite:
-            raise DataError(
-                "folder exists and is not empty",
-                file=path,
-                field="path",
-                expected="a new or empty folder; pass overwrite=True (CLI: --force) to replace it",
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_target(path, overwrite=overwrite)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"cannot create its parent folder ({err.strerror or err})",
+            file=path,
+            field="path",
+            expected="a writable location (CLI: --out DIR)",
+        ) from None
+    clean_stale(path.parent)
     tmp = _sibling(path, "tmp")
     try:
         yield tmp

@@ -151,13 +151,20 @@ def test_rerun_skips_finished_stages_and_force_recomputes(tiny_run, capsys):
     assert (out / "run.log").read_text().count("[data] running") == runs_before + 1
     marker = json.loads((out / "stages" / "data.json").read_text())
     assert marker["stage"] == "data" and len(marker["key"]) == 16
+    # recomputing data invalidated every stage that reads it (their outputs are gone)
+    assert not (out / "stages" / "select.json").exists() and not (out / "selection.nc").exists()
+    assert not (out / "models").exists() or not any((out / "models").iterdir())
+    assert "removed the outputs of the later stages select" in (out / "run.log").read_text()
 
 
 def test_a_stage_without_its_input_is_reported_not_applicable(tiny_run, tmp_path):
     _, out, _ = tiny_run
     bare = tmp_path / "bare"
     shutil.copytree(out, bare, ignore=shutil.ignore_patterns("models"))
-    cfg2 = demo_config(overrides={**TINY, "run.out": str(bare), "run.stages": ["evaluate"]})
+    # select too: the test above recomputed 'data', which removed the later stages' outputs
+    cfg2 = demo_config(
+        overrides={**TINY, "run.out": str(bare), "run.stages": ["select", "evaluate"]}
+    )
     res = run_pipeline(cfg2, echo=False, force=True)
     status = res["status"]["evaluate"]
     assert status.startswith("not applicable: ") and "has not been trained" in status

@@ -77,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     except JaxselError as err:
         print(f"jaxsel {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        where = getattr(err, "jaxsel_where", "")
+        print(
+            f"jaxsel {args.command}: interrupted{' ' + where if where else ''}; "
+            "the same command resumes",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

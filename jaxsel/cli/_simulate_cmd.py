@@ -39,8 +39,26 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+_OPTIONS = {
+    "--neurons": ("neurons", 1),
+    "--train": ("train", 1),
+    "--validation": ("validation", 1),
+    "--test": ("test", 1),
+    "--repeats": ("repeats", 2),
+}
+
+
 def run(args) -> int:
+    from jaxsel._errors import ConfigError
     from jaxsel.data import write_twin
+
+    for opt, (attr, lo) in _OPTIONS.items():
+        v = getattr(args, attr)
+        if v < lo:
+            why = " (the oracle correlation needs each test image shown at least twice)"
+            raise ConfigError(
+                f"{opt} {v}: expected an integer >= {lo}" + (why if attr == "repeats" else "")
+            )
 
     ds, twin = write_twin(
         args.out,

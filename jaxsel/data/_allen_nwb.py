@@ -394,6 +394,14 @@ def load_allen_nwb(
     with f:
         unit_id = _read(_get(f, "units/id", where))
         n_units = unit_id.shape[0]
+        if n_units == 0:  # before the QC columns, which an empty table may lack
+            raise DataError(
+                "the units table holds 0 units (no spike-sorted neurons in this session)",
+                file=where,
+                field="units/id",
+                expected="an NWB file with sorted units: choose another session in "
+                "data.path (API: the nwb_path argument)",
+            )
         times = _get(f, "units/spike_times", where)
         ends = np.asarray(_get(f, "units/spike_times_index", where)[()], dtype=np.int64)
         if (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jaxsel._atomic import atomic_directory
+from jaxsel._atomic import atomic_directory, check_target
 from jaxsel.data._static_folder import save_static
 from jaxsel.data._twin import save_twin
 from jaxsel.data._twin_simulate import simulate
@@ -27,6 +27,7 @@ def write_twin(out: str | Path, *, force: bool = False, seed: int = 0, **config)
     Raises:
       DataError: ``out`` exists and is not empty while ``force`` is false.
     """
+    check_target(out, overwrite=force)  # before the (long) simulation
     ds, twin = simulate(seed=seed, **config)
     with atomic_directory(Path(out), overwrite=force) as tmp:
         save_static(ds, tmp / "static")

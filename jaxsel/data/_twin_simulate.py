@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from jaxsel._errors import ConfigError
 from jaxsel.data._dataset import make_dataset
 from jaxsel.data._pixels import norm_budget
 from jaxsel.data._stimuli import gabor, natural_like
@@ -50,6 +51,32 @@ class TwinConfig:
     overdispersed_fraction: float = 0.5
     dispersion: float = 3.0
     norm_budget_fraction: float = 0.15
+
+    def __post_init__(self):
+        for name, lo in TWIN_MINIMUMS.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                why = " (the oracle correlation needs repeated test images)" if lo == 2 else ""
+                raise ConfigError(f"{name} = {v!r}: expected an integer >= {lo}{why}")
+        if len(tuple(self.shape)) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 8
+            for v in self.shape
+        ):
+            raise ConfigError(f"shape = {self.shape!r}: expected (height, width), each >= 8")
+        for name in ("mean_rate", "dispersion", "norm_budget_fraction"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"{name} = {v!r}: expected a number > 0")
+
+
+#: the smallest value of each count of :class:`TwinConfig`
+TWIN_MINIMUMS = {
+    "n_neurons": 1,
+    "n_train": 1,
+    "n_validation": 1,
+    "n_test": 1,
+    "test_repeats": 2,
+}
 
 
 def draw_neurons(cfg: TwinConfig, rng: np.random.Generator) -> dict:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxsel._errors import ConfigError, MissingInput
+from jaxsel._errors import ConfigError, DataError, MissingInput
 from jaxsel.data import (
     load_allen_nwb,
     load_arrays,
@@ -70,10 +70,47 @@ def save_nc(obj, path: Path) -> Path:
     return path
 
 
+# which stage writes a run-folder file (by its name up to the first '_'), for the advice
+_WRITER = {
+    "selection": "select",
+    "history": "train",
+    "test": "train",
+    "evaluation": "evaluate",
+    "selectivity": "evaluate",
+    "mei": "mei",
+    "cross": "mei",
+    "recovery": "mei",
+    "gabor": "gabor",
+    "comparison": "gabor",
+}
+
+
 def open_nc(path: Path):
-    """Reopen a file written by :func:`save_nc` (int8 'bool' variables restored)."""
-    with xr.open_dataset(path, engine="h5netcdf") as f:
-        ds = f.load()
+    """Reopen a file written by :func:`save_nc` (int8 'bool' variables restored).
+
+    Raises:
+      FileNotFoundError: no such file.
+      DataError: the file is damaged (the message names it and the stage to rerun).
+    """
+    path = Path(path)
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as f:
+            ds = f.load()
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        stage = _WRITER.get(path.name.split("_")[0].removesuffix(".nc"), "")
+        again = (
+            f"jaxsel run CONFIG --stages {stage} --force"
+            if stage
+            else "rerun the stage that writes it with --force"
+        )
+        first = (str(err).strip().splitlines() or [""])[0][:120]
+        raise DataError(
+            f"cannot read it ({type(err).__name__}: {first})",
+            file=path,
+            expected=f"a netCDF file written by jaxsel; recompute it: {again}",
+        ) from None
     for name in list(ds.variables):
         if ds[name].attrs.get("dtype") == "bool":
             attrs = {k: v for k, v in ds[name].attrs.items() if k != "dtype"}

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from jaxsel._errors import ConfigError
 from jaxsel.data import write_twin
 from jaxsel.measures import save_table_csv, selection_table
 from jaxsel.pipeline._context import Context, median, save_nc, spearman
@@ -92,9 +93,27 @@ def stage_data(ctx: Context) -> list[str]:
     return out
 
 
+def _describe(rule) -> str:
+    """The selection rule in words (the config keys that decided it)."""
+    parts = [f"{k} > {v:g}th percentile" for k, v in rule.percentiles.items()]
+    parts += [f"{k} > {v:g}" for k, v in rule.minimums.items()]
+    parts += [f"{k} < {v:g}" for k, v in rule.maximums.items()]
+    if rule.exclude_outliers:
+        parts.append("no outliers")
+    return f"the rule [select] ({' and '.join(parts) or 'no criterion'}, on tier '{rule.tier}')"
+
+
 def stage_select(ctx: Context) -> list[str]:
     """Reliability and tuning statistics of every neuron and the selection rule."""
     table = selection_table(ctx.dataset(), ctx.cfg.select)
+    if int(table["selected"].sum()) == 0:  # nothing to train on: stop here, write nothing
+        raise ConfigError(
+            f"0 of {table.sizes['neuron']} neurons selected by {_describe(ctx.cfg.select)}; "
+            "loosen select.percentiles (e.g. --set select.percentiles.oracle=0 "
+            "--set select.percentiles.variance=0), select.minimums/maximums or "
+            "select.exclude_outliers, or check that select.tier "
+            f"'{ctx.cfg.select.tier}' has repeated images with varying responses"
+        )
     twin = ctx.twin()
     metrics: dict[str, float] = {"n_selected": int(table["selected"].sum())}
     if twin is not None:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import xarray as xr
 
-from jaxsel._errors import ConfigError
+from jaxsel._errors import ConfigError, DataError, TrainingError
 from jaxsel.data import orientation_labels, unique_images
 from jaxsel.measures import evaluate, pearson, selectivity
 from jaxsel.models import predict
@@ -46,9 +46,18 @@ def stage_train(ctx: Context) -> list[str]:
         else:
             try:
                 res = fit(fcfg, ds, seed=ctx.cfg.run.seed, out_dir=out, resume=True)
-            except ConfigError as err:  # another config/seed/data: start again
+            except (ConfigError, DataError) as err:
+                if isinstance(err, DataError) and "refusing to resume" not in str(err):
+                    raise  # bad data, not a stale checkpoint
+                # the checkpoint belongs to another config/seed/data: start again
                 ctx.log.info(f"  cannot resume ({err}); training from scratch")
                 res = fit(fcfg, ds, seed=ctx.cfg.run.seed, out_dir=out, overwrite=True)
+            except TrainingError as err:
+                if "--force" not in str(err):
+                    raise
+                raise TrainingError(
+                    f"{err} (this stage alone: jaxsel run CONFIG --stages train --force)"
+                ) from None
         save_nc(res.history, out / "history.nc")
         from jaxsel.data import unique_images
         from jaxsel.train import predict_responses, save_model

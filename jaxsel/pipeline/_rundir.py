@@ -7,12 +7,16 @@ Layout of ``runs/<name>/``::
     metrics.json       headline numbers (merged by every stage) and "provenance": jaxsel
                        version, git commit, host, device, UTC date, Python/JAX versions
                        and the full resolved config of the last run that computed a stage
-    stages/<s>.json    done-marker of stage s: config hash, outputs, time
+    stages/<s>.json    done-marker of stage s: key, token, outputs, time, the metrics it wrote
     data/ selection.nc models/ evaluation.nc arrays/*.zarr insilico.nc figures/ report.html
 
-A stage is *finished* when its marker exists, holds the hash of the config sections the
-stage depends on, and every output it lists exists. Rerunning skips finished stages;
-``force`` recomputes them.
+A stage is *finished* when its marker exists, holds the stage's key and every output it
+lists exists. The key hashes the config sections the stage depends on together with the
+tokens of its upstream stages' markers (a new token each time a stage finishes), so a
+recomputed stage invalidates every stage after it; when a stage reruns, the outputs of the
+stages that read it are removed, so the report never mixes two upstream states. Rerunning
+skips finished stages; ``force`` recomputes them. An unreadable ``metrics.json`` is kept as
+``metrics.json.broken`` and rebuilt from the markers' metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import json
 import logging
 import math
 import os
+import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -105,16 +111,87 @@ class RunDir:
 
     def is_done(self, stage: str, key: str) -> bool:
         """Whether ``stage`` finished with config hash ``key`` and its outputs still exist."""
-        m = self.marker(stage)
-        if not m.is_file():
-            return False
-        try:
-            info = json.loads(m.read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
+        info = self._info(stage)
         if info.get("key") != key:
             return False
         return all((self.path / o).exists() for o in info.get("outputs", []))
+
+    def _info(self, stage: str) -> dict:
+        """The done-marker of ``stage`` ({} if missing or unreadable)."""
+        try:
+            info = json.loads(self.marker(stage).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def token(self, stage: str) -> str:
+        """The token of ``stage``'s marker: new each time the stage finishes ("" if it has
+        not), so the stages that read its outputs can tell a recomputed one."""
+        return str(self._info(stage).get("token", ""))
+
+    def finished(self) -> list[str]:
+        """The stages with a done-marker (finished by an earlier run)."""
+        return sorted(p.stem for p in (self.path / "stages").glob("*.json") if p.stem != "status")
+
+    def invalidate(self, stages) -> list[str]:
+        """Remove the markers and outputs of ``stages`` (their inputs were recomputed).
+        Returns the stages that had finished."""
+        gone = []
+        for stage in stages:
+            info = self._info(stage)
+            if not self.marker(stage).exists():
+                continue
+            self.clear(stage)
+            for o in info.get("outputs", []):
+                p = (self.path / o).resolve()
+                if self.path.resolve() not in p.parents:  # pragma: no cover - never outside
+                    continue
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            gone.append(stage)
+        return gone
+
+    def recover_metrics(self, stages) -> str:
+        """Rebuild ``metrics.json`` from the stage markers when it is unreadable (or gone
+        while stages finished); a marker without stored metrics values is removed so its
+        stage reruns. Returns a log line saying what happened ("" if nothing)."""
+        p = self.metrics_path
+        try:
+            m = json.loads(p.read_text())
+            if isinstance(m, dict):
+                return ""
+            why = "not a JSON object"
+        except FileNotFoundError:
+            why = "missing"
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            why = f"unreadable: {type(err).__name__}"
+        done = [s for s in stages if self.marker(s).exists()]
+        if not done and why == "missing":
+            return ""
+        rebuilt: dict = {}
+        rerun = []
+        for stage in done:
+            info = self._info(stage)
+            values = info.get("metrics")
+            if isinstance(values, dict):
+                rebuilt.update(values)
+                if "seconds" in info:
+                    rebuilt[f"stage_seconds_{stage}"] = info["seconds"]
+            elif values:  # an old marker that stored only the keys: recompute the stage
+                self.marker(stage).unlink(missing_ok=True)
+                rerun.append(stage)
+        if why != "missing":
+            broken = p.with_name(f"{p.name}.broken")
+            os.replace(p, broken)
+        write_json(p, rebuilt)
+        return (
+            f"metrics.json was {why}"
+            + (f" (kept as {p.name}.broken)" if why != "missing" else "")
+            + f"; rebuilt it from the markers of the finished stages {', '.join(done)}"
+            + (f"; rerunning {', '.join(rerun)} (their markers hold no metrics)" if rerun else "")
+        )
 
     def mark_done(self, stage: str, key: str, outputs, *, seconds: float, **info) -> None:
         """Write the done-marker of ``stage``."""
@@ -126,6 +203,7 @@ class RunDir:
             {
                 "stage": stage,
                 "key": key,
+                "token": secrets.token_hex(8),
                 "outputs": list(outputs),
                 "seconds": round(seconds, 2),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -136,10 +214,7 @@ class RunDir:
     def clear(self, stage: str) -> None:
         """Forget that ``stage`` finished (and drop the metrics it wrote)."""
         m = self.marker(stage)
-        try:
-            old = json.loads(m.read_text()).get("metrics", [])
-        except (OSError, json.JSONDecodeError):
-            old = []
+        old = self._info(stage).get("metrics", [])
         if old:
             kept = {k: v for k, v in self.metrics().items() if k not in old}
             write_json(self.metrics_path, kept)
@@ -164,6 +239,26 @@ class RunDir:
         self.touched.update(values)
         write_json(self.metrics_path, m)
         return m
+
+
+def attach_library_log(rd: RunDir):
+    """Send the library's log lines (``jaxsel.train``: resumed from epoch k, fell back to an
+    earlier checkpoint) to the run's log too. Returns the function that detaches them."""
+    lib = logging.getLogger("jaxsel.train")
+    before, propagate = lib.level, lib.propagate
+    lib.setLevel(logging.INFO)
+    lib.propagate = False  # the run's handlers only (not a root handler someone installed)
+    handlers = list(rd.log.handlers)
+    for h in handlers:
+        lib.addHandler(h)
+
+    def detach() -> None:
+        for h in handlers:
+            lib.removeHandler(h)
+        lib.setLevel(before)
+        lib.propagate = propagate
+
+    return detach
 
 
 def _plain(v):

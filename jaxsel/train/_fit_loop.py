@@ -18,7 +18,12 @@ import numpy as np
 from jaxsel._errors import ConfigError, DataError, TrainingError
 from jaxsel.data import iterate, n_batches
 from jaxsel.models import Model
-from jaxsel.train._checkpoint import checkpoint_dir, restore_checkpoint, save_checkpoint
+from jaxsel.train._checkpoint import (
+    all_epochs,
+    checkpoint_dir,
+    restore_newest,
+    save_checkpoint,
+)
 from jaxsel.train._config import Config
 from jaxsel.train._fit_parts import (
     TrainData,
@@ -92,7 +97,7 @@ def resume_run(
     )
     if last is None:
         return tree, 0, []
-    tree, meta = restore_checkpoint(out_dir, tree, last)
+    tree, meta = restore_newest(out_dir, tree, check)
     start_epoch = int(meta["epoch"])
     _log.info("resuming %s after epoch %d", out_dir, start_epoch)
     return tree, start_epoch, list(meta.get("history", []))
@@ -148,6 +153,7 @@ def train_epochs(run: FitRun, tree: dict, rows: list, start_epoch: int):
     sched = PlateauState(**{k: jnp.asarray(v) for k, v in tree["schedule"].items()})
     bar = progress_bar(t.progress, t.max_epochs, start_epoch, run.cfg.name)
     stopped, failure = None, None
+    done = start_epoch  # epochs completed (and checkpointed, with an out_dir)
     try:
         for epoch in range(start_epoch, t.max_epochs):
             if bool(sched.stopped):
@@ -196,10 +202,18 @@ def train_epochs(run: FitRun, tree: dict, rows: list, start_epoch: int):
                 save_checkpoint(
                     run.out_dir, epoch + 1, tree, run.meta(epoch + 1, rows, sched, stopped)
                 )
+            done = epoch + 1
             bar.update(1)
             bar.set_postfix(
                 loss=f"{rows[-1]['loss']:.4f}", val_corr=f"{score:.4f}", lr=f"{float(sched.lr):.2g}"
             )
+    except KeyboardInterrupt as err:
+        # one line for the command line: how far the run got (a rerun resumes from there)
+        if not hasattr(err, "jaxsel_where"):
+            if run.out_dir is not None:  # a Ctrl-C held during a save arrives after it
+                done = max(all_epochs(run.out_dir), default=done)
+            err.jaxsel_where = f"after epoch {done}"  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()
     if stopped is None:

@@ -24,12 +24,12 @@ import xarray as xr
 
 from jaxsel._checks import check_int
 from jaxsel._compile_cache import cached
-from jaxsel._errors import ConfigError, DataError
+from jaxsel._errors import ConfigError, DataError, TrainingError
 from jaxsel.data import Standardizer, tier_arrays, validate, with_statistics
 from jaxsel.data import fingerprint as data_fingerprint
 from jaxsel.data import standardizer as make_standardizer
 from jaxsel.models import Model
-from jaxsel.train._checkpoint import checkpoint_dir, latest_epoch, read_meta
+from jaxsel.train._checkpoint import all_epochs, checkpoint_dir, latest_epoch, read_meta
 from jaxsel.train._config import RESUMABLE_FIELDS, Config, named_config
 from jaxsel.train._step import make_optimizer, make_predict, make_train_step
 
@@ -210,8 +210,19 @@ def open_run(
     if last is None:
         return None
     if resume:
-        check(read_meta(out_dir, last))
-        return last
+        # the newest checkpoint whose metadata reads (a corrupt newest one is skipped; the
+        # caller's restore_newest falls back further if its arrays do not restore)
+        for epoch in all_epochs(out_dir):
+            try:
+                meta = read_meta(out_dir, epoch)
+            except Exception:  # corrupt: the caller logs the fallback
+                continue
+            check(meta)
+            return epoch
+        raise TrainingError(
+            f"no checkpoint in {checkpoint_dir(out_dir)} restores (their metadata is "
+            "unreadable); start again with --force (API: overwrite=True) or remove the folder"
+        )
     if not overwrite:
         raise ConfigError(
             f"{checkpoint_dir(out_dir)} already holds a checkpoint (epoch {last}); {hint}"
