@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from jaxsel._errors import ConfigError, DataError
 from jaxsel.train import _sharding as S
-from jaxsel.train._checkpoint import checkpoint_dir, restore_checkpoint, save_checkpoint
+from jaxsel.train._checkpoint import checkpoint_dir, restore_newest, save_checkpoint
 from jaxsel.train._config import Config
 from jaxsel.train._fit_parts import TrainData, open_run
 from jaxsel.train._many_inputs import epoch_indices
@@ -57,7 +57,7 @@ def resume_run(out_dir: Path, tree: dict, fp: str, setup: dict, *, resume: bool,
     )
     if last is None:
         return tree, 0, []
-    tree, meta = restore_checkpoint(out_dir, tree, last)
+    tree, meta = restore_newest(out_dir, tree, check)
     return tree, int(meta["epoch"]), list(meta.get("history", []))
 
 
