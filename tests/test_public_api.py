@@ -314,6 +314,7 @@ EXPORTS = {
     ],
     "jaxsel.pipeline": [
         "Config",
+        "HEADLINE_METRICS",
         "STAGES",
         "check_data_paths",
         "config_from_dict",

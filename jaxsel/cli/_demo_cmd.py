@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxsel.cli._help import HelpFormatter, examples
+from jaxsel.cli._run_cmd import add_run_options
 
 
 def add_parser(sub) -> None:
@@ -36,23 +37,13 @@ def add_parser(sub) -> None:
         default=None,
         help="a config to use instead of the embedded demo config",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.overrides.lr=0.01 (repeatable; "
-        "VALUE is TOML; 'jaxsel run --defaults' lists every key)",
-    )
-    p.add_argument("--force", action="store_true", help="recompute finished stages")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_options(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from jaxsel.cli._run_cmd import load, report
-    from jaxsel.pipeline import run_pipeline
+    from jaxsel.pipeline import HEADLINE_METRICS, run_pipeline
 
     if args.neurons is not None:
         args.overrides.append(f"data.twin.n_neurons={int(args.neurons)}")
@@ -61,24 +52,7 @@ def run(args) -> int:
     cfg = load(args)
     res = run_pipeline(cfg, force=args.force)
     m = res["metrics"]
-    keys = [
-        k
-        for k in (
-            "n_neurons",
-            "n_selected",
-            "oracle_spearman_vs_truth",
-            "ln_corr_to_truth_median",
-            "cnn_corr_to_truth_median",
-            "cnn_test_corr_median",
-            "mei_truth_r_simple_median",
-            "mei_truth_r_complex_median",
-            "mei_true_drive_fraction_median",
-            "mei_vs_best_natural_ratio_median",
-            "gabor_orientation_error_deg_median",
-            "runtime_s",
-        )
-        if k in m
-    ]
+    keys = [k for k in HEADLINE_METRICS if k in m]
     for k in keys:
         v = m[k]
         print(f"  {k:38s} {v:.3f}" if isinstance(v, float) else f"  {k:38s} {v}")

@@ -41,6 +41,12 @@ def add_common(p: argparse.ArgumentParser, *, config_required: bool = True) -> N
         default=None,
         help="run folder (overrides run.out; default runs/<run.name>)",
     )
+    add_run_options(p)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """``--set``, ``--force`` and ``--no-progress``: shared by ``run``, the stage commands
+    and ``demo``."""
     p.add_argument(
         "--set",
         dest="overrides",

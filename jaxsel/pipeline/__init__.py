@@ -14,10 +14,12 @@ from jaxsel.pipeline._config_io import (
 from jaxsel.pipeline._config_schema import STAGES, Config
 from jaxsel.pipeline._context import check_data_paths, open_nc, save_nc
 from jaxsel.pipeline._insilico_stages import load_mei
+from jaxsel.pipeline._report import HEADLINE_METRICS
 from jaxsel.pipeline._stages import run_pipeline
 from jaxsel.pipeline._sweep import run_config_sweep
 
 __all__ = [
+    "HEADLINE_METRICS",
     "STAGES",
     "Config",
     "check_data_paths",

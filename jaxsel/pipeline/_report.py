@@ -111,7 +111,7 @@ def _img(run: Path, file: str, embed: bool) -> str:
     return f'<img src="figures/{html.escape(file)}" alt="{html.escape(file)}">'
 
 
-HEADLINE = (
+HEADLINE_METRICS = (  # the numbers a run is summarised by (report, jaxsel demo)
     "n_neurons",
     "n_selected",
     "oracle_spearman_vs_truth",
@@ -201,7 +201,8 @@ def _headline_html(metrics: dict) -> list[str]:
     """The headline-numbers table (with the targets of :data:`CHECKS`) and all metrics."""
     parts = ["<h2>Headline numbers</h2>"]
     rows, more = [], []
-    order = [k for k in HEADLINE if k in metrics] + [k for k in metrics if k not in HEADLINE]
+    order = [k for k in HEADLINE_METRICS if k in metrics]
+    order += [k for k in metrics if k not in HEADLINE_METRICS]
     for k in order:
         v = metrics[k]
         if k.startswith("stage_seconds_"):
@@ -211,7 +212,7 @@ def _headline_html(metrics: dict) -> list[str]:
             op, thr = CHECKS[k]
             ok = v >= thr if op == ">=" else v <= thr
             check = f"{'meets' if ok else 'misses'} {op} {thr}"
-        (rows if k in HEADLINE else more).append((k, v, check))
+        (rows if k in HEADLINE_METRICS else more).append((k, v, check))
     parts.append(
         _table(rows, ("metric", "value", "target"))
         if rows
