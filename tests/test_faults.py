@@ -460,3 +460,28 @@ def test_ctrl_c_during_a_save_is_held_until_the_checkpoint_is_complete(tmp_path,
     assert all_epochs(tmp_path) == [1]  # written in full before the interrupt
     assert read_meta(tmp_path, 1)["epoch"] == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupt_a_library_wrapped_is_still_one_line_and_exit_130(
+    monkeypatch, tmp_path, capsys
+):
+    import jaxsel.cli._simulate_cmd as simulate_cmd
+    from jaxsel.cli import main
+
+    def wrapped(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:  # as orbax's event loop does with a Ctrl-C
+            raise RuntimeError("event loop stopped") from err
+
+    monkeypatch.setattr(simulate_cmd, "run", wrapped)
+    assert main(["simulate", "--out", str(tmp_path / "x")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["jaxsel simulate: interrupted; the same command resumes"]
+
+    def bug(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(simulate_cmd, "run", bug)
+    with pytest.raises(RuntimeError, match="a bug"):  # bugs keep their traceback
+        main(["simulate", "--out", str(tmp_path / "y")])

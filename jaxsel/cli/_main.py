@@ -78,13 +78,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxsel {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
-        where = getattr(err, "jaxsel_where", "")
-        print(
-            f"jaxsel {args.command}: interrupted{' ' + where if where else ''}; "
-            "the same command resumes",
-            file=sys.stderr,
-        )
-        return 130
+        return _interrupted(args.command, err)
+    except Exception as err:
+        # a Ctrl-C that a library (orbax's event loop, a worker thread) re-raised as another
+        # exception is still the user's interrupt, not a bug
+        cause = _keyboard_interrupt_in_chain(err)
+        if cause is None:
+            raise
+        return _interrupted(args.command, cause)
+
+
+def _keyboard_interrupt_in_chain(err: BaseException) -> KeyboardInterrupt | None:
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _interrupted(command: str, err: KeyboardInterrupt) -> int:
+    where = getattr(err, "jaxsel_where", "")
+    print(
+        f"jaxsel {command}: interrupted{' ' + where if where else ''}; the same command resumes",
+        file=sys.stderr,
+    )
+    return 130
 
 
 if __name__ == "__main__":
