@@ -29,7 +29,8 @@ from jaxsel.data._pixels import (
     norm_budget,
     to_contrast,
 )
-from jaxsel.data._static_folder import load_static, save_static
+from jaxsel.data._static_folder import load_static
+from jaxsel.data._static_save import save_static
 from jaxsel.data._stimuli import (
     add_gaussian_noise,
     dead_leaves,
