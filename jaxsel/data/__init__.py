@@ -9,6 +9,7 @@ convention (:data:`BACKGROUND` grey, :data:`SCALE` per unit of contrast).
 from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb, qc_rules
 from jaxsel.data._arrays import load_arrays, load_table, save_arrays, split_tiers
 from jaxsel.data._batches import Batch, batches, iterate, n_batches, tier_arrays
+from jaxsel.data._behavior_sim import BehaviorConfig, simulate_behavior
 from jaxsel.data._dataset import (
     TIERS,
     fingerprint,
@@ -29,6 +30,7 @@ from jaxsel.data._pixels import (
     norm_budget,
     to_contrast,
 )
+from jaxsel.data._sessions import load_sessions, save_sessions, session_paths, validate_sessions
 from jaxsel.data._static_folder import load_static
 from jaxsel.data._static_save import save_static
 from jaxsel.data._stimuli import (
@@ -56,6 +58,13 @@ from jaxsel.data._twin import (
     twin_rates,
 )
 from jaxsel.data._twin_io import write_twin
+from jaxsel.data._twin_modulation import session_modulation, session_rates, shift_images
+from jaxsel.data._twin_sessions import SessionTruth, simulate_sessions
+from jaxsel.data._twin_sessions_io import (
+    load_session_truth,
+    save_session_truth,
+    write_twin_sessions,
+)
 from jaxsel.data._twin_simulate import TwinConfig, simulate
 from jaxsel.data._zarr_store import load_zarr, save_zarr
 
@@ -64,6 +73,8 @@ __all__ = [
     "SCALE",
     "TIERS",
     "Batch",
+    "BehaviorConfig",
+    "SessionTruth",
     "Standardizer",
     "Twin",
     "TwinConfig",
@@ -87,6 +98,8 @@ __all__ = [
     "load_arrays",
     "load_image_folder",
     "load_images",
+    "load_session_truth",
+    "load_sessions",
     "load_static",
     "load_table",
     "load_twin",
@@ -102,10 +115,18 @@ __all__ = [
     "qc_rules",
     "repeats",
     "save_arrays",
+    "save_session_truth",
+    "save_sessions",
     "save_static",
     "save_twin",
     "save_zarr",
+    "session_modulation",
+    "session_paths",
+    "session_rates",
+    "shift_images",
     "simulate",
+    "simulate_behavior",
+    "simulate_sessions",
     "split_tiers",
     "standardize",
     "standardizer",
@@ -116,6 +137,8 @@ __all__ = [
     "twin_rates",
     "unique_images",
     "validate",
+    "validate_sessions",
     "with_statistics",
     "write_twin",
+    "write_twin_sessions",
 ]
