@@ -67,6 +67,10 @@ def test_write_then_load_gives_the_simulated_sessions(sim, tmp_path):
     assert list(load_sessions(paths)) == list(reversed(list(sessions)))
     renamed = load_sessions({"a": paths[0], "b": paths[1]})
     same(renamed["a"], sessions[paths[0].name])
+    (tmp_path / "mice" / "notes").mkdir()  # a folder that is no session is skipped
+    assert list(load_sessions(tmp_path / "mice")) == list(sessions)
+    one = load_sessions(paths[0])  # one static folder: one session
+    assert list(one) == [paths[0].name]
 
 
 def test_zips_load_like_folders(sim, tmp_path):
@@ -113,6 +117,7 @@ def test_simulate_dispatch_and_determinism(sim):
     a, b = (sessions[k] for k in list(sessions)[:2])
     assert not np.array_equal(a["images"].values, b["images"].values)  # own images
     assert not np.allclose(a["cortex_x"].values, b["cortex_x"].values)  # own neurons
+    assert not set(a["image_id"].values) & set(b["image_id"].values)  # an id is one image
     shared, _ = simulate_sessions(seed=3, n_sessions=2, shared_images=True, **TINY)
     first, second = shared.values()
     ids = first["image_id"].values
@@ -266,8 +271,9 @@ def test_load_sessions_names_the_session_and_file(sim, tmp_path):
     with pytest.raises(DataError, match=rf"session '{c.name}'.*'behavior'.*data/behavior"):
         load_sessions(root)
     shutil.rmtree(c)
-    (b / "data" / "pupil_center" / "0.npy").unlink()  # trial counts differ between files
-    with pytest.raises(DataError, match=rf"{b.name}.*pupil_center.*missing"):
+    n = len(list((b / "data" / "images").iterdir()))
+    (b / "data" / "pupil_center" / f"{n - 1}.npy").unlink()  # trial counts differ
+    with pytest.raises(DataError, match=rf"{b.name}.*pupil_center.*{n - 1} files for {n} trials"):
         load_sessions(root)
     shutil.rmtree(b)
     n = len(list((a / "data" / "images").iterdir()))

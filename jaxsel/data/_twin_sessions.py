@@ -140,10 +140,13 @@ def _draw_modulation(
     }
 
 
-def _one_session(cfg, bcfg, images, rng, sid: str, meta: dict) -> tuple[xr.Dataset, SessionTruth]:
+def _one_session(
+    cfg, bcfg, images, rng, sid: str, meta: dict, id_offset: int
+) -> tuple[xr.Dataset, SessionTruth]:
     p = calibrate(draw_neurons(cfg, rng), cfg.shape, images[: cfg.n_train])
-    image_id, tier = _design(cfg, rng)
-    n_trial = len(image_id)
+    index, tier = _design(cfg, rng)  # index into this session's images
+    image_id = index + id_offset
+    n_trial = len(index)
     trial_idx = rng.permutation(n_trial)  # presentation order: tiers interleave in time
     sim = simulate_behavior(rng, n_trial, bcfg)
     behavior, eye = sim["behavior"][trial_idx], sim["pupil_center"][trial_idx]
@@ -155,7 +158,7 @@ def _one_session(cfg, bcfg, images, rng, sid: str, meta: dict) -> tuple[xr.Datas
     params.update(true_reliability(rates_mean, p["dispersion"], cfg.test_repeats))
     twin = Twin(params=params, neuron_id=neuron_id, meta={**meta, "session": sid})
     truth0 = SessionTruth(twin=twin, modulation=mod, trials=xr.Dataset())
-    rates = truth0.rates(images[image_id], behavior, eye)
+    rates = truth0.rates(images[index], behavior, eye)
     gain, shift = _modulation_jit({k: jnp.asarray(v) for k, v in mod.items()}, behavior, eye)
     counts = sample_responses(rates, p["dispersion"], rng)
     offset = rng.uniform(-300.0, 300.0, 2)  # each animal's own cortical coordinate origin
@@ -168,7 +171,7 @@ def _one_session(cfg, bcfg, images, rng, sid: str, meta: dict) -> tuple[xr.Datas
         axis=1,
     )
     ds = make_dataset(
-        images[image_id],
+        images[index],
         counts,
         image_id=image_id,
         tier=tier,
@@ -220,7 +223,8 @@ def simulate_sessions(
       seed: random seed; the same arguments give identical data.
       n_sessions: number of sessions (>= 1).
       shared_images: show every session the same images (same ``image_id``); otherwise
-        each session draws its own.
+        each session draws its own (ids offset by ``session * n_images``, so an id names
+        one image across sessions).
       behavior: a :class:`jaxsel.data.BehaviorConfig` (defaults if None).
       **overrides: fields of :class:`jaxsel.data.TwinConfig`.
 
@@ -259,5 +263,6 @@ def simulate_sessions(
             },
             "shared_images": bool(shared_images),
         }
-        sessions[sid], truth[sid] = _one_session(cfg, bcfg, images, rng, sid, meta)
+        offset = 0 if shared_images else s * n_img
+        sessions[sid], truth[sid] = _one_session(cfg, bcfg, images, rng, sid, meta, offset)
     return sessions, truth
