@@ -67,6 +67,11 @@ def test_write_then_load_gives_the_simulated_sessions(sim, tmp_path):
     assert list(load_sessions(paths)) == list(reversed(list(sessions)))
     renamed = load_sessions({"a": paths[0], "b": paths[1]})
     same(renamed["a"], sessions[paths[0].name])
+    sid, ds = next(iter(sessions.items()))  # statistics that other tools' normalizers read
+    train = ds["behavior"].values[ds["tier"].values == "train"]
+    stats = tmp_path / "mice" / sid / "meta" / "statistics" / "behavior" / "all"
+    np.testing.assert_allclose(np.load(stats / "mean.npy"), train.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(np.load(stats / "median.npy"), np.median(train, 0), rtol=1e-5)
     (tmp_path / "mice" / "notes").mkdir()  # a folder that is no session is skipped
     assert list(load_sessions(tmp_path / "mice")) == list(sessions)
     one = load_sessions(paths[0])  # one static folder: one session

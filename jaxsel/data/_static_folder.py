@@ -45,6 +45,7 @@ from jaxsel.data._static_read import (
     load_array,
     meta_vector,
     open_source,
+    read_neuron_meta,
     read_trial_vars,
 )
 
@@ -126,6 +127,28 @@ def _read_trials(src, n: int, allow_pickle: bool) -> tuple[np.ndarray, np.ndarra
     return images, responses
 
 
+def _count_trials(src, allow_pickle: bool) -> tuple[np.ndarray, int]:
+    """The tiers and the number of trials, checked against the image and response files."""
+    tiers = as_strings(load_array(src, ANCHOR, "tiers", allow_pickle))
+    n = count_numbered(src, "data/images", "images")
+    n_resp = count_numbered(src, "data/responses", "responses")
+    if n != n_resp:
+        raise DataError(
+            f"{n} image files but {n_resp} response files",
+            file=src.label("data"),
+            field="images/responses",
+            expected="one image and one response file per trial",
+        )
+    if tiers.shape != (n,):
+        raise DataError(
+            f"has shape {tiers.shape} for {n} trials",
+            file=src.label(ANCHOR),
+            field="tiers",
+            expected=f"({n},)",
+        )
+    return tiers, n
+
+
 def load_static(
     path: str | Path,
     *,
@@ -171,52 +194,12 @@ def load_static(
             "not found", file=path, field="path", expected="a static folder or its .zip"
         )
     with open_source(path) as src:
-        tiers = as_strings(load_array(src, ANCHOR, "tiers", allow_pickle))
-        n = count_numbered(src, "data/images", "images")
-        n_resp = count_numbered(src, "data/responses", "responses")
-        if n != n_resp:
-            raise DataError(
-                f"{n} image files but {n_resp} response files",
-                file=src.label("data"),
-                field="images/responses",
-                expected="one image and one response file per trial",
-            )
-        if tiers.shape != (n,):
-            raise DataError(
-                f"has shape {tiers.shape} for {n} trials",
-                file=src.label(ANCHOR),
-                field="tiers",
-                expected=f"({n},)",
-            )
+        tiers, n = _count_trials(src, allow_pickle)
         image_id = meta_vector(
             src, "meta/trials/frame_image_id.npy", "frame_image_id", n, "trial", allow_pickle
         )
         images, responses = _read_trials(src, n, allow_pickle)
-        n_neuron = responses.shape[1]
-        unit_ids = meta_vector(
-            src, "meta/neurons/unit_ids.npy", "unit_ids", n_neuron, "neuron", allow_pickle
-        )
-        unit_ids = as_strings(unit_ids) if unit_ids.dtype.kind in "SO" else unit_ids
-        area = xyz = None
-        if src.exists("meta/neurons/area.npy"):
-            area = as_strings(
-                meta_vector(src, "meta/neurons/area.npy", "area", n_neuron, "neuron", allow_pickle)
-            )
-        rel = "meta/neurons/cell_motor_coordinates.npy"
-        if src.exists(rel):
-            xyz = load_array(src, rel, "cell_motor_coordinates", allow_pickle)
-            if (
-                xyz.dtype.kind not in "biuf"
-                or xyz.ndim != 2
-                or xyz.shape[0] != n_neuron
-                or xyz.shape[1] not in (2, 3)
-            ):
-                raise DataError(
-                    f"has shape {xyz.shape} and dtype {xyz.dtype}",
-                    file=src.label(rel),
-                    field="cell_motor_coordinates",
-                    expected=f"({n_neuron}, 3) numbers",
-                )
+        unit_ids, area, xyz = read_neuron_meta(src, responses.shape[1], allow_pickle)
         trial_vars = read_trial_vars(src, n, allow_pickle)
         tier_file = src.label(ANCHOR)
     keep = _tier_mask(tiers, responses, final_test, tier_file)

@@ -244,3 +244,33 @@ def open_source(path: Path):
         ) from None
     with zf:
         yield ZipSource(zf, path)
+
+
+def read_neuron_meta(src, n_neuron: int, allow_pickle: bool):
+    """``unit_ids`` (neuron,), and ``area`` (neuron,) and ``cell_motor_coordinates``
+    (neuron, 2 or 3) or None where their files are absent."""
+    unit_ids = meta_vector(
+        src, "meta/neurons/unit_ids.npy", "unit_ids", n_neuron, "neuron", allow_pickle
+    )
+    unit_ids = as_strings(unit_ids) if unit_ids.dtype.kind in "SO" else unit_ids
+    area = xyz = None
+    if src.exists("meta/neurons/area.npy"):
+        area = as_strings(
+            meta_vector(src, "meta/neurons/area.npy", "area", n_neuron, "neuron", allow_pickle)
+        )
+    rel = "meta/neurons/cell_motor_coordinates.npy"
+    if src.exists(rel):
+        xyz = load_array(src, rel, "cell_motor_coordinates", allow_pickle)
+        if (
+            xyz.dtype.kind not in "biuf"
+            or xyz.ndim != 2
+            or xyz.shape[0] != n_neuron
+            or xyz.shape[1] not in (2, 3)
+        ):
+            raise DataError(
+                f"has shape {xyz.shape} and dtype {xyz.dtype}",
+                file=src.label(rel),
+                field="cell_motor_coordinates",
+                expected=f"({n_neuron}, 3) numbers",
+            )
+    return unit_ids, area, xyz

@@ -21,7 +21,8 @@ def save_static(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
     ``meta/statistics/{images,responses}/all/{mean,std}.npy`` (global image mean/std,
     per-neuron response mean/std, train tier). The optional ``behavior``, ``pupil_center``
     and ``trial_idx`` variables are written to ``data/behavior``, ``data/pupil_center`` and
-    ``meta/trials/trial_idx.npy``.
+    ``meta/trials/trial_idx.npy``, with their train-tier statistics in
+    ``meta/statistics/{behavior,pupil_center}/all/{mean,std,min,max,median}.npy``.
 
     Args:
       ds: a dataset as made by :func:`jaxsel.data.make_dataset`.
@@ -93,4 +94,26 @@ def save_static(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) ->
             stats = dirs["meta/statistics/responses/all"]
             np.save(stats / "mean.npy", ds["response_mean"].values.astype(np.float32))
             np.save(stats / "std.npy", ds["response_std"].values.astype(np.float32))
+        _save_trial_var_stats(ds, tmp / "meta/statistics")
     return path
+
+
+def _save_trial_var_stats(ds: xr.Dataset, root: Path) -> None:
+    """``<var>/all/{mean,std,min,max,median}.npy`` of ``behavior`` and ``pupil_center``
+    over the train tier (all trials if it is empty), as other tools' normalizers read."""
+    train = ds["tier"].values == "train"
+    for var in ("behavior", "pupil_center"):
+        if var not in ds.variables:
+            continue
+        a = ds[var].values.astype(np.float64)
+        a = a[train] if train.any() else a
+        out = root / var / "all"
+        out.mkdir(parents=True)
+        for stat, f in (
+            ("mean", np.mean),
+            ("std", np.std),
+            ("min", np.min),
+            ("max", np.max),
+            ("median", np.median),
+        ):
+            np.save(out / f"{stat}.npy", f(a, axis=0).astype(np.float32))
