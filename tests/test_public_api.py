@@ -94,6 +94,7 @@ EXPORTS = {
         "load_static",
         "load_table",
         "load_twin",
+        "load_twin_sessions",
         "load_zarr",
         "make_dataset",
         "n_batches",

@@ -20,6 +20,7 @@ from jaxsel.data import (
     BehaviorConfig,
     load_session_truth,
     load_sessions,
+    load_twin_sessions,
     optimal_stimuli,
     save_session_truth,
     save_sessions,
@@ -97,16 +98,19 @@ def test_cli_writes_sessions_and_truth(tmp_path, capsys):
     opts = ["--neurons", "6", "--train", "20", "--validation", "4", "--test", "3"]
     rc = main(["simulate", "--out", str(tmp_path / "o"), "--sessions", "2", "--seed", "5", *opts])
     assert rc == 0
-    back = load_sessions(tmp_path / "o" / "sessions")
+    back, back_truth = load_twin_sessions(tmp_path / "o")
     sessions, truth = js.simulate(
         seed=5, n_sessions=2, n_neurons=6, n_train=20, n_validation=4, n_test=3
     )
     same_sessions(sessions, back)
     for sid, t in truth.items():
-        loaded = load_session_truth(tmp_path / "o" / "ground_truth" / sid)
+        loaded = back_truth[sid]
         for k, v in t.modulation.items():
             np.testing.assert_array_equal(loaded.modulation[k], v)
         xr.testing.assert_identical(loaded.trials, t.trials)
+    shutil.rmtree(tmp_path / "o" / "ground_truth" / sid)
+    with pytest.raises(DataError, match="one ground-truth folder per session"):
+        load_twin_sessions(tmp_path / "o")
     assert main(["simulate", "--out", str(tmp_path / "p"), "--sessions", "0", *opts]) == 2
     assert "--sessions 0: expected an integer >= 1" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()

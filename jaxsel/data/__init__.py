@@ -62,6 +62,7 @@ from jaxsel.data._twin_modulation import session_modulation, session_rates, shif
 from jaxsel.data._twin_sessions import SessionTruth, simulate_sessions
 from jaxsel.data._twin_sessions_io import (
     load_session_truth,
+    load_twin_sessions,
     save_session_truth,
     write_twin_sessions,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "load_static",
     "load_table",
     "load_twin",
+    "load_twin_sessions",
     "load_zarr",
     "make_dataset",
     "n_batches",

@@ -12,7 +12,7 @@ import xarray as xr
 
 from jaxsel._atomic import atomic_directory, check_target
 from jaxsel._errors import DataError
-from jaxsel.data._sessions import save_sessions
+from jaxsel.data._sessions import load_sessions, save_sessions
 from jaxsel.data._twin import load_twin, save_twin
 from jaxsel.data._twin_modulation import MODULATION_KEYS
 from jaxsel.data._twin_sessions import SessionTruth, simulate_sessions
@@ -98,4 +98,29 @@ def write_twin_sessions(
     return sessions, truth
 
 
-__all__ = ["load_session_truth", "save_session_truth", "write_twin_sessions"]
+def load_twin_sessions(out: str | Path, **options):
+    """Read what :func:`write_twin_sessions` wrote: ``(sessions, truth)``.
+
+    Args:
+      out: the folder holding ``sessions/`` and ``ground_truth/``.
+      **options: passed to :func:`jaxsel.data.load_sessions`.
+
+    Raises:
+      DataError: a session without its ground truth (or the other way round).
+    """
+    out = Path(out)
+    sessions = load_sessions(out / "sessions", **options)
+    gt = out / "ground_truth"
+    found = sorted(p.name for p in gt.iterdir() if p.is_dir()) if gt.is_dir() else []
+    if found != sorted(sessions):
+        raise DataError(
+            f"ground truth for sessions {found} but data for {sorted(sessions)}",
+            file=gt,
+            field="ground_truth",
+            expected="one ground-truth folder per session (rewrite with jaxsel simulate "
+            "--sessions S --force)",
+        )
+    return sessions, {sid: load_session_truth(gt / sid) for sid in sessions}
+
+
+__all__ = ["load_session_truth", "load_twin_sessions", "save_session_truth", "write_twin_sessions"]
