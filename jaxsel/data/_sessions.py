@@ -192,7 +192,10 @@ def _same_trial_vars(sessions: Mapping[str, xr.Dataset]) -> None:
 
 
 def _is_static(path: Path) -> bool:
-    return (path / ANCHOR).is_file() or (path / "data").is_dir() or (path / "meta").is_dir()
+    """Looks like a static folder (possibly a broken one, which load_static then names)."""
+    return (path / ANCHOR).is_file() or any(
+        (path / "data" / d).is_dir() for d in ("images", "responses")
+    )
 
 
 def _session_id(path: Path) -> str:
@@ -204,7 +207,8 @@ def session_paths(path_or_paths) -> dict[str, Path]:
 
     Args:
       path_or_paths: a folder of static folders / ``.zip`` files (subfolders without
-        ``data/`` or ``meta/`` and hidden entries are skipped; where a folder and its
+        ``meta/trials/tiers.npy``, ``data/images`` or ``data/responses`` and hidden
+        entries are skipped; where a folder and its
         ``.zip`` both exist the folder is read), one static folder or ``.zip`` (one
         session), a list of them (ids from their names) or a dict id -> path.
 
@@ -234,7 +238,8 @@ def session_paths(path_or_paths) -> dict[str, Path]:
                 f"no static folders or .zip files in it (found {[p.name for p in entries][:5]})",
                 file=root,
                 field="path",
-                expected="subfolders with data/ and meta/ (Sensorium layout) or their .zip "
+                expected="subfolders with data/images, data/responses and meta/ (Sensorium "
+                "layout) or their .zip "
                 "files (API: load_sessions([folder_a, folder_b]))",
             )
     else:
