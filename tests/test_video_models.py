@@ -359,11 +359,16 @@ def test_direction_indices_closed_form_and_grating_convention():
     dirs = np.arange(8) * 45.0
     tuning = np.array([[1, 1, 5, 1, 1, 1, 3, 1], [2, 2, 2, 2, 2, 2, 2, 2]], np.float64)
     pref, dsi, osi = direction_indices(tuning, dirs)
-    # vector sum of R - min R: 4 at 90 degrees and 2 at 270 -> 90 degrees
-    assert pref[0] == pytest.approx(90.0, abs=1e-9)
+    # the fitted curve (harmonics 0..3 of 8 samples) peaks at the largest sample, 90
+    assert pref[0] == pytest.approx(90.0, abs=0.1)
     assert dsi[0] == pytest.approx((5 - 3) / (5 + 3))  # R(90) vs R(270)
-    assert osi[0] == pytest.approx((4 - 1) / (4 + 1))  # O(90) = (5 + 3) / 2, O(0) = 1
-    assert dsi[1] == 0.0 and osi[1] == 0.0
+    # OSI = |sum R e^{2i d}| / sum R = |1 + 1 - 5 - 3 (+-i terms cancel)| / 14
+    want_osi = abs(np.sum(tuning[0] * np.exp(2j * np.deg2rad(dirs)))) / tuning[0].sum()
+    assert osi[0] == pytest.approx(want_osi) and want_osi == pytest.approx(6 / 14)
+    assert dsi[1] == 0.0 and osi[1] == pytest.approx(0.0, abs=1e-12)
+    # a curve peaking between samples: a von Mises bump at 100 degrees
+    bump = np.exp(2.0 * np.cos(np.deg2rad(np.arange(16) * 22.5 - 100.0)))[None]
+    assert direction_indices(bump, np.arange(16) * 22.5)[0][0] == pytest.approx(100.0, abs=1.0)
     # a grating drifting at 0 degrees moves its crests to +x
     g = drifting_gratings(
         [0.0], video_shape=(2, 1, 9), spatial_frequency=0.125, temporal_frequency=3.75

@@ -122,8 +122,9 @@ def optimize_mevs(
       video_shape: (T, H, W) or (C, T, H, W) of the clip.
       norm: L2 norm of every clip (standardized pixel units), > 0.
       smoothness: weight of the relative temporal roughness penalty (>= 0; 0 = none).
-      objective: ``"mean"`` (mean rate over frames >= ``burn_in``) or ``"last"`` (the rate
-        at the last frame).
+      objective: ``"mean"`` (mean rate over frames >= ``burn_in``: with ``burn_in = T - n``
+        the response summed over the last n frames, up to the factor n, as SPEC 14 asks)
+        or ``"last"`` (the rate at the last frame).
       burn_in: frames left out of the ``"mean"`` objective.
       steps: Adam steps.
       lr: initial Adam step size (per pixel of a unit-RMS clip; cosine-decayed to 1 %).

@@ -129,20 +129,19 @@ def direction_tuning(
     (choose clips spanning whole temporal cycles so phase averages out). At each neuron's
     best spatial frequency (largest peak response) its tuning curve ``R(d)`` gives:
 
-    * ``preferred_direction``: the angle of ``sum_d (R(d) - min R) e^{i d}`` (degrees in
-      [0, 360); the vector average is exact for a tuning curve symmetric about its peak,
-      so it is not limited to the sampled directions);
+    * ``preferred_direction``: the argmax (0.1 degree grid) of the fitted tuning curve, the
+      least-squares circular Fourier series of ``R`` up to the third harmonic (fewer
+      with fewer directions), so it is not limited to the sampled directions (SPEC 14);
     * ``dsi = (R(p) - R(p + 180)) / (R(p) + R(p + 180))`` at the sampled direction ``p``
-      nearest the preferred one (rates relative to 0; 0 for a neuron that responds
-      equally to both directions of motion);
-    * ``osi = (O(q) - O(q + 90)) / (O(q) + O(q + 90))`` on the orientation curve
-      ``O(o) = (R(o) + R(o + 180)) / 2`` at the sampled orientation ``q`` nearest the
-      preferred direction modulo 180.
+      nearest the preferred one (0 for a neuron that responds equally to both directions
+      of motion);
+    * ``osi = |sum_d R(d) e^{2 i d}| / sum_d R(d)`` (1 - circular variance of orientation;
+      0 for an untuned neuron).
 
     Args:
       fn, params: the video model.
       video_shape: (T, H, W) or (C, T, H, W) of the grating clips.
-      n_directions: directions evenly spaced from 0 (a multiple of 4).
+      n_directions: directions evenly spaced from 0 (even, >= 8).
       spatial_frequencies: cycles per pixel tried.
       temporal_frequency: Hz.
       contrast: grating amplitude (standardized pixel units).
@@ -159,9 +158,12 @@ def direction_tuning(
     """
     where = "direction_tuning"
     shape = video_shape4(where, video_shape)
-    n_dir = check_int(where, "n_directions", n_directions, minimum=4)
-    if n_dir % 4:
-        raise ConfigError(f"{where}: n_directions = {n_dir}: expected a multiple of 4 (for OSI)")
+    n_dir = check_int(where, "n_directions", n_directions, minimum=8)
+    if n_dir % 2:
+        raise ConfigError(
+            f"{where}: n_directions = {n_dir}: expected an even number (each direction's "
+            "opposite must be sampled for the DSI)"
+        )
     burn_in = check_int(where, "burn_in", burn_in, minimum=0)
     if burn_in >= shape[1]:
         raise ConfigError(f"{where}: burn_in = {burn_in} leaves none of {shape[1]} frames")
@@ -214,25 +216,28 @@ def direction_tuning(
 
 
 def direction_indices(tuning, directions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(preferred_direction, dsi, osi)`` of (neuron, direction) tuning curves sampled at
-    evenly spaced ``directions`` (degrees, a multiple of 4 of them); see
-    :func:`direction_tuning` for the definitions."""
+    """``(preferred_direction, dsi, osi)`` of (neuron, direction) tuning curves (rates
+    >= 0) sampled at evenly spaced ``directions`` (degrees); see :func:`direction_tuning`
+    for the definitions."""
     r = np.asarray(tuning, np.float64)
     d = np.asarray(directions, np.float64)
     n = len(d)
-    w = r - r.min(1, keepdims=True)
-    z = (w * np.exp(1j * np.deg2rad(d))[None]).sum(1)
-    pref = np.rad2deg(np.angle(z)) % 360.0
-    step = 360.0 / n
-    p = np.rint(pref / step).astype(int) % n
+    rad = np.deg2rad(d)
+    harmonics = np.arange(min(3, (n - 1) // 2) + 1)
+
+    def basis(theta):  # (len(theta), 2 * len(harmonics) - 1) Fourier terms
+        cols = [np.cos(k * theta) for k in harmonics]
+        return np.stack(cols + [np.sin(k * theta) for k in harmonics[1:]], axis=1)
+
+    coef = np.linalg.lstsq(basis(rad), r.T, rcond=None)[0]  # (terms, neuron)
+    fine = np.deg2rad(np.arange(3600) / 10.0)
+    pref = np.arange(3600)[np.argmax(basis(fine) @ coef, axis=0)] / 10.0
+    p = np.rint(pref / (360.0 / n)).astype(int) % n
     rows = np.arange(len(r))
     rp, rn = r[rows, p], r[rows, (p + n // 2) % n]
     with np.errstate(invalid="ignore", divide="ignore"):
         dsi = (rp - rn) / (rp + rn)
-        ori = 0.5 * (r + np.roll(r, -n // 2, axis=1))  # O(o) for o = d (period n / 2)
-        q = p % (n // 2)
-        op, oo = ori[rows, q], ori[rows, (q + n // 4) % n]
-        osi = (op - oo) / (op + oo)
+        osi = np.abs((r * np.exp(2j * rad)[None]).sum(1)) / r.sum(1)
     return pref, dsi, osi
 
 
