@@ -21,6 +21,9 @@ from jaxsel.models._readouts import normalize_source_grid, sample_grid
 from jaxsel.models._regularizers import group_sparsity, l1, laplace, laplace_l2, laplace_l2_norm
 from jaxsel.models._response import ResponseModel, predict
 from jaxsel.models._sampling import bilinear_sample, laplacian_pyramid
+from jaxsel.models._video_config import VideoModelConfig
+from jaxsel.models._video_model import VideoModel, build_video_model, video_hparams
+from jaxsel.models._video_readout_init import video_energy_positions
 
 __all__ = [
     "CONV_IMPLS",
@@ -29,8 +32,11 @@ __all__ = [
     "Model",
     "ModelConfig",
     "ResponseModel",
+    "VideoModel",
+    "VideoModelConfig",
     "bilinear_sample",
     "build_model",
+    "build_video_model",
     "compiler_options",
     "conv_implementation",
     "conv_padding",
@@ -49,4 +55,6 @@ __all__ = [
     "pooled_kernel",
     "predict",
     "sample_grid",
+    "video_energy_positions",
+    "video_hparams",
 ]
