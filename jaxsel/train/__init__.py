@@ -33,6 +33,8 @@ from jaxsel.train._model_file import (
     read_model_meta,
     save_model,
 )
+from jaxsel.train._multi_fit import fit_readout, fit_sessions
+from jaxsel.train._multi_result import MultiFitResult, evaluate_sessions
 from jaxsel.train._per_neuron import make_per_neuron_step
 from jaxsel.train._schedule import (
     PlateauEvent,
@@ -61,13 +63,17 @@ __all__ = [
     "Config",
     "FitResult",
     "ManyResult",
+    "MultiFitResult",
     "PlateauEvent",
     "PlateauState",
     "SweepSpec",
     "TrainConfig",
     "as_response_model",
+    "evaluate_sessions",
     "fit",
     "fit_many",
+    "fit_readout",
+    "fit_sessions",
     "gamma_loss",
     "get_learning_rate",
     "initialize_distributed",
