@@ -137,6 +137,8 @@ def test_sessions_with_different_neurons_and_images_train_and_predict(two_sessio
     imgs = two_sessions["b"]["images"].values[:4]
     np.testing.assert_allclose(js.predict(rm, imgs), res.predict("b", imgs), rtol=1e-5)
     assert list(rm.coords["session"]) == ["b"] * 7
+    rf = js.gradient_rf(rm.fn, rm.params, imgs.mean(0))
+    assert rf.shape[0] == 7 and np.isfinite(rf.values).all()
     with pytest.raises(DataError, match="unknown session 'c'"):
         res.response_model("c")
 
@@ -164,6 +166,7 @@ def _modulated(ds: xr.Dataset, twin, seed: int, coupling: float = 0.5):
     return out.assign_coords(behavior_var=BEHAVIOR_VARS), gain
 
 
+@pytest.mark.slow
 def test_modulator_recovers_a_known_gain(twin):
     ds, gain = _modulated(twin[0], twin[1], 1)
     cfg = _cfg(epochs=10, behavior="modulator", modulator_hidden_layers=0)
@@ -177,6 +180,32 @@ def test_modulator_recovers_a_known_gain(twin):
     # a gain is identifiable up to a per-neuron factor (absorbed by the readout bias)
     fitted, true = fitted - fitted.mean(0), true - true.mean(0)
     assert np.corrcoef(fitted.ravel(), true.ravel())[0, 1] >= 0.8
+
+
+@pytest.mark.slow
+def test_shifter_recovers_a_known_eye_shift(twin):
+    ds, truth = twin
+    rng = np.random.default_rng(3)
+    pupil = rng.normal(size=(ds.sizes["trial"], 2))
+    dx = np.clip(np.round(1.5 * pupil[:, 0]), -3, 3).astype(int)  # pixels, from the x centre
+    # the eye moves: each neuron sees the image rolled by dx pixels along x
+    seen = np.stack(
+        [np.roll(im, d, axis=-1) for im, d in zip(ds["images"].values, dx, strict=True)]
+    )
+    r = rng.poisson(truth.rates(seen)).astype(np.float32)
+    ds = ds.drop_vars(STATS).assign(
+        responses=(("trial", "neuron"), r),
+        pupil_center=(("trial", "xy"), pupil.astype(np.float32)),
+    )
+    cfg = _cfg(epochs=12, shifter=True, shifter_hidden_layers=0).replace(
+        batch_size=64, lr=0.01, pooling=1, hidden_channels=8
+    )
+    res = fit_sessions(cfg, {"a": ds}, seed=0)
+    view, _ = res.model.view(res.params, res.state, "a")
+    st = res.standardizer["a"]
+    shift = np.asarray(res.model.shift(view, ((pupil - st["pupil_mean"]) / st["pupil_std"])))
+    # content rolled right by dx is read at a position dx further left: a negative relation
+    assert np.corrcoef(shift[:, 0], dx)[0, 1] <= -0.8
 
 
 def test_transfer_keeps_the_core_bit_identical(two_sessions):

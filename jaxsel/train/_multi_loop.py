@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsel.models import MultiModel
-from jaxsel.train._checkpoint import save_checkpoint
+from jaxsel.train._checkpoint import all_epochs, save_checkpoint
 from jaxsel.train._config import Config
 from jaxsel.train._fit_parts import progress_bar
 from jaxsel.train._losses import masked_correlation
@@ -195,6 +195,7 @@ def train_epochs(run: MultiRun, tree: dict, rows: list, start_epoch: int):
     sched = PlateauState(**{k: jnp.asarray(v) for k, v in tree["schedule"].items()})
     bar = progress_bar(t.progress, t.max_epochs, start_epoch, run.cfg.name)
     stopped, failure = None, None
+    done = start_epoch  # epochs completed (and checkpointed, with an out_dir)
     try:
         for epoch in range(start_epoch, t.max_epochs):
             if bool(sched.stopped):
@@ -238,8 +239,16 @@ def train_epochs(run: MultiRun, tree: dict, rows: list, start_epoch: int):
                 save_checkpoint(
                     run.out_dir, epoch + 1, ckpt, run.meta_fn(epoch + 1, rows, sched, stopped)
                 )
+            done = epoch + 1
             bar.update(1)
             bar.set_postfix(val_corr=f"{score:.4f}", lr=f"{float(sched.lr):.2g}")
+    except KeyboardInterrupt as err:
+        # one line for the command line: how far the run got (a rerun resumes from there)
+        if not hasattr(err, "jaxsel_where"):
+            if run.out_dir is not None:  # a Ctrl-C held during a save arrives after it
+                done = max(all_epochs(run.out_dir), default=done)
+            err.jaxsel_where = f"after epoch {done}"  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()
     if stopped is None:

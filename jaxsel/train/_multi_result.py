@@ -17,6 +17,7 @@ from jaxsel.data import as_images
 from jaxsel.models import MultiModel, ResponseModel, SessionShape, build_multi_model
 from jaxsel.train._config import Config
 from jaxsel.train._losses import masked_correlation
+from jaxsel.train._multi_data import check_trial_vars
 
 
 @dataclass
@@ -246,6 +247,7 @@ def evaluate_sessions(result: MultiFitResult, sessions: dict, *, tier: str = "te
     corr, sess, ids = [], [], []
     for sid, ds in sessions.items():
         result._check_session(sid)
+        check_trial_vars(sid, ds, result.model.scfg)
         idx = np.flatnonzero(ds["tier"].values == tier)
         if len(idx) < 2:
             raise DataError(
