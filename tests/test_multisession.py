@@ -18,6 +18,7 @@ from jaxsel.train import (
     evaluate_sessions,
     fit_readout,
     fit_sessions,
+    load_sessions_fit,
 )
 
 BEHAVIOR_VARS = ["pupil", "dpupil", "running"]
@@ -236,6 +237,10 @@ def test_resume_equals_uninterrupted(tmp_path, two_sessions):
     np.testing.assert_allclose(
         resumed.history["val_correlation"].values, full.history["val_correlation"].values
     )
+    loaded = load_sessions_fit(tmp_path)
+    assert loaded.sessions == ["a", "b"] and loaded.best_epoch == resumed.best_epoch
+    imgs = two_sessions["b"]["images"].values[:4]
+    np.testing.assert_array_equal(loaded.predict("b", imgs), resumed.predict("b", imgs))
     with pytest.raises(DataError, match="other sessions"):
         fit_sessions(cfg, {"b": two_sessions["b"]}, seed=2, out_dir=tmp_path, resume=True)
 

@@ -178,6 +178,7 @@ EXPORTS = {
         "initialize_distributed",
         "load_fit",
         "load_model",
+        "load_sessions_fit",
         "make_hparams",
         "make_optimizer",
         "make_per_neuron_step",

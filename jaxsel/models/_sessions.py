@@ -71,6 +71,7 @@ class MultiModel:
 
     @property
     def scfg(self) -> SessionModelConfig:
+        """The multi-session part of the config."""
         assert self.config.sessions is not None
         return self.config.sessions
 
@@ -81,6 +82,7 @@ class MultiModel:
 
     @property
     def feature_rank(self) -> int:
+        """Rank of the shared feature basis (0: per-neuron feature weights)."""
         return self.scfg.feature_rank if self.scfg.feature_sharing == "lowrank" else 0
 
     def core_image_shape(self, sid) -> tuple[int, int, int]:
@@ -90,6 +92,7 @@ class MultiModel:
         return (c + extra, h, w)
 
     def encoder(self, n_neurons: int) -> SessionEncoder:
+        """The Flax core + readout module of a session with ``n_neurons`` neurons."""
         return SessionEncoder(self.config, int(n_neurons), self.feature_rank)
 
     # ------------------------------------------------------------------ init

@@ -30,32 +30,10 @@ from jaxsel.train._fit_parts import (
     source_grid,
 )
 from jaxsel.train._multi_data import check_sessions, prepare_session
-from jaxsel.train._multi_loop import MultiRun, split_trainable, train_epochs
+from jaxsel.train._multi_loop import MultiRun, history_dataset, split_trainable, train_epochs
 from jaxsel.train._multi_result import MultiFitResult
 from jaxsel.train._multi_step import compiled_multi, session_loss_scale
 from jaxsel.train._schedule import plateau_init
-
-
-def _history(rows: list, sids: list):
-    import numpy as np
-    import xarray as xr
-
-    epochs = np.array([r["epoch"] for r in rows], dtype=np.int64)
-    per = {
-        k: (
-            ("epoch", "session"),
-            np.array([r[k] for r in rows], np.float64).reshape(len(rows), len(sids)),
-        )
-        for k in ("loss", "objective", "val_correlation")
-    }
-    scal = {
-        k: ("epoch", np.array([r[k] for r in rows], np.float64))
-        for k in ("val_correlation_mean", "lr", "seconds")
-    }
-    return xr.Dataset(
-        {**per, **scal, "improved": ("epoch", np.array([bool(r["improved"]) for r in rows], bool))},
-        coords={"epoch": epochs, "session": list(sids)},
-    )
 
 
 def _session_config(config) -> Config:
@@ -282,7 +260,7 @@ def _run(where, config, sessions, seed, out_dir, resume, overwrite, max_epochs, 
         params=jax.device_get(best_p),
         state=jax.device_get(best_s),
         standardizer=jax.device_get(standard),
-        history=_history(rows, sids),
+        history=history_dataset(rows, sids),
         best_epoch=int(sched.best_epoch),
         best_score=float(sched.best_score),
         neuron_id={s: data[s].data.neuron_id for s in sids},

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 from jaxsel.models import MultiModel
 from jaxsel.train._checkpoint import all_epochs, save_checkpoint
@@ -258,9 +259,30 @@ def train_epochs(run: MultiRun, tree: dict, rows: list, start_epoch: int):
     return best_params, best_state, sched, stopped, failure
 
 
+def history_dataset(rows: list, sids: list):
+    """A multi-session run's history rows as ``xr.Dataset`` over ``epoch`` and ``session``."""
+    epochs = np.array([r["epoch"] for r in rows], dtype=np.int64)
+    per = {
+        k: (
+            ("epoch", "session"),
+            np.array([r[k] for r in rows], np.float64).reshape(len(rows), len(sids)),
+        )
+        for k in ("loss", "objective", "val_correlation")
+    }
+    scal = {
+        k: ("epoch", np.array([r[k] for r in rows], np.float64))
+        for k in ("val_correlation_mean", "lr", "seconds")
+    }
+    return xr.Dataset(
+        {**per, **scal, "improved": ("epoch", np.array([bool(r["improved"]) for r in rows], bool))},
+        coords={"epoch": epochs, "session": list(sids)},
+    )
+
+
 __all__ = [
     "MultiRun",
     "epoch_row",
+    "history_dataset",
     "join",
     "predict_tier",
     "session_scores",

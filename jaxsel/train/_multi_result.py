@@ -276,4 +276,94 @@ def evaluate_sessions(result: MultiFitResult, sessions: dict, *, tier: str = "te
     )
 
 
-__all__ = ["MultiFitResult", "evaluate_sessions", "per_trial_function", "session_response_function"]
+def load_sessions_fit(out_dir: str | Path, epoch: int | None = None) -> MultiFitResult:
+    """Rebuild the best model of a :func:`fit_sessions` / :func:`fit_readout` run from its
+    checkpoint (default: the newest); no dataset needed.
+
+    Raises:
+      DataError: the folder holds a single-session run (use :func:`jaxsel.train.load_fit`).
+    """
+    import jax
+
+    from jaxsel.train._checkpoint import read_meta, restore_checkpoint
+    from jaxsel.train._multi_loop import history_dataset, split_trainable
+    from jaxsel.train._schedule import plateau_init
+    from jaxsel.train._step import make_optimizer
+
+    out_dir = Path(out_dir)
+    meta = read_meta(out_dir, epoch)
+    if meta.get("kind") != "sessions":
+        raise DataError(
+            f"{out_dir} holds a single-session run",
+            field="out_dir",
+            expected="a fit_sessions run folder (single-session runs: jaxsel.train.load_fit)",
+        )
+    cfg = Config.from_dict({**meta["config"], "name": meta.get("config_name", "custom")})
+    sids = list(meta["sessions"])
+    shapes = {
+        s: SessionShape(tuple(meta["image_shape"][s]), len(meta["neuron_id"][s]))  # type: ignore[arg-type]
+        for s in sids
+    }
+    model = build_multi_model(cfg.model, shapes)
+    gmp = cfg.model.grid_mean_predictor
+    src = None
+    if gmp is not None:
+        src = {s: np.zeros((shapes[s].n_neurons, gmp.input_dimensions), np.float32) for s in sids}
+    params, state = model.init(jax.random.key(0), source_grid=src)
+    params.setdefault("shared", {})
+    frozen = bool(meta.get("frozen_core", False))
+    tx = make_optimizer(cfg.train.lr)
+    like = {
+        "params": params,
+        "state": state,
+        "opt_state": tx.init(split_trainable(params, frozen)[0]),
+        "best_params": params,
+        "best_state": state,
+        "schedule": plateau_init(cfg.train.lr)._asdict(),
+        "standardizer": {s: _standardizer_like(cfg, model, shapes[s]) for s in sids},
+    }
+    tree, meta = restore_checkpoint(out_dir, like, epoch)
+    sched = tree["schedule"]
+    return MultiFitResult(
+        config=cfg,
+        params=jax.device_get(tree["best_params"]),
+        state=jax.device_get(tree["best_state"]),
+        standardizer=jax.device_get(tree["standardizer"]),
+        history=history_dataset(meta.get("history", []), sids),
+        best_epoch=int(sched["best_epoch"]),
+        best_score=float(sched["best_score"]),
+        neuron_id={s: np.asarray(meta["neuron_id"][s]) for s in sids},
+        image_shape={s: tuple(meta["image_shape"][s]) for s in sids},
+        fingerprint=dict(meta["fingerprint"]),
+        seed=int(meta["seed"]),
+        stopped=meta.get("stopped") or ("plateau" if bool(sched["stopped"]) else "max_epochs"),
+        out_dir=out_dir,
+        frozen_core=frozen,
+    )
+
+
+def _standardizer_like(cfg: Config, model: MultiModel, shape: SessionShape) -> dict:
+    c, h, w = shape.image_shape
+    img = (c, h, w) if cfg.train.per_pixel else ()
+    out = {
+        "image_mean": jnp.zeros(img, jnp.float32),
+        "image_std": jnp.zeros(img, jnp.float32),
+        "response_scale": jnp.zeros((shape.n_neurons,), jnp.float32),
+    }
+    if model.n_behavior:
+        out.update(
+            behavior_mean=jnp.zeros((model.n_behavior,), jnp.float32),
+            behavior_std=jnp.zeros((model.n_behavior,), jnp.float32),
+        )
+    if model.scfg.shifter:
+        out.update(pupil_mean=jnp.zeros((2,), jnp.float32), pupil_std=jnp.zeros((2,), jnp.float32))
+    return out
+
+
+__all__ = [
+    "MultiFitResult",
+    "evaluate_sessions",
+    "load_sessions_fit",
+    "per_trial_function",
+    "session_response_function",
+]
