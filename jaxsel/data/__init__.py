@@ -6,7 +6,8 @@ values, ``responses`` (trial, neuron), trial coords ``image_id`` and ``tier``, n
 convention (:data:`BACKGROUND` grey, :data:`SCALE` per unit of contrast).
 """
 
-from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb, qc_rules
+from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb
+from jaxsel.data._allen_units import qc_rules
 from jaxsel.data._arrays import load_arrays, load_table, save_arrays, split_tiers
 from jaxsel.data._batches import Batch, batches, iterate, n_batches, tier_arrays
 from jaxsel.data._dataset import (

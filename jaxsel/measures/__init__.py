@@ -43,6 +43,11 @@ from jaxsel.measures._tuning import (
     similarity_order,
     sorted_raster,
 )
+from jaxsel.measures._video_evaluation import (
+    evaluate_video,
+    video_average_correlation,
+    video_correlation,
+)
 
 __all__ = [
     "INFO_THRESHOLD",
@@ -52,6 +57,7 @@ __all__ = [
     "compare_models",
     "correlation_partners",
     "evaluate",
+    "evaluate_video",
     "explainable_variance",
     "fev",
     "feve",
@@ -83,4 +89,6 @@ __all__ = [
     "sweep_summary",
     "sweep_table",
     "topographic_map",
+    "video_average_correlation",
+    "video_correlation",
 ]

@@ -27,6 +27,9 @@ from jaxsel.models._sessions import (
     build_multi_model,
     multi_hparams,
 )
+from jaxsel.models._video_config import VideoModelConfig
+from jaxsel.models._video_model import VideoModel, build_video_model, video_hparams
+from jaxsel.models._video_readout_init import video_energy_positions
 
 __all__ = [
     "CONV_IMPLS",
@@ -38,9 +41,12 @@ __all__ = [
     "ResponseModel",
     "SessionModelConfig",
     "SessionShape",
+    "VideoModel",
+    "VideoModelConfig",
     "bilinear_sample",
     "build_model",
     "build_multi_model",
+    "build_video_model",
     "compiler_options",
     "conv_implementation",
     "conv_padding",
@@ -60,4 +66,6 @@ __all__ = [
     "pooled_kernel",
     "predict",
     "sample_grid",
+    "video_energy_positions",
+    "video_hparams",
 ]

@@ -56,6 +56,9 @@ from jaxsel.train._step import (
     set_learning_rate,
 )
 from jaxsel.train._sweep import SweepSpec, run_sweep, sweep_spec
+from jaxsel.train._video_data import VideoConfig
+from jaxsel.train._video_fit import fit_video, make_video_train_step
+from jaxsel.train._video_result import VideoFitResult, load_video_fit
 
 __all__ = [
     "CONFIG_ALIASES",
@@ -71,23 +74,28 @@ __all__ = [
     "PlateauState",
     "SweepSpec",
     "TrainConfig",
+    "VideoConfig",
+    "VideoFitResult",
     "as_response_model",
     "evaluate_sessions",
     "fit",
     "fit_many",
     "fit_readout",
     "fit_sessions",
+    "fit_video",
     "gamma_loss",
     "get_learning_rate",
     "initialize_distributed",
     "load_fit",
     "load_model",
     "load_sessions_fit",
+    "load_video_fit",
     "make_hparams",
     "make_optimizer",
     "make_per_neuron_step",
     "make_predict",
     "make_train_step",
+    "make_video_train_step",
     "masked_correlation",
     "model_mesh",
     "model_sharding",
