@@ -32,6 +32,13 @@ from jaxsel.measures._selectivity import (
     selectivity,
     topographic_map,
 )
+from jaxsel.measures._session_truth import (
+    modulator_truth_r,
+    rates_truth_r,
+    session_predictions,
+    session_truth_metrics,
+    shifter_truth_r,
+)
 from jaxsel.measures._sweep_summary import ranked_curves, sweep_summary
 from jaxsel.measures._tuning import (
     correlation_partners,
@@ -64,6 +71,7 @@ __all__ = [
     "image_means",
     "informative_count",
     "kmeans",
+    "modulator_truth_r",
     "neuron_statistics",
     "oracle_correlation",
     "oracle_correlation_random",
@@ -74,6 +82,7 @@ __all__ = [
     "ranked_curves",
     "ranked_information",
     "rate_distributions",
+    "rates_truth_r",
     "reliability",
     "repeat_information",
     "response_entropy",
@@ -83,6 +92,9 @@ __all__ = [
     "selected_ids",
     "selection_table",
     "selectivity",
+    "session_predictions",
+    "session_truth_metrics",
+    "shifter_truth_r",
     "signal_correlations",
     "similarity_order",
     "sorted_raster",
