@@ -57,8 +57,12 @@ def to_toml(cfg, *, docs: bool = False) -> str:
 
 
 def field_docs(cls) -> dict[str, str]:
-    """Per-field documentation: ``doc`` metadata, else the docstring's ``Attributes:``."""
+    """Per-field documentation: ``doc`` metadata, else the ``Attributes:`` of the docstring
+    of the class or of the dataclass it extends."""
     out: dict[str, str] = {}
+    for base in reversed(cls.__mro__[1:]):
+        if dataclasses.is_dataclass(base):
+            out.update(field_docs(base))
     text = cls.__doc__ or ""
     if "Attributes:" in text:
         body = text.split("Attributes:", 1)[1]

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from jaxsel._errors import ConfigError, DataError
-from jaxsel.data import TwinConfig, qc_rules
+from jaxsel.data import qc_rules
 from jaxsel.measures import SelectionRule
+from jaxsel.pipeline._session_config import TwinSection
 
 
 def _f[T](default: T, doc: str, **kw: Any) -> T:
@@ -29,7 +30,7 @@ def _f[T](default: T, doc: str, **kw: Any) -> T:
     return field(default=default, metadata={"doc": doc}, **kw)
 
 
-DATA_SOURCES = ("twin", "static", "arrays", "table", "allen")
+DATA_SOURCES = ("twin", "static", "arrays", "table", "allen", "sessions")
 CROPS = ("center", "none")
 FINAL_TEST = ("merge", "drop", "error")
 STAGES = ("data", "select", "train", "evaluate", "mei", "gabor", "figures", "report")
@@ -59,9 +60,13 @@ class DataSection:
         f"one of {list(DATA_SOURCES)}: 'twin' simulates the digital "
         "twin; 'static' a Sensorium/Lurz static folder or .zip; 'arrays' "
         "an .npz/.npy folder; 'table' a CSV of responses + image folder; "
-        "'allen' an Allen Neuropixels NWB + scene image folder",
+        "'allen' an Allen Neuropixels NWB + scene image folder; 'sessions' several "
+        "static folders (data.path: their parent folder, or data.sessions)",
     )
     path: str = _f("", "the data file or folder (static folder/zip, .npz, CSV, NWB)")
+    sessions: tuple[str, ...] = _f(
+        (), "'sessions': the static session folders/zips (instead of their parent data.path)"
+    )
     images: str = _f("", "image folder or array ('allen': the 118 scenes; 'table': images)")
     area: str = _f("VISam", "'allen': keep units of this brain area ('' = all)")
     window: tuple[float, float] = _f(
@@ -106,9 +111,10 @@ class DataSection:
         "strings that way); a pickle can run code, so only for data you trust",
     )
     hint: str = _f("", "where to get the data (printed when the path is missing)")
-    twin: TwinConfig = _f(
-        TwinConfig(),
-        "'twin': the simulated population and experiment (jaxsel.data.TwinConfig)",
+    twin: TwinSection = _f(
+        TwinSection(),
+        "'twin': the simulated population and experiment (jaxsel.data.TwinConfig fields "
+        "and n_sessions)",
     )
 
     def __post_init__(self):

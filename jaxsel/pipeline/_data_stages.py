@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 
@@ -13,6 +12,7 @@ from jaxsel.data import write_twin
 from jaxsel.measures import save_table_csv, selection_table
 from jaxsel.pipeline._context import Context, median, save_nc, spearman
 from jaxsel.pipeline._rundir import write_json
+from jaxsel.pipeline._session_config import twin_fields
 
 #: Data options recorded in data/summary.json, metrics.json (``data_<key>``) and the log.
 _LOGGED = ("crop", "split_seed", "stimulus", "qc", "final_test", "n_final_test", "behavior")
@@ -49,7 +49,7 @@ def stage_data(ctx: Context) -> list[str]:
     out = ["data/summary.json"]
     if ctx.is_twin:
         ds, twin = write_twin(
-            ctx.rd / "data", force=True, seed=cfg.run.seed, **asdict(cfg.data.twin)
+            ctx.rd / "data", force=True, seed=cfg.run.seed, **twin_fields(cfg.data.twin)
         )
         ctx.cache["twin"] = twin
         ctx.cache.pop("dataset", None)  # reload from disk, as a resumed run would

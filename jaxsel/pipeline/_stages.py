@@ -28,6 +28,8 @@ from jaxsel.pipeline._insilico_stages import stage_gabor, stage_mei
 from jaxsel.pipeline._model_stages import stage_evaluate, stage_train
 from jaxsel.pipeline._report import build_report
 from jaxsel.pipeline._rundir import RunDir, attach_library_log, write_json, write_text
+from jaxsel.pipeline._session_config import check_session_config, uses_sessions
+from jaxsel.pipeline._session_stages import SESSION_STAGE_FUNCS
 
 # config sections whose values each stage's outputs depend on (cumulative over the chain)
 DEPENDS = {
@@ -130,7 +132,10 @@ def run_pipeline(cfg: Config, *, force: bool = False, stages=None, echo: bool = 
     Raises:
       ConfigError: missing data paths, unwritable run folder.
     """
-    check_data_paths(cfg)
+    if uses_sessions(cfg):
+        check_session_config(cfg)
+    else:
+        check_data_paths(cfg)
     rd = RunDir(cfg.out_dir, echo=echo)
     t0 = time.time()
     status: dict[str, str] = {}
@@ -190,6 +195,8 @@ def _run(cfg: Config, rd: RunDir, status: dict, t0: float, *, force: bool, stage
         ctx.stage = name
         key = stage_key(cfg, rd, name)
         func = STAGE_FUNCS[name]
+        if uses_sessions(cfg):  # a multi-session run: its own data/train/evaluate stages
+            func = SESSION_STAGE_FUNCS.get(name, func)
         if not force and name not in ALWAYS and rd.is_done(name, key):
             status[name] = "skipped"
             rd.log.info(f"[{name}] finished earlier with this config: skipped")
