@@ -147,7 +147,6 @@ TINY_TRAIN = {
 }
 
 
-@pytest.mark.slow
 def test_pipeline_on_a_tiny_session_twin(tmp_path):
     """data/train/evaluate over 2 simulated sessions: finite truth metrics per session, the
     single-session stages report why they do not apply, and a rerun skips every stage."""

@@ -2,7 +2,8 @@
 
 Every key has a default, documented in the ``doc`` metadata of its field (printed by
 ``jaxsel run --defaults``), so an empty file is a valid config (the digital-twin demo).
-Sections: ``[run]``, ``[data]`` (with ``[data.twin]`` = :class:`jaxsel.data.TwinConfig`),
+Sections: ``[run]``, ``[data]`` (with ``[data.twin]`` = :class:`jaxsel.data.TwinConfig` plus
+``n_sessions``; multi-session runs: ``data.source = "sessions"`` or ``n_sessions`` > 1),
 ``[select]`` (= :class:`jaxsel.measures.SelectionRule`), ``[train]``, ``[evaluate]``,
 ``[mei]``, ``[gabor]``, ``[sweep]``, ``[report]``.
 Reading and validating: :func:`jaxsel.pipeline.load_config`,
