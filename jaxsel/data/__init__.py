@@ -22,6 +22,24 @@ from jaxsel.data._dataset import (
     with_statistics,
 )
 from jaxsel.data._image_folder import load_image_folder, load_images
+from jaxsel.data._movie_experiment import simulate_behavior, simulate_movies
+from jaxsel.data._movie_stimuli import (
+    block_walks,
+    drifting_gratings,
+    moving_bars,
+    moving_digits,
+    natural_movies,
+)
+from jaxsel.data._movie_twin import (
+    MOVIE_KINDS,
+    MovieTwin,
+    load_movie_twin,
+    movie_rates,
+    optimal_movies,
+    save_movie_twin,
+    space_time_filters,
+)
+from jaxsel.data._movie_twin_simulate import MovieTwinConfig, direction_tuning, tuning_indices
 from jaxsel.data._pixels import (
     BACKGROUND,
     SCALE,
@@ -57,23 +75,45 @@ from jaxsel.data._twin import (
 )
 from jaxsel.data._twin_io import write_twin
 from jaxsel.data._twin_simulate import TwinConfig, simulate
+from jaxsel.data._video_arrays import load_video_arrays, save_video_arrays
+from jaxsel.data._video_clips import BURN_IN, Clips, read_clips, subsequences
+from jaxsel.data._video_dataset import (
+    FRAME_RATE_HZ,
+    frame_mask,
+    make_video_dataset,
+    with_video_statistics,
+)
+from jaxsel.data._video_folder import SENSORIUM_TIERS, load_videos, save_videos
+from jaxsel.data._video_store import MEMORY_BUDGET_GB, open_video_store, save_video_store
 from jaxsel.data._zarr_store import load_zarr, save_zarr
 
 __all__ = [
     "BACKGROUND",
+    "BURN_IN",
+    "FRAME_RATE_HZ",
+    "MEMORY_BUDGET_GB",
+    "MOVIE_KINDS",
     "SCALE",
+    "SENSORIUM_TIERS",
     "TIERS",
     "Batch",
+    "Clips",
+    "MovieTwin",
+    "MovieTwinConfig",
     "Standardizer",
     "Twin",
     "TwinConfig",
     "add_gaussian_noise",
     "as_images",
     "batches",
+    "block_walks",
     "contrast",
     "count_spikes",
     "dead_leaves",
+    "direction_tuning",
+    "drifting_gratings",
     "fingerprint",
+    "frame_mask",
     "from_contrast",
     "gabor",
     "global_image_stats",
@@ -87,35 +127,56 @@ __all__ = [
     "load_arrays",
     "load_image_folder",
     "load_images",
+    "load_movie_twin",
     "load_static",
     "load_table",
     "load_twin",
+    "load_video_arrays",
+    "load_videos",
     "load_zarr",
     "make_dataset",
+    "make_video_dataset",
+    "movie_rates",
+    "moving_bars",
+    "moving_digits",
     "n_batches",
     "natural_like",
+    "natural_movies",
     "norm_budget",
+    "open_video_store",
+    "optimal_movies",
     "optimal_stimuli",
     "orientation_energy",
     "orientation_labels",
     "pink_noise",
     "qc_rules",
+    "read_clips",
     "repeats",
     "save_arrays",
+    "save_movie_twin",
     "save_static",
     "save_twin",
+    "save_video_arrays",
+    "save_video_store",
+    "save_videos",
     "save_zarr",
     "simulate",
+    "simulate_behavior",
+    "simulate_movies",
+    "space_time_filters",
     "split_tiers",
     "standardize",
     "standardizer",
+    "subsequences",
     "subset",
     "tier_arrays",
     "to_contrast",
     "to_raw",
+    "tuning_indices",
     "twin_rates",
     "unique_images",
     "validate",
     "with_statistics",
+    "with_video_statistics",
     "write_twin",
 ]
