@@ -325,6 +325,12 @@ def test_sensorium_folder_round_trip(sim, tmp_path):
     assert (renamed["tier"].values == "test").sum() == (ds["tier"].values == "test").sum()
 
 
+def _nan_at(f, idx):
+    a = np.load(f)
+    a[idx] = np.nan
+    np.save(f, a)
+
+
 @pytest.mark.parametrize(
     ("damage", "words"),
     [
@@ -346,6 +352,7 @@ def test_sensorium_folder_round_trip(sim, tmp_path):
             ["data/videos/3.npy", "(time, y, x)"],
         ),
         (lambda p: (p / "meta/trials/tiers.npy").unlink(), ["meta/trials/tiers.npy", "not found"]),
+        (lambda p: _nan_at(p / "data/videos/1.npy", (2, 3, 5)), ["data/videos/1.npy", "frame 5"]),
     ],
 )
 def test_bad_folders_give_one_line_errors_naming_the_file(sim, tmp_path, damage, words):
@@ -388,5 +395,9 @@ def test_streaming_above_the_memory_budget_gives_the_same_clips(sim, tmp_path):
     for x, y in zip(a, b, strict=True):
         for k in ("videos", "responses", "mask", "behavior", "pupil_center"):
             np.testing.assert_array_equal(getattr(x, k), getattr(y, k))
+    with pytest.raises(js.DataError, match="made from other data"):  # a stale store
+        load_videos(
+            path, tiers={"train": "train"}, memory_budget_gb=0.0, zarr_path=tmp_path / "z.zarr"
+        )
     store = save_video_store(ds, tmp_path / "s.zarr")
     _same(ds.drop_attrs(), open_video_store(store, memory_budget_gb=None).drop_attrs())

@@ -49,6 +49,7 @@ from jaxsel._errors import DataError
 from jaxsel.data._pixels import to_contrast
 
 MOVIE_KINDS = ("simple", "direction", "motion_energy", "suppressed", "unresponsive")
+"""Names of the dynamic twin's neuron kinds, indexed by ``params["kind"]``."""
 _FILTERS = ("w_even", "w_odd", "w_surround", "k_even", "k_odd", "k_surround", "beta")
 _FORMAT = 1
 
@@ -161,15 +162,24 @@ class MovieTwin:
         return np.asarray(MOVIE_KINDS)[np.asarray(self.params["kind"])]
 
     def rates(self, videos, behavior=None, batch_size: int = 16) -> np.ndarray:
-        """Noise-free rates (trial, time, neuron) for raw movies, in chunks of trials."""
+        """Noise-free rates (trial, time, neuron) for raw movies (trial, [1,] time, y, x),
+        in chunks of ``batch_size`` trials (the last chunk is padded: one compile per
+        movie shape)."""
         v = np.asarray(videos, np.float32)
+        n = len(v)
+        if n == 0:
+            return np.zeros((0, v.shape[-3], len(self.neuron_id)), np.float32)
+        bs = min(int(batch_size), n)
         p = {k: jnp.asarray(a) for k, a in self.params.items()}
         out = []
-        for s in range(0, len(v), batch_size):
-            b = None if behavior is None else np.asarray(behavior[s : s + batch_size], np.float32)
-            out.append(np.asarray(_rates_jit(p, v[s : s + batch_size], b)))
-        if not out:
-            return np.zeros((0, v.shape[-3], len(self.neuron_id)), np.float32)
+        for s in range(0, n, bs):
+            vb = v[s : s + bs]
+            b = None if behavior is None else np.asarray(behavior[s : s + bs], np.float32)
+            m = len(vb)
+            if m < bs:  # pad the last chunk to the compiled batch size
+                vb = np.concatenate([vb, np.repeat(vb[-1:], bs - m, 0)])
+                b = None if b is None else np.concatenate([b, np.repeat(b[-1:], bs - m, 0)])
+            out.append(np.asarray(_rates_jit(p, vb, b))[:m])
         return np.concatenate(out)
 
     def table(self) -> xr.Dataset:

@@ -151,8 +151,10 @@ def spatial_filters(p: dict, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     ]
     hw = (int(shape[0]), int(shape[1]))
     x0, y0, sigma, theta, sf, phase = args  # (neuron, 1, 1): gabor broadcasts over neurons
-    even = np.asarray(gabor(hw, x0, y0, sigma, theta, sf, phase), np.float64)
-    odd = np.asarray(gabor(hw, x0, y0, sigma, theta, sf, phase + np.pi / 2), np.float64)
+    pair = jax.jit(
+        lambda *a: (gabor(hw, *a), gabor(hw, *a[:5], a[5] + np.pi / 2))  # one compiled call
+    )
+    even, odd = (np.asarray(g, np.float64) for g in pair(x0, y0, sigma, theta, sf, phase))
 
     def unit(a):
         a = a - a.mean(axis=(1, 2), keepdims=True)

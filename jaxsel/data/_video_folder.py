@@ -42,8 +42,9 @@ from jaxsel.data._video_dataset import FILL, FRAME_RATE_HZ, VIDEO_BEHAVIOR_VARS,
 from jaxsel.data._video_stats import StatsAccumulator, accumulate_trial, statistics_vars
 from jaxsel.data._video_store import MEMORY_BUDGET_GB, nbytes_gb, open_video_store, write_store
 
-#: Sensorium 2023 tier names -> jaxsel tiers; tiers not listed are dropped.
 SENSORIUM_TIERS = {"train": "train", "validation": "validation", "test": "test", "oracle": "test"}
+"""Default tier mapping of :func:`load_videos` (file tier -> jaxsel tier); tiers not listed
+(the withheld 'live_test_*'/'final_test_*' sets, 'none') are dropped."""
 _TRACES = ("behavior", "pupil_center")
 
 
@@ -121,10 +122,12 @@ def _checked(root: Path, i: int, traces) -> tuple[dict, int]:
         v, r, b, p, n = check_trial(
             i, a["videos"], a["responses"], a.get("behavior"), a.get("pupil_center"), where=root
         )
-    except DataError as err:
+    except DataError as err:  # re-aim the message at the trial's file
         name = (err.field or "videos").split("/")[-1]
+        msg = str(err).split(f"field '{err.field}': ", 1)[-1]
+        msg = msg.removesuffix(f" (expected {err.expected})") if err.expected else msg
         raise DataError(
-            str(err).split(": ", 1)[-1], file=root / f"data/{name}/{i}.npy", field=err.field
+            msg, file=root / f"data/{name}/{i}.npy", field=err.field, expected=err.expected
         ) from None
     return {"videos": v, "responses": r, "behavior": b, "pupil_center": p}, n
 
@@ -335,6 +338,13 @@ def _stream(root, keep, traces, shapes, common, info, zarr_path, budget) -> xr.D
 
         write_store(store, shapes, trials, meta)
     ds = open_video_store(store, memory_budget_gb=budget)
+    if ds.attrs.get("source") != str(root) or not np.array_equal(ds["tier"].values, common["tier"]):
+        raise DataError(
+            f"this zarr store was made from other data (source {ds.attrs.get('source')!r})",
+            file=store,
+            field="zarr_path",
+            expected="a store made from this folder: delete it or pass another zarr_path",
+        )
     return finish(
         ds, common["frame_rate_hz"], root, False, common["require_tiers"], common["require_repeats"]
     )
