@@ -151,9 +151,11 @@ def spatial_filters(p: dict, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     ]
     hw = (int(shape[0]), int(shape[1]))
     x0, y0, sigma, theta, sf, phase = args  # (neuron, 1, 1): gabor broadcasts over neurons
-    pair = jax.jit(
-        lambda *a: (gabor(hw, *a), gabor(hw, *a[:5], a[5] + np.pi / 2))  # one compiled call
-    )
+
+    def both(x0, y0, s, th, f, ph):  # one compiled call for the quadrature pair
+        return gabor(hw, x0, y0, s, th, f, ph), gabor(hw, x0, y0, s, th, f, ph + np.pi / 2)
+
+    pair = jax.jit(both)
     even, odd = (np.asarray(g, np.float64) for g in pair(x0, y0, sigma, theta, sf, phase))
 
     def unit(a):
