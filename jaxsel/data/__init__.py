@@ -83,7 +83,8 @@ from jaxsel.data._video_dataset import (
     make_video_dataset,
     with_video_statistics,
 )
-from jaxsel.data._video_folder import SENSORIUM_TIERS, load_videos, save_videos
+from jaxsel.data._video_folder import SENSORIUM_TIERS, load_videos
+from jaxsel.data._video_folder_save import save_videos
 from jaxsel.data._video_store import MEMORY_BUDGET_GB, open_video_store, save_video_store
 from jaxsel.data._zarr_store import load_zarr, save_zarr
 

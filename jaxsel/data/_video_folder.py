@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from jaxsel._atomic import atomic_directory
 from jaxsel._errors import DataError
 from jaxsel.data._video_checks import check_trial, finish, neuron_coords, trial_coords
 from jaxsel.data._video_dataset import FILL, FRAME_RATE_HZ, VIDEO_BEHAVIOR_VARS, make_video_dataset
@@ -169,6 +168,69 @@ def _video_ids(root: Path, keep: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(digests), return_inverse=True)[1].astype(np.int64)
 
 
+def _layout(root: Path, tiers: Mapping[str, str]):
+    """The trials' tiers, which are kept, counts of dropped tiers, and the trace folders."""
+    tier_file = np.asarray(_npy(root, "meta/trials/tiers.npy", "tiers")).astype(str)
+    n = _count(root, "data/videos")
+    n_resp = _count(root, "data/responses")
+    if not n == n_resp == len(tier_file):
+        raise DataError(
+            f"{n} videos, {n_resp} response files and {len(tier_file)} tiers",
+            file=root / "meta/trials/tiers.npy",
+            field="tiers",
+            expected="one video, response file and tier per trial",
+        )
+    kept = np.isin(tier_file, list(tiers))
+    if not kept.any():
+        raise DataError(
+            f"no trial has a tier in {sorted(tiers)} (found {sorted(set(tier_file.tolist()))})",
+            file=root / "meta/trials/tiers.npy",
+            field="tiers",
+            expected="map the file's tier names: load_videos(path, tiers={'<name>': 'train', ...})",
+        )
+    names, counts = np.unique(tier_file[~kept], return_counts=True)
+    dropped = {str(k): int(c) for k, c in zip(names, counts, strict=True)}
+    traces = [k for k in _TRACES if (root / f"data/{k}").is_dir()]
+    for k in traces:
+        if _count(root, f"data/{k}") != n:
+            raise DataError(
+                "not one file per trial",
+                file=root / f"data/{k}",
+                field=k,
+                expected=f"{n} files (or no folder)",
+            )
+    return tier_file, np.flatnonzero(kept), dropped, traces
+
+
+def _neuron_meta(root: Path) -> dict:
+    out = {}
+    for key, rel in (
+        ("neuron_id", "unit_ids"),
+        ("cortex_xyz", "cell_motor_coordinates"),
+        ("area", "area"),
+    ):
+        if (root / f"meta/neurons/{rel}.npy").is_file():
+            out[key] = _npy(root, f"meta/neurons/{rel}.npy", rel)
+    return out
+
+
+def _in_memory(root: Path, keep, traces, common: dict, behavior_vars) -> xr.Dataset:
+    arrays = [_checked(root, i, traces) for i in keep.tolist()]
+
+    def stack(name):
+        return [a[name] for a, _ in arrays] if name in traces else None
+
+    return make_video_dataset(
+        [a["videos"] for a, _ in arrays],
+        [a["responses"] for a, _ in arrays],
+        n_frames=[m for _, m in arrays],
+        behavior=stack("behavior"),
+        pupil_center=stack("pupil_center"),
+        behavior_vars=behavior_vars,
+        **common,
+    )
+
+
 def load_videos(
     path: str | Path,
     *,
@@ -202,70 +264,25 @@ def load_videos(
     root = Path(path)
     if not root.is_dir():
         raise DataError("not a folder", file=root, field="path", expected="a movie data folder")
-    tier_file = np.asarray(_npy(root, "meta/trials/tiers.npy", "tiers")).astype(str)
-    n = _count(root, "data/videos")
-    n_resp = _count(root, "data/responses")
-    if not n == n_resp == len(tier_file):
-        raise DataError(
-            f"{n} videos, {n_resp} response files and {len(tier_file)} tiers",
-            file=root / "meta/trials/tiers.npy",
-            field="tiers",
-            expected="one video, response file and tier per trial",
-        )
-    keep = np.flatnonzero(np.isin(tier_file, list(tiers)))
-    dropped = {
-        str(k): int(c)
-        for k, c in zip(
-            *np.unique(tier_file[~np.isin(tier_file, list(tiers))], return_counts=True), strict=True
-        )
-    }
-    traces = [k for k in _TRACES if (root / f"data/{k}").is_dir()]
-    for k in traces:
-        if _count(root, f"data/{k}") != n:
-            raise DataError(
-                "not one file per trial",
-                file=root / f"data/{k}",
-                field=k,
-                expected=f"{n} files (or no folder)",
-            )
+    tier_file, keep, dropped, traces = _layout(root, tiers)
     info = (
         json.loads((root / "meta/jaxsel.json").read_text())
         if (root / "meta/jaxsel.json").is_file()
         else {}
     )
-    rate = float(frame_rate_hz or info.get("frame_rate_hz", FRAME_RATE_HZ))
-    neurons = {}
-    for key, rel in (
-        ("neuron_id", "unit_ids"),
-        ("cortex_xyz", "cell_motor_coordinates"),
-        ("area", "area"),
-    ):
-        if (root / f"meta/neurons/{rel}.npy").is_file():
-            neurons[key] = _npy(root, f"meta/neurons/{rel}.npy", rel)
     common: dict[str, Any] = dict(
         video_id=_video_ids(root, keep),
         tier=np.asarray([tiers[t] for t in tier_file[keep]]),
-        frame_rate_hz=rate,
+        frame_rate_hz=float(frame_rate_hz or info.get("frame_rate_hz", FRAME_RATE_HZ)),
         name=str(info.get("name", root.name)),
         source=str(root),
         require_tiers=require_tiers,
         require_repeats=require_repeats,
-        **neurons,
+        **_neuron_meta(root),
     )
     shapes = _shapes(root, keep, traces)
     if memory_budget_gb is None or nbytes_gb(shapes) <= float(memory_budget_gb):
-        arrays = [_checked(root, i, traces) for i in keep.tolist()]
-        ds = make_video_dataset(
-            [a["videos"] for a, _ in arrays],
-            [a["responses"] for a, _ in arrays],
-            n_frames=[m for _, m in arrays],
-            behavior=[a["behavior"] for a, _ in arrays] if "behavior" in traces else None,
-            pupil_center=[a["pupil_center"] for a, _ in arrays]
-            if "pupil_center" in traces
-            else None,
-            behavior_vars=info.get("behavior_vars"),
-            **common,
-        )
+        ds = _in_memory(root, keep, traces, common, info.get("behavior_vars"))
         ds.attrs["streamed"] = False
     else:
         ds = _stream(root, keep, traces, shapes, common, info, zarr_path, memory_budget_gb)
@@ -356,60 +373,3 @@ def _pad_to(a: np.ndarray, n: int, T: int, axis: int, fill: float) -> np.ndarray
     sl[axis] = slice(0, n)
     out[tuple(sl)] = a[tuple(sl)]
     return out
-
-
-def save_videos(ds: xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a video dataset in the Sensorium 2023 folder layout (module docstring).
-
-    Per-trial files hold the time axis last and NaN after the trial's ``n_frames``.
-
-    Returns:
-      The folder path.
-    """
-    names = [k for k in ("videos", "responses", *_TRACES) if k in ds.data_vars]
-    with atomic_directory(Path(path), overwrite=overwrite) as tmp:
-        for k in names:
-            (tmp / "data" / k).mkdir(parents=True)
-        nf = ds["n_frames"].values
-        for i in range(ds.sizes["trial"]):
-            for k in names:
-                a = np.array(ds[k].variable[i].values, np.float32)
-                axis = 1 if k == "videos" else 0
-                sl = [slice(None)] * a.ndim
-                sl[axis] = slice(int(nf[i]), None)
-                a[tuple(sl)] = np.nan
-                a = np.moveaxis(a, axis, -1)  # time last
-                if k == "videos" and a.shape[0] == 1:
-                    a = a[0]
-                elif k != "videos":
-                    a = a  # (var, time) after moving time last
-                np.save(tmp / "data" / k / f"{i}.npy", a)
-        meta = tmp / "meta"
-        for d in ("trials", "neurons"):
-            (meta / d).mkdir(parents=True)
-        np.save(meta / "trials/tiers.npy", ds["tier"].values.astype(str))
-        np.save(meta / "trials/video_ids.npy", ds["video_id"].values.astype(np.int64))
-        np.save(meta / "neurons/unit_ids.npy", ds["neuron_id"].values)
-        if "cortex_x" in ds.coords:
-            axes = [a for a in ("cortex_x", "cortex_y", "cortex_z") if a in ds.coords]
-            np.save(
-                meta / "neurons/cell_motor_coordinates.npy",
-                np.stack([ds[a].values for a in axes], 1),
-            )
-        if "area" in ds.coords:
-            np.save(meta / "neurons/area.npy", ds["area"].values.astype(str))
-        for k, stat in (("videos", "video"), ("responses", "response"), *((t, t) for t in _TRACES)):
-            if f"{stat}_mean" in ds.data_vars:
-                d = meta / "statistics" / k / "all"
-                d.mkdir(parents=True)
-                np.save(d / "mean.npy", ds[f"{stat}_mean"].values)
-                np.save(d / "std.npy", ds[f"{stat}_std"].values)
-        info = {
-            "frame_rate_hz": float(ds.attrs.get("frame_rate_hz", FRAME_RATE_HZ)),
-            "name": str(ds.attrs.get("name", "")),
-        }
-        if "behavior_var" in ds.coords:
-            info["behavior_vars"] = [str(b) for b in ds["behavior_var"].values]
-        (meta / "jaxsel.json").write_text(json.dumps(info, indent=1))
-        (tmp / "config.json").write_text(json.dumps({"links": {}}))
-    return Path(path)
