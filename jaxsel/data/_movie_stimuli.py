@@ -139,13 +139,12 @@ def drifting_gratings(
     h, w = shape
     y, x = np.mgrid[:h, :w].astype(np.float64)
     u = x[None] * np.cos(th)[:, None, None] + y[None] * np.sin(th)[:, None, None]
-    t = np.arange(n_frames, dtype=np.float64)
-    arg = (
-        2
-        * np.pi
-        * (sf[:, None, None, None] * u[:, None] - tf[:, None, None, None] * t[None, :, None, None])
-    )
-    c = contrast[:, None, None, None] * np.cos(arg + phase[:, None, None, None])
+    space = 2 * np.pi * sf[:, None, None] * u + phase[:, None, None]  # (n, y, x)
+    time = 2 * np.pi * tf[:, None] * np.arange(n_frames)[None]  # (n, time)
+    # cos(space - time) = cos(space) cos(time) + sin(space) sin(time): two outer products
+    c = np.cos(space)[:, None] * np.cos(time)[:, :, None, None]
+    c += np.sin(space)[:, None] * np.sin(time)[:, :, None, None]
+    c *= contrast[:, None, None, None]
     return (BACKGROUND + SCALE * c).astype(np.float32)
 
 

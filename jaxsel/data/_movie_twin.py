@@ -13,9 +13,11 @@ so ``k_even`` is a biphasic kernel. With ``P_s(t) = <w_s, c(t)>`` the contrast f
 over time, the space-time filters are
 
 * ``S = w_even k_even`` (space-time SEPARABLE: no direction preference),
-* ``A = w_even k_even + w_odd k_odd`` and ``B = w_odd k_even - w_even k_odd`` (space-time
-  ORIENTED quadrature pair, ``A ~ E G cos(2 pi (sf u + tf tau) + phase)``: tuned to motion
-  along ``theta`` at ``tf / sf`` pixels per frame).
+* ``A = w_even k_even + m w_odd k_odd`` and ``B = w_odd k_even - m w_even k_odd`` with
+  ``m = direction_weight`` in (0, 1] (space-time ORIENTED quadrature pair; for ``m = 1``,
+  ``A ~ E G cos(2 pi (sf u + tf tau) + phase)``: tuned to motion along ``theta`` at
+  ``tf / sf`` pixels per frame; a smaller ``m`` mixes in the separable filter and lowers
+  the direction selectivity).
 
 Kinds (drives in units of their std over natural-like training movies):
 
@@ -91,7 +93,8 @@ def linear_drives(params: dict, videos) -> dict:
     we = params["w_even"].reshape(n, -1)
     wo = params["w_odd"].reshape(n, -1)
     pe, po = c @ we.T, c @ wo.T
-    ke, ko = params["k_even"], params["k_odd"]
+    ke = params["k_even"]
+    ko = params["k_odd"] * params["direction_weight"][:, None]
     ds = params["drive_scale"]
     surround = causal_filter((c**2) @ params["w_surround"].reshape(n, -1).T, params["k_surround"])
     return {
@@ -199,7 +202,8 @@ def space_time_filters(twin: MovieTwin) -> tuple[np.ndarray, np.ndarray]:
     the quadrature partner of ``A``. Lag ``tau`` multiplies the frame ``tau`` frames back."""
     p = {k: np.asarray(v, np.float64) for k, v in twin.params.items()}
     we, wo = p["w_even"][:, None], p["w_odd"][:, None]
-    ke, ko = p["k_even"][:, :, None, None], p["k_odd"][:, :, None, None]
+    ke = p["k_even"][:, :, None, None]
+    ko = (p["k_odd"] * p["direction_weight"][:, None])[:, :, None, None]
     kind = np.asarray(twin.params["kind"])
     sep = (kind == 0) | (kind == 3)
     f = np.where(sep[:, None, None, None], we * ke, we * ke + wo * ko)

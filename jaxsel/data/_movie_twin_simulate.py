@@ -132,6 +132,7 @@ def draw_movie_neurons(cfg: MovieTwinConfig, rng: np.random.Generator) -> dict:
         tau0=tau0.astype(np.float32),
         k_even=ke.astype(np.float32),
         k_odd=ko.astype(np.float32),
+        direction_weight=rng.uniform(0.5, 1.0, n).astype(np.float32),
         k_surround=low.astype(np.float32),
         threshold=np.where(kind == 2, rng.uniform(0.5, 1.5, n), rng.uniform(0.0, 0.5, n)).astype(
             np.float32
