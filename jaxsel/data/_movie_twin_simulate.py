@@ -209,7 +209,6 @@ def direction_tuning(
     *,
     contrast: float = 0.5,
     n_frames: int | None = None,
-    batch: int = 16,
 ) -> xr.DataArray:
     """True direction tuning: each neuron's mean rate to full-field gratings drifting at its
     own ``sf`` and ``tf``, averaged over frames after the kernel length ``K`` (the burn-in).
@@ -219,7 +218,6 @@ def direction_tuning(
       directions: (d,) radians (default 16 evenly spaced).
       contrast: grating contrast (0..1).
       n_frames: movie length (default ``K + 30``).
-      batch: neurons per compiled call.
 
     Returns:
       (neuron, direction) rates, coords ``neuron_id`` and ``direction`` (radians).
