@@ -4,6 +4,27 @@ Every loader returns one ``xarray.Dataset``: ``images`` (trial, channel, y, x) r
 values, ``responses`` (trial, neuron), trial coords ``image_id`` and ``tier``, neuron coords
 ``neuron_id`` (+ ``area``, ``cortex_x/y/z``) and train-tier statistics. Raw pixels follow one
 convention (:data:`BACKGROUND` grey, :data:`SCALE` per unit of contrast).
+
+MOVIES. Every movie loader and simulator (:func:`make_video_dataset`, :func:`load_videos`,
+:func:`load_video_arrays`, :func:`open_video_store`, :func:`simulate_movies`) returns one
+video dataset::
+
+    videos        (trial, channel, time, y, x) float32 raw pixels (the same convention)
+    responses     (trial, time, neuron)        float32 one response per frame
+    behavior      (trial, time, behavior_var)  optional (Sensorium 2023: pupil, running)
+    pupil_center  (trial, time, xy)            optional
+    coords        video_id, tier, n_frames (trial); time_s (time, seconds);
+                  neuron_id, area, cortex_x/y/z (neuron)
+    statistics    video_mean/video_std (channel, y, x) per pixel, response_mean/std
+                  (neuron), behavior_/pupil_center_ mean/std: train tier, real frames only
+    attrs         frame_rate_hz (default :data:`FRAME_RATE_HZ` = 30), name, source, streamed
+
+Trials are padded to the longest; frames ``t >= n_frames`` hold fill values (videos
+``BACKGROUND``, everything else 0), never NaN, and :func:`frame_mask` gives the real frames:
+every loss and metric must use it. Training reads random clips with :func:`subsequences`,
+whose ``mask`` also drops each clip's first ``burn_in`` frames (:data:`BURN_IN` = 10 at
+30 Hz). Data sets larger than ``memory_budget_gb`` (:data:`MEMORY_BUDGET_GB`) stay in a
+zarr store and are read clip by clip in a background thread.
 """
 
 from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb

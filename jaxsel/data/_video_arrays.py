@@ -36,7 +36,13 @@ def load_video_arrays(
     require_tiers: Sequence[str] = ("train",),
     require_repeats: bool = False,
 ) -> xr.Dataset:
-    """Read the arrays form (module docstring) into the canonical video dataset.
+    """Read a video dataset from one ``.npz`` file of padded arrays.
+
+    Keys: ``videos`` (trial, [channel,] time, y, x), ``responses`` (trial, time, neuron),
+    ``video_id`` and ``tier`` (trial,); optional ``n_frames`` (trial,) (default: trailing
+    all-NaN frames are padding), ``behavior`` (trial, time, k), ``pupil_center``
+    (trial, time, 2), ``behavior_vars`` (k,), ``neuron_id``, ``cortex_xyz`` (neuron, 3),
+    ``area``, ``frame_rate_hz``. Time follows channel (the canonical order).
 
     Raises:
       DataError: a missing file or key (named), or any check of

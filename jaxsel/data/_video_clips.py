@@ -143,7 +143,8 @@ def subsequences(
       rng: a NumPy generator or a seed; the clips depend on it alone.
       batch_size: clips per batch (the last batch of an epoch may be smaller).
       tier: the tier to draw from.
-      burn_in: leading frames of each clip masked out of the loss (module docstring).
+      burn_in: leading frames of each clip masked out of the loss: a causal model's first
+        frames of a clip lack the history before the clip's start.
       n_batches: batches to yield (epochs repeat with fresh orders and starts); None: one
         epoch, every trial of the tier once.
       prefetch: batches read ahead by a background thread (0: read in the caller's thread).

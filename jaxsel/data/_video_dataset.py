@@ -119,7 +119,7 @@ def make_video_dataset(
     require_tiers: Sequence[str] = TIERS,
     require_repeats: bool = True,
 ) -> xr.Dataset:
-    """Build and validate a video dataset (layout: this module's docstring).
+    """Build and validate a video dataset (the layout in :mod:`jaxsel.data`).
 
     Args:
       videos: a list of per-trial (time, y, x) / (channel, time, y, x) arrays (ragged), or a

@@ -241,7 +241,20 @@ def load_videos(
     require_tiers: Sequence[str] = ("train",),
     require_repeats: bool = False,
 ) -> xr.Dataset:
-    """Read a Sensorium 2023 style movie folder (module docstring) as a video dataset.
+    """Read a Sensorium 2023 style movie folder as a video dataset.
+
+    Layout (``n`` trials; the TIME axis is LAST in every per-trial file; shorter trials end
+    in all-NaN frames)::
+
+        data/videos/<i>.npy        (y, x, time) raw grey levels ((channel, y, x, time) too)
+        data/responses/<i>.npy     (neuron, time)
+        data/behavior/<i>.npy      optional (2, time): pupil dilation, running speed
+        data/pupil_center/<i>.npy  optional (2, time)
+        meta/trials/tiers.npy      (n,) tier names (see ``tiers``)
+        meta/trials/video_ids.npy  optional (n,); else condition_hash.npy; else the
+                                   rounded content of each video identifies repeats
+        meta/neurons/unit_ids.npy, cell_motor_coordinates.npy, area.npy   optional
+        meta/jaxsel.json           optional: frame_rate_hz, name, behavior_vars
 
     Args:
       path: the folder (holding ``data/`` and ``meta/``).
