@@ -56,6 +56,53 @@ def simulate_behavior(
     return beh.astype(np.float32), centre.astype(np.float32)
 
 
+def _design(cfg: MovieTwinConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Trial order: train and validation movies once, test movies repeated (shuffled)."""
+    n_seen = cfg.n_train + cfg.n_validation
+    n_movies = n_seen + cfg.n_test
+    video_id = np.concatenate(
+        [
+            np.arange(n_seen),
+            rng.permutation(np.repeat(np.arange(n_seen, n_movies), cfg.test_repeats)),
+        ]
+    )
+    tier = np.repeat(
+        ["train", "validation", "test"],
+        [cfg.n_train, cfg.n_validation, cfg.n_test * cfg.test_repeats],
+    )
+    return video_id, tier
+
+
+def _cortex_positions(p: dict, rng: np.random.Generator) -> np.ndarray:
+    """(neuron, 3) cortical positions in um, retinotopic in x/y (as the static twin's)."""
+    n = len(p["kind"])
+    return np.stack(
+        [
+            12.0 * np.asarray(p["x0"]) + rng.normal(0, 20, n),
+            12.0 * np.asarray(p["y0"]) + rng.normal(0, 20, n),
+            rng.uniform(150, 350, n),
+        ],
+        axis=1,
+    )
+
+
+def with_truth(twin: MovieTwin, cfg: MovieTwinConfig, train_movies: np.ndarray) -> MovieTwin:
+    """The twin with its tuning truth and the optimal-movie norm budget added."""
+    p = twin.params
+    clips = to_contrast(train_movies[:, : cfg.kernel_frames])
+    meta = {**twin.meta, "norm_budget": norm_budget(clips, cfg.norm_budget_fraction)}
+    ind = tuning_indices(direction_tuning(twin))
+    params = {
+        **p,
+        "pref_direction": np.asarray(p["theta"], np.float32),
+        "pref_speed": (p["tf"] / p["sf"]).astype(np.float32),
+        "pref_tf_hz": (p["tf"] * cfg.frame_rate_hz).astype(np.float32),
+        "true_dsi": ind["dsi"],
+        "true_osi": ind["osi"],
+    }
+    return MovieTwin(params=params, neuron_id=twin.neuron_id, meta=meta)
+
+
 def simulate_movies(
     cfg: MovieTwinConfig | None = None, *, seed: int = 0, **overrides
 ) -> tuple[xr.Dataset, MovieTwin]:
@@ -82,17 +129,7 @@ def simulate_movies(
     lo = max(int(np.ceil((1 - cfg.length_jitter) * cfg.n_frames)), 2)
     movie_len = rng.integers(lo, cfg.n_frames + 1, n_movies)
     p = calibrate_movies(draw_movie_neurons(cfg, rng), cfg.shape, movies[: cfg.n_train])
-    n_seen = cfg.n_train + cfg.n_validation
-    video_id = np.concatenate(
-        [
-            np.arange(n_seen),
-            rng.permutation(np.repeat(np.arange(n_seen, n_movies), cfg.test_repeats)),
-        ]
-    )
-    tier = np.repeat(
-        ["train", "validation", "test"],
-        [cfg.n_train, cfg.n_validation, cfg.n_test * cfg.test_repeats],
-    )
+    video_id, tier = _design(cfg, rng)
     n_trials = len(video_id)
     beh, centre = simulate_behavior(n_trials, cfg.n_frames, rng) if cfg.behavior else (None, None)
     meta = {
@@ -107,26 +144,7 @@ def simulate_movies(
     counts = sample_responses(rates.reshape(-1, cfg.n_neurons), p["dispersion"], rng).reshape(
         rates.shape
     )
-    clips = to_contrast(movies[: cfg.n_train, : cfg.kernel_frames])
-    meta["norm_budget"] = norm_budget(clips, cfg.norm_budget_fraction)
-    params = dict(p)
-    ind = tuning_indices(direction_tuning(twin))
-    params.update(
-        pref_direction=np.asarray(p["theta"], np.float32),
-        pref_speed=(p["tf"] / p["sf"]).astype(np.float32),
-        pref_tf_hz=(p["tf"] * cfg.frame_rate_hz).astype(np.float32),
-        true_dsi=ind["dsi"],
-        true_osi=ind["osi"],
-    )
-    twin = MovieTwin(params=params, neuron_id=twin.neuron_id, meta=meta)
-    xyz = np.stack(
-        [
-            12.0 * p["x0"] + rng.normal(0, 20, cfg.n_neurons),
-            12.0 * p["y0"] + rng.normal(0, 20, cfg.n_neurons),
-            rng.uniform(150, 350, cfg.n_neurons),
-        ],
-        axis=1,
-    )
+    twin = with_truth(twin, cfg, movies[: cfg.n_train])
     ds = make_video_dataset(
         movies[video_id],
         counts,
@@ -138,7 +156,7 @@ def simulate_movies(
         pupil_center=centre,
         neuron_id=twin.neuron_id,
         area=np.full(cfg.n_neurons, "V1"),
-        cortex_xyz=xyz,
+        cortex_xyz=_cortex_positions(p, rng),
         name=f"movie_twin_seed{seed}",
         source="dynamic digital twin",
         counts=True,

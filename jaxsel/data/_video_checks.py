@@ -43,6 +43,45 @@ def leading_valid(*arrays: np.ndarray | None, time_axis: Sequence[int]) -> int:
     return int(n or 0)
 
 
+def _time_mismatch(i: int, video: np.ndarray, r: np.ndarray, where) -> DataError:
+    """The error for a video and responses of different lengths, naming a likely axis mix-up."""
+    t_v = video.shape[0] if video.ndim == 3 else video.shape[1]
+    t_r = r.shape[0]
+    if video.ndim == 3 and video.shape[-1] == t_r:
+        return err(
+            f"trial {i}: video {video.shape} looks like (y, x, time) (Sensorium's file "
+            f"order) for {t_r} response frames",
+            where,
+            "videos",
+            "(time, y, x): pass np.moveaxis(video, -1, 0)",
+        )
+    if r.shape[1] == t_v:
+        return err(
+            f"trial {i}: responses {r.shape} look like (neuron, time) for a {t_v}-frame video",
+            where,
+            "responses",
+            "(time, neuron): pass responses.T (np.swapaxes(responses, -1, -2) for a stack)",
+        )
+    return err(
+        f"trial {i}: video has {t_v} frames but responses have {t_r}",
+        where,
+        "videos/responses",
+        "the same number of frames (trim both to the shorter one)",
+    )
+
+
+def _check_finite(i: int, name: str, real: np.ndarray, ax: int, where) -> None:
+    if not np.isfinite(real).all():
+        bad = np.argwhere(~np.isfinite(real))[0]
+        raise err(
+            f"trial {i}: non-finite value at frame {int(bad[ax])} of its {real.shape[ax]} "
+            "real frames",
+            where,
+            name,
+            "finite numbers (only trailing all-NaN frames count as padding)",
+        )
+
+
 def check_trial(
     i: int,
     video: np.ndarray,
@@ -76,29 +115,9 @@ def check_trial(
             "responses",
             "(time, neuron)",
         )
-    t_v, t_r = v.shape[1], r.shape[0]
-    if t_v != t_r:
-        if video.ndim == 3 and video.shape[-1] == t_r:
-            raise err(
-                f"trial {i}: video {video.shape} looks like (y, x, time) (Sensorium's file "
-                f"order) for {t_r} response frames",
-                where,
-                "videos",
-                "(time, y, x): pass np.moveaxis(video, -1, 0)",
-            )
-        if r.shape[1] == t_v:
-            raise err(
-                f"trial {i}: responses {r.shape} look like (neuron, time) for a {t_v}-frame video",
-                where,
-                "responses",
-                "(time, neuron): pass responses.T (np.swapaxes(responses, -1, -2) for a stack)",
-            )
-        raise err(
-            f"trial {i}: video has {t_v} frames but responses have {t_r}",
-            where,
-            "videos/responses",
-            "the same number of frames (trim both to the shorter one)",
-        )
+    t_v = v.shape[1]
+    if t_v != r.shape[0]:
+        raise _time_mismatch(i, video, r, where)
     traces = {}
     for name, a, width in (("behavior", behavior, None), ("pupil_center", pupil, 2)):
         if a is None:
@@ -127,15 +146,7 @@ def check_trial(
     for name, a, ax in (("videos", v, 1), ("responses", r, 0)) + tuple(
         (k, a, 0) for k, a in traces.items()
     ):
-        real = np.take(a, np.arange(n), axis=ax)
-        if not np.isfinite(real).all():
-            bad = np.argwhere(~np.isfinite(real))[0]
-            raise err(
-                f"trial {i}: non-finite value at frame {int(bad[ax])} of its {n} real frames",
-                where,
-                name,
-                "finite numbers (only trailing all-NaN frames count as padding)",
-            )
+        _check_finite(i, name, np.take(a, np.arange(n), axis=ax), ax, where)
     return v, r, traces.get("behavior"), traces.get("pupil_center"), n
 
 

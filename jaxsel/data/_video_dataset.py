@@ -147,6 +147,21 @@ def make_video_dataset(
       DataError: one line naming the source, the field, what was found and the fix.
     """
     where = source or name
+    checked = _checked_trials(videos, responses, behavior, pupil_center, n_frames, where)
+    data, extra_coords, lengths = _padded(checked, behavior_vars, where)
+    coords = {
+        **trial_coords(video_id, tier, lengths, len(checked), where),
+        **neuron_coords(neuron_id, area, cortex_xyz, checked[0][1].shape[1], where),
+        **extra_coords,
+    }
+    ds = xr.Dataset(data, coords=coords, attrs={"name": name, "source": str(source or "")})
+    ds = finish(ds, frame_rate_hz, where, counts, require_tiers, require_repeats)
+    return with_video_statistics(ds)
+
+
+def _checked_trials(videos, responses, behavior, pupil_center, n_frames, where) -> list:
+    """Every trial through :func:`check_trial`, then one frame size, neuron set and
+    behaviour width for all."""
     rlist = _trials(responses, None, "responses", where, 2)
     n_trial = len(rlist)
     vlist = _trials(videos, n_trial, "videos", where, 4)
@@ -175,7 +190,7 @@ def make_video_dataset(
         for i in range(n_trial)
     ]
     first = checked[0]
-    for i, (v, r, *_rest) in enumerate(checked):
+    for i, (v, r, b, *_rest) in enumerate(checked):
         if v.shape[0] != first[0].shape[0] or v.shape[2:] != first[0].shape[2:]:
             raise err(
                 f"trial {i}: frames are (channel, y, x) = {(v.shape[0], *v.shape[2:])} but "
@@ -191,9 +206,13 @@ def make_video_dataset(
                 "responses",
                 "the same neurons in every trial",
             )
-        b0, bi = first[2], checked[i][2]
-        if b0 is not None and bi is not None and bi.shape[1] != b0.shape[1]:
+        if first[2] is not None and b is not None and b.shape[1] != first[2].shape[1]:
             raise err(f"trial {i}: behaviour width differs from trial 0's", where, "behavior")
+    return checked
+
+
+def _padded(checked: list, behavior_vars, where) -> tuple[dict, dict, np.ndarray]:
+    """The padded per-trial variables, their extra coords, and the trial lengths."""
     lengths = np.array([c[4] for c in checked], np.int64)
     pairs = list(zip(checked, lengths.tolist(), strict=True))
     t_max = int(lengths.max())
@@ -204,7 +223,7 @@ def make_video_dataset(
         "responses": (("trial", "time", "neuron"), resp),
     }
     extra_coords = {}
-    if blist is not None:
+    if checked[0][2] is not None:
         beh = np.stack([_pad(_some(c[2]), n, t_max, 0, 0.0) for c, n in pairs])
         k = beh.shape[-1]
         default = VIDEO_BEHAVIOR_VARS if k == 2 else [f"b{j}" for j in range(k)]
@@ -213,15 +232,8 @@ def make_video_dataset(
             raise err(f"{len(names)} names for {k} behaviour traces", where, "behavior_vars")
         data["behavior"] = (("trial", "time", "behavior_var"), beh)
         extra_coords["behavior_var"] = ("behavior_var", names)
-    if plist is not None:
+    if checked[0][3] is not None:
         pup = np.stack([_pad(_some(c[3]), n, t_max, 0, 0.0) for c, n in pairs])
         data["pupil_center"] = (("trial", "time", "xy"), pup)
         extra_coords["xy"] = ("xy", ["x", "y"])
-    coords = {
-        **trial_coords(video_id, tier, lengths, n_trial, where),
-        **neuron_coords(neuron_id, area, cortex_xyz, first[1].shape[1], where),
-        **extra_coords,
-    }
-    ds = xr.Dataset(data, coords=coords, attrs={"name": name, "source": str(source or "")})
-    ds = finish(ds, frame_rate_hz, where, counts, require_tiers, require_repeats)
-    return with_video_statistics(ds)
+    return data, extra_coords, lengths
