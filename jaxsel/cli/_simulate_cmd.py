@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
         epilog=examples(
             "jaxsel simulate --out runs/twin --neurons 300 --seed 3",
             "jaxsel simulate --out runs/twin-pink --stimuli pink --test 50 --repeats 20",
+            "jaxsel simulate --out runs/mice --sessions 3 --neurons 200",
         ),
         formatter_class=HelpFormatter,
     )
@@ -34,6 +35,20 @@ def add_parser(sub) -> None:
         default="dead_leaves",
         choices=("dead_leaves", "pink", "mix"),
         help="stimulus family",
+    )
+    p.add_argument(
+        "--sessions",
+        type=int,
+        default=None,
+        metavar="S",
+        help="simulate S sessions (animals) with behaviour and eye position: writes "
+        "OUT/sessions/<id> (static folders with data/behavior and data/pupil_center; "
+        "load_sessions reads them) and OUT/ground_truth/<id>",
+    )
+    p.add_argument(
+        "--shared-images",
+        action="store_true",
+        help="with --sessions: show every session the same images",
     )
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.set_defaults(run=run)
@@ -60,6 +75,8 @@ def run(args) -> int:
                 f"{opt} {v}: expected an integer >= {lo}" + (why if attr == "repeats" else "")
             )
 
+    if args.sessions is not None or args.shared_images:
+        return _run_sessions(args)
     ds, twin = write_twin(
         args.out,
         force=args.force,
@@ -77,5 +94,37 @@ def run(args) -> int:
         f"({', '.join(f'{v} {k}' for k, v in kinds.items())})"
     )
     print(f"dataset:      {args.out / 'static'}")
+    print(f"ground truth: {args.out / 'ground_truth'}")
+    return 0
+
+
+def _run_sessions(args) -> int:
+    from jaxsel._errors import ConfigError
+    from jaxsel.data import write_twin_sessions
+
+    if args.sessions is None or args.sessions < 1:
+        raise ConfigError(
+            f"--sessions {args.sessions}: expected an integer >= 1"
+            + (" (--shared-images needs --sessions S)" if args.sessions is None else "")
+        )
+    sessions, _ = write_twin_sessions(
+        args.out,
+        force=args.force,
+        seed=args.seed,
+        n_sessions=args.sessions,
+        shared_images=args.shared_images,
+        n_neurons=args.neurons,
+        n_train=args.train,
+        n_validation=args.validation,
+        n_test=args.test,
+        test_repeats=args.repeats,
+        stimuli=args.stimuli,
+    )
+    ds = next(iter(sessions.values()))
+    print(
+        f"simulated {len(sessions)} sessions x {ds.sizes['neuron']} neurons x "
+        f"{ds.sizes['trial']} trials, with behaviour and pupil centre"
+    )
+    print(f"sessions:     {args.out / 'sessions'}")
     print(f"ground truth: {args.out / 'ground_truth'}")
     return 0

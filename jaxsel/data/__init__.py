@@ -31,6 +31,7 @@ from jaxsel.data._allen_nwb import count_spikes, load_allen_nwb
 from jaxsel.data._allen_units import qc_rules
 from jaxsel.data._arrays import load_arrays, load_table, save_arrays, split_tiers
 from jaxsel.data._batches import Batch, batches, iterate, n_batches, tier_arrays
+from jaxsel.data._behavior_sim import BehaviorConfig, simulate_behavior
 from jaxsel.data._dataset import (
     TIERS,
     fingerprint,
@@ -43,7 +44,7 @@ from jaxsel.data._dataset import (
     with_statistics,
 )
 from jaxsel.data._image_folder import load_image_folder, load_images
-from jaxsel.data._movie_experiment import simulate_behavior, simulate_movies
+from jaxsel.data._movie_experiment import simulate_movie_behavior, simulate_movies
 from jaxsel.data._movie_stimuli import (
     block_walks,
     drifting_gratings,
@@ -69,7 +70,9 @@ from jaxsel.data._pixels import (
     norm_budget,
     to_contrast,
 )
-from jaxsel.data._static_folder import load_static, save_static
+from jaxsel.data._sessions import load_sessions, save_sessions, session_paths, validate_sessions
+from jaxsel.data._static_folder import load_static
+from jaxsel.data._static_save import save_static
 from jaxsel.data._stimuli import (
     add_gaussian_noise,
     dead_leaves,
@@ -95,6 +98,14 @@ from jaxsel.data._twin import (
     twin_rates,
 )
 from jaxsel.data._twin_io import write_twin
+from jaxsel.data._twin_modulation import session_modulation, session_rates, shift_images
+from jaxsel.data._twin_sessions import SessionTruth, simulate_sessions
+from jaxsel.data._twin_sessions_io import (
+    load_session_truth,
+    load_twin_sessions,
+    save_session_truth,
+    write_twin_sessions,
+)
 from jaxsel.data._twin_simulate import TwinConfig, simulate
 from jaxsel.data._video_arrays import load_video_arrays, save_video_arrays
 from jaxsel.data._video_clips import BURN_IN, Clips, read_clips, subsequences
@@ -119,9 +130,11 @@ __all__ = [
     "SENSORIUM_TIERS",
     "TIERS",
     "Batch",
+    "BehaviorConfig",
     "Clips",
     "MovieTwin",
     "MovieTwinConfig",
+    "SessionTruth",
     "Standardizer",
     "Twin",
     "TwinConfig",
@@ -150,9 +163,12 @@ __all__ = [
     "load_image_folder",
     "load_images",
     "load_movie_twin",
+    "load_session_truth",
+    "load_sessions",
     "load_static",
     "load_table",
     "load_twin",
+    "load_twin_sessions",
     "load_video_arrays",
     "load_videos",
     "load_zarr",
@@ -176,15 +192,23 @@ __all__ = [
     "repeats",
     "save_arrays",
     "save_movie_twin",
+    "save_session_truth",
+    "save_sessions",
     "save_static",
     "save_twin",
     "save_video_arrays",
     "save_video_store",
     "save_videos",
     "save_zarr",
+    "session_modulation",
+    "session_paths",
+    "session_rates",
+    "shift_images",
     "simulate",
     "simulate_behavior",
+    "simulate_movie_behavior",
     "simulate_movies",
+    "simulate_sessions",
     "space_time_filters",
     "split_tiers",
     "standardize",
@@ -198,7 +222,9 @@ __all__ = [
     "twin_rates",
     "unique_images",
     "validate",
+    "validate_sessions",
     "with_statistics",
     "with_video_statistics",
     "write_twin",
+    "write_twin_sessions",
 ]

@@ -32,7 +32,7 @@ def _smooth(x: np.ndarray, tau: float) -> np.ndarray:
     return out
 
 
-def simulate_behavior(
+def simulate_movie_behavior(
     n_trials: int, n_frames: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Behaviour traces, z-scored: (trial, time, 2) pupil dilation and running speed, and
@@ -131,7 +131,9 @@ def simulate_movies(
     p = calibrate_movies(draw_movie_neurons(cfg, rng), cfg.shape, movies[: cfg.n_train])
     video_id, tier = _design(cfg, rng)
     n_trials = len(video_id)
-    beh, centre = simulate_behavior(n_trials, cfg.n_frames, rng) if cfg.behavior else (None, None)
+    beh, centre = (
+        simulate_movie_behavior(n_trials, cfg.n_frames, rng) if cfg.behavior else (None, None)
+    )
     meta = {
         "shape": list(cfg.shape),
         "seed": seed,

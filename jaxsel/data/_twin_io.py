@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxsel._atomic import atomic_directory, check_target
-from jaxsel.data._static_folder import save_static
+from jaxsel.data._static_save import save_static
 from jaxsel.data._twin import save_twin
 from jaxsel.data._twin_simulate import simulate
 

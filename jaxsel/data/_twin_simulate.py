@@ -8,6 +8,7 @@ function, true reliability and true optimal stimuli.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import xarray as xr
@@ -17,6 +18,9 @@ from jaxsel.data._dataset import make_dataset
 from jaxsel.data._pixels import norm_budget
 from jaxsel.data._stimuli import gabor, natural_like
 from jaxsel.data._twin import KINDS, Twin, contrast, twin_rates
+
+if TYPE_CHECKING:
+    from jaxsel.data._twin_sessions import SessionTruth
 
 
 @dataclass(frozen=True)
@@ -192,22 +196,35 @@ def sample_responses(
     return rng.poisson(lam).astype(np.float32)
 
 
+@overload
 def simulate(
-    cfg: TwinConfig | None = None, *, seed: int = 0, **overrides
-) -> tuple[xr.Dataset, Twin]:
+    cfg: TwinConfig | None = None, *, seed: int = 0, n_sessions: None = None, **overrides
+) -> tuple[xr.Dataset, Twin]: ...
+@overload
+def simulate(
+    cfg: TwinConfig | None = None, *, seed: int = 0, n_sessions: int, **overrides
+) -> tuple[dict[str, xr.Dataset], dict[str, SessionTruth]]: ...
+def simulate(cfg: TwinConfig | None = None, *, seed: int = 0, n_sessions=None, **overrides):
     """Simulate an experiment on the twin population.
 
     Args:
       cfg: a :class:`TwinConfig` (defaults if None).
       seed: random seed; the same seed and config give identical data.
+      n_sessions: None for one session (below); an integer for that many sessions with
+        behaviour and eye position (:func:`jaxsel.data.simulate_sessions`, which also
+        takes ``shared_images`` and ``behavior``).
       **overrides: fields of :class:`TwinConfig` to change, e.g. ``n_neurons=50``.
 
     Returns:
       ``(dataset, twin)``: the dataset in the canonical layout (spike counts, tiers, repeats)
-      and the ground truth.
+      and the ground truth; with ``n_sessions``, ``(sessions, truth)`` dicts by session id.
     """
     from dataclasses import replace
 
+    if n_sessions is not None:
+        from jaxsel.data._twin_sessions import simulate_sessions
+
+        return simulate_sessions(cfg, seed=seed, n_sessions=n_sessions, **overrides)
     cfg = replace(cfg or TwinConfig(), **overrides)
     rng = np.random.default_rng(seed)
     n_img = cfg.n_train + cfg.n_validation + cfg.n_test

@@ -8,6 +8,9 @@
     save_model(result, "model/")                             # one self-contained folder
     model = load_model("model/")                             # no dataset needed
     many = fit_many("small", ds, seeds=[0, 1, 2])            # K models, one model axis
+    multi = fit_sessions("small", {"s1": ds1, "s2": ds2})    # one core, a readout per session
+    new = fit_readout(multi, {"s3": ds3})                    # a new session on the frozen core
+    rm = multi.response_model("s1")                          # one session as a ResponseModel
 
 Building blocks for vectorised training (one model written, ``jax.vmap`` for many):
 ``make_train_step``, ``make_predict``, ``make_optimizer``, ``set_learning_rate``,
@@ -33,6 +36,8 @@ from jaxsel.train._model_file import (
     read_model_meta,
     save_model,
 )
+from jaxsel.train._multi_fit import fit_readout, fit_sessions
+from jaxsel.train._multi_result import MultiFitResult, evaluate_sessions, load_sessions_fit
 from jaxsel.train._per_neuron import make_per_neuron_step
 from jaxsel.train._schedule import (
     PlateauEvent,
@@ -64,6 +69,7 @@ __all__ = [
     "Config",
     "FitResult",
     "ManyResult",
+    "MultiFitResult",
     "PlateauEvent",
     "PlateauState",
     "SweepSpec",
@@ -71,14 +77,18 @@ __all__ = [
     "VideoConfig",
     "VideoFitResult",
     "as_response_model",
+    "evaluate_sessions",
     "fit",
     "fit_many",
+    "fit_readout",
+    "fit_sessions",
     "fit_video",
     "gamma_loss",
     "get_learning_rate",
     "initialize_distributed",
     "load_fit",
     "load_model",
+    "load_sessions_fit",
     "load_video_fit",
     "make_hparams",
     "make_optimizer",

@@ -241,6 +241,8 @@ def config_diff(saved: dict, cfg: Config) -> list[str]:
         for k in sorted(set(a) | set(b)):
             if part == "train" and k in RESUMABLE_FIELDS:
                 continue
+            if k not in a and b.get(k) is None:
+                continue  # a field added later whose "off" value is None (model.sessions)
             if a.get(k, "<missing>") != b.get(k, "<missing>"):
                 diffs.append(
                     f"{part}.{k}: checkpoint {a.get(k, '<missing>')!r} != "
