@@ -55,13 +55,15 @@ from jaxsel.data._twin import (
     twin_rates,
 )
 from jaxsel.data._twin_io import write_twin
-from jaxsel.data._twin_simulate import TwinConfig, simulate
+from jaxsel.data._twin_presets import PRESETS as TWIN_PRESETS
+from jaxsel.data._twin_simulate import TwinConfig, simulate, twin_config
 from jaxsel.data._zarr_store import load_zarr, save_zarr
 
 __all__ = [
     "BACKGROUND",
     "SCALE",
     "TIERS",
+    "TWIN_PRESETS",
     "Batch",
     "Standardizer",
     "Twin",
@@ -112,6 +114,7 @@ __all__ = [
     "tier_arrays",
     "to_contrast",
     "to_raw",
+    "twin_config",
     "twin_rates",
     "unique_images",
     "validate",
