@@ -23,6 +23,7 @@ from jaxsel.train import (
     zig_parameters,
 )
 
+RNG = np.random.default_rng
 TINY = {"n_neurons": 8, "shape": (16, 16), "n_train": 40, "n_validation": 6, "n_test": 5}
 
 
@@ -139,27 +140,28 @@ def test_zig_loglik_matches_scipy_and_integrates_to_one():
 
 
 def test_zig_loss_is_minimal_at_the_true_mean_with_finite_gradients():
-    rng = np.random.default_rng(3)
     gate, shape, loc = 1.5, 1.2, 1e-4
-    y = jnp.asarray(sample_zig(np.full((20000, 1), 2.0), np.array([gate]), np.array([shape]), rng))
-    f_grid = np.linspace(1.0, 3.0, 41)
+    y = sample_zig(np.full((20000, 1), 2.0), np.array([gate]), np.array([shape]), RNG(3))[:, 0]
 
-    @jax.jit
-    def mean_loss(f):
-        return jnp.mean(zig_loss(f, y, zig_gate=gate, zig_shape=shape, zig_loc=loc))
+    def loss(f, r):
+        return zig_loss(f, r, zig_gate=gate, zig_shape=shape, zig_loc=loc)
 
-    best = f_grid[np.argmin([float(mean_loss(f)) for f in f_grid])]
-    assert abs(best - 2.0) < 0.15
-    theta, q = zig_parameters(jnp.float32(2.0), gate, shape, loc)
-    mean = (1 - q) * loc / 2 + q * (loc + shape * theta)
-    assert float(mean) == pytest.approx(2.0, rel=1e-5)
-    g = jax.grad(
-        lambda f: jnp.sum(
-            zig_loss(f, jnp.array([0.0, 0.5, 3.0]), zig_gate=gate, zig_shape=shape, zig_loc=loc)
+    @jax.jit  # one compilation (eager ops compile one by one)
+    def check(f_grid, y, f, r):
+        theta, q = zig_parameters(jnp.float32(2.0), gate, shape, loc)
+        return (
+            loss(f_grid[:, None], y[None]).mean(1),
+            jax.grad(lambda f: jnp.sum(loss(f, r)))(f),
+            (1 - q) * loc / 2 + q * (loc + shape * theta),  # the mean of the ZIG at f = 2
         )
-    )
-    for f in (jnp.full(3, 1e-6), jnp.full(3, 1.0), jnp.full(3, 1e3)):
-        assert np.all(np.isfinite(np.asarray(g(f))))
+
+    f_grid = np.linspace(1.0, 3.0, 41)
+    f = jnp.repeat(jnp.array([1e-6, 1.0, 1e3]), 3)  # tiny, moderate, huge rates
+    r = jnp.tile(jnp.array([0.0, 0.5, 3.0]), 3)  # a zero and two positive responses
+    losses, grads, mean = check(jnp.asarray(f_grid), jnp.asarray(y), f, r)
+    assert abs(f_grid[int(np.argmin(np.asarray(losses)))] - 2.0) < 0.15
+    assert float(mean) == pytest.approx(2.0, rel=1e-5)
+    assert np.all(np.isfinite(np.asarray(grads)))
 
 
 def test_fit_zig_parameters_recovers_a_constant_rate_neuron():
@@ -255,3 +257,15 @@ def test_run_config_twin_preset():
         config_from_dict({"data": {"twin": {"preset": "sensorum"}}})
     with pytest.raises(ConfigError, match="did you mean 'zig_gate'"):
         config_from_dict({"data": {"twin": {"preset": "sensorium", "zig_gat": 1.0}}})
+
+
+@pytest.mark.slow  # a fit: 20-60 s on the shared 2-core machine
+def test_fit_with_the_zig_loss_and_evaluate_under_it():
+    from jaxsel import fit
+
+    ds, twin = simulate(0, preset="sensorium", **TINY)
+    res = fit(named_config("ln").replace(loss="zig", max_epochs=1, progress=False), ds, seed=0)
+    loss = res.history["loss"].values
+    assert loss.size == 1 and np.all(np.isfinite(loss))
+    ev = evaluate(res, ds, truth=twin)
+    assert ev.attrs["loss"] == "zig" and np.all(np.isfinite(ev["zig_loglik"].values))

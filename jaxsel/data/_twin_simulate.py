@@ -47,8 +47,9 @@ class TwinConfig:
       split of the ``allen`` data source), ~1 spike per presentation, bounded tail.
 
     Attributes:
-      preset: the preset the other values started from (a label; :func:`twin_config`
-        applies it).
+      preset: the preset the other fields start from: ``clean``, ``sensorium`` or
+        ``allen`` (applied by :func:`twin_config`, ``simulate(preset=...)`` and
+        ``[data.twin] preset``, where the table's other keys override it).
       n_neurons: neurons in the population.
       shape: image (height, width) in pixels.
       n_train, n_validation: images in those tiers.
@@ -56,8 +57,9 @@ class TwinConfig:
       n_test, test_repeats: test images and how often each is shown.
       kind_fractions: fractions of simple, complex, suppressed and unresponsive cells.
       stimuli: ``"dead_leaves"``, ``"pink"`` or ``"mix"``.
-      mean_rate: median of the per-neuron mean rate (spikes per trial, log-normal spread
-        ``rate_spread``, capped at ``max_mean_rate`` unless it is 0).
+      mean_rate: median of the per-neuron mean rate (spikes per trial).
+      rate_spread: log-normal spread (sigma) of the per-neuron mean rates.
+      max_mean_rate: cap on the per-neuron mean rate (0: no cap).
       saturation_range: the contrast saturation ``c50`` of each neuron is its unsaturated
         drive's 99.9th percentile times a log-uniform factor in this range; smaller values
         compress the peak rates (the tail of the responses).
@@ -66,8 +68,10 @@ class TwinConfig:
         flatten the responses (less signal variance, a shorter tail).
       observation: ``"counts"`` (spike counts) or ``"zig"`` (calcium-like zero-inflated
         gamma; ``jaxsel.data`` module ``_observation`` documents both).
-      overdispersed_fraction: ``"counts"``: neurons with gamma-Poisson noise (shape
-        ~ log-normal around ``dispersion``); the rest are Poisson.
+      overdispersed_fraction: ``"counts"``: neurons with gamma-Poisson noise; the rest
+        are Poisson.
+      dispersion: ``"counts"``: median gamma shape of the overdispersed neurons (log-normal
+        spread, at least 1); noise variance ``r + r^2 / dispersion``.
       zig_gate: ``"zig"``: median over neurons of the rate (relative to the neuron's mean
         rate) at which 63 % of trials are non-zero; larger = more zeros, noisier.
       zig_shape: ``"zig"``: median gamma shape of the non-zero responses (larger = less

@@ -110,7 +110,14 @@ def stage_evaluate(ctx: Context) -> list[str]:
         )
     for name in ctx.cfg.train.models:
         pair = ctx.model(name)  # MissingInput if not trained
-        ev = evaluate(pair, ds, truth=truth, min_fev=ctx.cfg.evaluate.fev_threshold)
+        zig = fit_config(ctx.cfg, name).train.loss == "zig"  # loglik under the training loss
+        ev = evaluate(
+            pair,
+            ds,
+            truth=truth,
+            min_fev=ctx.cfg.evaluate.fev_threshold,
+            loss="zig" if zig else "poisson",
+        )
         if kinds is not None:
             ev = ev.assign_coords(kind=("neuron", kinds.astype(str)))
         evs.append(ev)
