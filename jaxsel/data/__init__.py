@@ -99,6 +99,7 @@ from jaxsel.data._twin import (
 )
 from jaxsel.data._twin_io import write_twin
 from jaxsel.data._twin_modulation import session_modulation, session_rates, shift_images
+from jaxsel.data._twin_presets import PRESETS as TWIN_PRESETS
 from jaxsel.data._twin_sessions import SessionTruth, simulate_sessions
 from jaxsel.data._twin_sessions_io import (
     load_session_truth,
@@ -106,7 +107,7 @@ from jaxsel.data._twin_sessions_io import (
     save_session_truth,
     write_twin_sessions,
 )
-from jaxsel.data._twin_simulate import TwinConfig, simulate
+from jaxsel.data._twin_simulate import TwinConfig, simulate, twin_config
 from jaxsel.data._video_arrays import load_video_arrays, save_video_arrays
 from jaxsel.data._video_clips import BURN_IN, Clips, read_clips, subsequences
 from jaxsel.data._video_dataset import (
@@ -129,6 +130,7 @@ __all__ = [
     "SCALE",
     "SENSORIUM_TIERS",
     "TIERS",
+    "TWIN_PRESETS",
     "Batch",
     "BehaviorConfig",
     "Clips",
@@ -219,6 +221,7 @@ __all__ = [
     "to_contrast",
     "to_raw",
     "tuning_indices",
+    "twin_config",
     "twin_rates",
     "unique_images",
     "validate",

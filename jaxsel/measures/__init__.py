@@ -33,6 +33,7 @@ from jaxsel.measures._selectivity import (
     topographic_map,
 )
 from jaxsel.measures._sweep_summary import ranked_curves, sweep_summary
+from jaxsel.measures._truth import truth_correlation
 from jaxsel.measures._tuning import (
     correlation_partners,
     image_means,
@@ -89,6 +90,7 @@ __all__ = [
     "sweep_summary",
     "sweep_table",
     "topographic_map",
+    "truth_correlation",
     "video_average_correlation",
     "video_correlation",
 ]
