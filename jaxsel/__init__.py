@@ -24,6 +24,7 @@ from jaxsel.data import (
     make_dataset,
     save_static,
     simulate,
+    simulate_movies,
 )
 from jaxsel.insilico import gradient_rf, optimal_gabors, optimize_meis
 from jaxsel.measures import evaluate, oracle_correlation, selection_table
@@ -81,6 +82,7 @@ __all__ = [
     "save_static",
     "selection_table",
     "simulate",
+    "simulate_movies",
     "train",
     "viz",
 ]

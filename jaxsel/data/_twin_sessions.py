@@ -21,17 +21,12 @@ import xarray as xr
 from jaxsel._errors import ConfigError
 from jaxsel.data._behavior_sim import BehaviorConfig, simulate_behavior
 from jaxsel.data._dataset import BEHAVIOR_VARS, make_dataset
+from jaxsel.data._observation import sample_responses, true_reliability
 from jaxsel.data._pixels import norm_budget
 from jaxsel.data._stimuli import natural_like
 from jaxsel.data._twin import Twin, contrast
 from jaxsel.data._twin_modulation import session_modulation, session_rates
-from jaxsel.data._twin_simulate import (
-    TwinConfig,
-    calibrate,
-    draw_neurons,
-    sample_responses,
-    true_reliability,
-)
+from jaxsel.data._twin_simulate import TwinConfig, calibrate, draw_neurons
 
 _session_rates_jit = jax.jit(session_rates)
 _modulation_jit = jax.jit(session_modulation)
@@ -143,7 +138,7 @@ def _draw_modulation(
 def _one_session(
     cfg, bcfg, images, rng, sid: str, meta: dict, id_offset: int
 ) -> tuple[xr.Dataset, SessionTruth]:
-    p = calibrate(draw_neurons(cfg, rng), cfg.shape, images[: cfg.n_train])
+    p = calibrate(draw_neurons(cfg, rng), cfg.shape, images[: cfg.n_train], cfg.baseline_fraction)
     index, tier = _design(cfg, rng)  # index into this session's images
     image_id = index + id_offset
     n_trial = len(index)

@@ -15,7 +15,7 @@ from jaxsel._errors import DataError
 from jaxsel.data._sessions import load_sessions, save_sessions
 from jaxsel.data._twin import load_twin, save_twin
 from jaxsel.data._twin_modulation import MODULATION_KEYS
-from jaxsel.data._twin_sessions import SessionTruth, simulate_sessions
+from jaxsel.data._twin_sessions import SessionTruth
 
 _TRIAL_VARS = ("gain", "rf_shift", "rates")
 
@@ -83,14 +83,16 @@ def write_twin_sessions(
       force: replace an existing ``out``.
       seed: the simulation seed.
       n_sessions: number of sessions.
-      **options: ``shared_images``, ``behavior`` and fields of
-        :class:`jaxsel.data.TwinConfig`, passed to :func:`jaxsel.data.simulate_sessions`.
+      **options: ``preset``, ``shared_images``, ``behavior`` and fields of
+        :class:`jaxsel.data.TwinConfig`, passed to :func:`jaxsel.data.simulate`.
 
     Returns:
       ``(sessions, truth)`` as :func:`jaxsel.data.simulate_sessions`.
     """
     check_target(out, overwrite=force)  # before the (long) simulation
-    sessions, truth = simulate_sessions(seed=seed, n_sessions=n_sessions, **options)
+    from jaxsel.data._twin_simulate import simulate
+
+    sessions, truth = simulate(seed=seed, n_sessions=n_sessions, **options)
     with atomic_directory(Path(out), overwrite=force) as tmp:
         save_sessions(sessions, tmp / "sessions")
         for sid, t in truth.items():

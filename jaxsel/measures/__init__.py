@@ -40,6 +40,7 @@ from jaxsel.measures._session_truth import (
     shifter_truth_r,
 )
 from jaxsel.measures._sweep_summary import ranked_curves, sweep_summary
+from jaxsel.measures._truth import truth_correlation
 from jaxsel.measures._tuning import (
     correlation_partners,
     image_means,
@@ -101,6 +102,7 @@ __all__ = [
     "sweep_summary",
     "sweep_table",
     "topographic_map",
+    "truth_correlation",
     "video_average_correlation",
     "video_correlation",
 ]

@@ -21,11 +21,15 @@ from jaxsel.train._config import CONFIG_ALIASES, NAMED_CONFIGS, Config, TrainCon
 from jaxsel.train._fit import FitResult, fit, load_fit, response_function
 from jaxsel.train._losses import (
     LOSSES,
+    fit_zig_parameters,
     gamma_loss,
     masked_correlation,
     mse_loss,
     poisson_loglik,
     poisson_loss,
+    zig_loglik,
+    zig_loss,
+    zig_parameters,
 )
 from jaxsel.train._many import PER_MODEL_FIELDS, ManyResult, fit_many
 from jaxsel.train._model_file import (
@@ -83,6 +87,7 @@ __all__ = [
     "fit_readout",
     "fit_sessions",
     "fit_video",
+    "fit_zig_parameters",
     "gamma_loss",
     "get_learning_rate",
     "initialize_distributed",
@@ -114,4 +119,7 @@ __all__ = [
     "set_learning_rate",
     "shard_models",
     "sweep_spec",
+    "zig_loglik",
+    "zig_loss",
+    "zig_parameters",
 ]

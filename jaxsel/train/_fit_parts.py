@@ -151,9 +151,9 @@ def prepare_data(dataset: xr.Dataset, train) -> TrainData:
 
 
 def check_nonnegative(ds: xr.Dataset, loss: str) -> None:
-    """The Poisson and Gamma losses take non-negative responses (their likelihoods are
+    """The Poisson, Gamma and ZIG losses take non-negative responses (their likelihoods are
     unbounded below for a negative one); a DataError names the neurons and the fix."""
-    if loss not in ("poisson", "gamma"):
+    if loss not in ("poisson", "gamma", "zig"):
         return
     r = ds["responses"].values[ds["tier"].values == "train"]
     bad = np.asarray(ds["neuron_id"].values)[(r < 0).any(axis=0)].tolist()
