@@ -4,11 +4,23 @@ selectivity and clustering. Every result is labelled (xarray, named dims, units 
 from jaxsel.measures._clustering import cluster_members, kmeans, pca
 from jaxsel.measures._evaluation import evaluate, pearson
 from jaxsel.measures._information import INFO_THRESHOLD, poisson_information, repeat_information
+from jaxsel.measures._information_noise import (
+    GammaPoissonNoise,
+    ObservationModel,
+    PoissonNoise,
+    twin_noise,
+)
+from jaxsel.measures._information_rates import rate_information
 from jaxsel.measures._information_summaries import (
     informative_count,
     ranked_information,
     save_sweep_csv,
     sweep_table,
+)
+from jaxsel.measures._information_truth import (
+    information_table,
+    information_vs_input_noise,
+    rank_correlation,
 )
 from jaxsel.measures._reliability import (
     explainable_variance,
@@ -46,6 +58,9 @@ from jaxsel.measures._tuning import (
 
 __all__ = [
     "INFO_THRESHOLD",
+    "GammaPoissonNoise",
+    "ObservationModel",
+    "PoissonNoise",
     "SelectionRule",
     "apply_rule",
     "cluster_members",
@@ -56,6 +71,8 @@ __all__ = [
     "fev",
     "feve",
     "image_means",
+    "information_table",
+    "information_vs_input_noise",
     "informative_count",
     "kmeans",
     "neuron_statistics",
@@ -65,9 +82,11 @@ __all__ = [
     "pca",
     "pearson",
     "poisson_information",
+    "rank_correlation",
     "ranked_curves",
     "ranked_information",
     "rate_distributions",
+    "rate_information",
     "reliability",
     "repeat_information",
     "response_entropy",
@@ -83,4 +102,5 @@ __all__ = [
     "sweep_summary",
     "sweep_table",
     "topographic_map",
+    "twin_noise",
 ]

@@ -1,0 +1,138 @@
+"""Pipeline stage ``information``: single-neuron information about a labelled attribute,
+measured on the CNN and checked against the digital twin's truth.
+
+The twin gets the oriented-patch set of :func:`jaxsel.data.oriented_patch_set` (label =
+patch orientation; only neurons whose RF overlaps the patch and whose preferred orientation
+is near a label orientation carry information). Per selected neuron, the exact information
+(:func:`jaxsel.measures.rate_information`, bits) under the twin's own observation model
+(Poisson / gamma-Poisson per neuron) of:
+
+* ``true``: the twin's noise-free rates (the truth);
+* ``estimated``: the trained CNN's predicted rates (the model's estimate);
+* ``untrained``: the same CNN config initialised but not trained (before vs after).
+
+Outputs: ``information.nc`` (neuron x source), ``information_noise.nc`` (the same vs the
+input's Gaussian pixel-noise sd) and the metrics ``information_truth_spearman``,
+``informative_neurons_true``, ``informative_neurons_estimated``,
+``information_untrained_spearman`` (+ ``informative_neurons_untrained`` and, at the largest
+input noise, ``information_truth_spearman_noisiest``). Recorded data have no truth: the
+stage is not applicable there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+from jaxsel._errors import MissingInput
+from jaxsel.data import oriented_patch_set, patch_alignment
+from jaxsel.measures import information_vs_input_noise, twin_noise
+from jaxsel.models import energy_positions
+from jaxsel.pipeline._context import Context, save_nc
+
+
+def untrained_pair(fit, dataset, seed: int):
+    """``(fn, params)`` of a fitted model's config re-initialised as ``fit`` started:
+    same standardizer, readout bias at the mean response, energy-based readout start when
+    the config asks for it (no grid-mean predictor inputs: its positions stay as drawn)."""
+    model = fit.model
+    st = fit.standardizer
+    train = dataset["tier"].values == "train"
+    r = dataset["responses"].values[train] / np.asarray(st["response_scale"])
+    mcfg = fit.config.model
+    positions = None
+    if mcfg.readout_init == "energy" and mcfg.kind == "cnn" and mcfg.grid_mean_predictor is None:
+        x = dataset["images"].values[train]
+        x = (x - np.asarray(st["image_mean"])) / np.asarray(st["image_std"])
+        positions = energy_positions(np.asarray(x, np.float32), np.asarray(r, np.float32))
+    source_grid = None
+    if mcfg.grid_mean_predictor is not None and mcfg.kind == "cnn":
+        dims = mcfg.grid_mean_predictor.input_dimensions
+        names = ["cortex_x", "cortex_y", "cortex_z"][:dims]
+        source_grid = np.stack([dataset[n].values for n in names], 1).astype(np.float32)
+    params, state = model.init(
+        jax.random.fold_in(jax.random.key(seed), 0),
+        mean_response=np.asarray(r.mean(0), np.float32),
+        source_grid=source_grid,
+        positions=positions,
+    )
+    fn, trained = fit.response_fn()
+    return fn, {**trained, "params": params, "state": state}
+
+
+def _stimuli(ctx: Context, shape):
+    c = ctx.cfg.information
+    return oriented_patch_set(
+        shape,
+        c.n_per_class,
+        theta=math.radians(c.theta_deg),
+        aperture=c.aperture_fraction * shape[0],
+        sf=c.sf,
+        contrast=c.contrast,
+        seed=ctx.cfg.run.seed,
+    )
+
+
+def stage_information(ctx: Context) -> list[str]:
+    """Information of the truth, the trained and the untrained CNN; robustness to noise."""
+    c = ctx.cfg.information
+    twin = ctx.twin()
+    if twin is None:
+        raise MissingInput(
+            "information: recorded data have no ground truth to label a stimulus set by "
+            "(the truth check needs data.source = 'twin')"
+        )
+    name = ctx.cfg.train.models[-1]
+    models = {"true": ctx.twin_selected(), "estimated": ctx.model(name)}  # MissingInput
+    ds = ctx.train_dataset()
+    if c.untrained:
+        models["untrained"] = untrained_pair(ctx.cache[f"fit:{name}"], ds, ctx.cfg.run.seed)
+    ids = ds["neuron_id"].values
+    tidx = np.searchsorted(twin.neuron_id, ids)
+    p = {k: np.asarray(v)[tidx] for k, v in twin.params.items()}
+    stim = _stimuli(ctx, twin.shape)
+    noise = twin_noise(p["dispersion"])
+    sigmas = sorted({0.0, *c.input_noise})
+    ctx.log.info(
+        f"  oriented-patch set: {stim.sizes['image']} images; information of "
+        f"{', '.join(models)} for {len(ids)} neurons at input noise {sigmas}"
+    )
+    res = information_vs_input_noise(
+        models,
+        stim["images"].values,
+        stim["label"].values,
+        noise,
+        sigmas,
+        threshold=c.threshold,
+        seed=ctx.cfg.run.seed,
+        neuron_id=ids,
+    )
+    align = patch_alignment(stim, p["x0"], p["y0"], p["sigma"], p["theta"])
+    res = res.assign_coords(
+        kind=("neuron", twin.kinds[tidx].astype(str)), alignment=("neuron", align)
+    )
+    clean = res.sel(input_noise=0.0)
+    save_nc(clean.drop_vars("input_noise"), ctx.rd / "information.nc")
+    save_nc(res, ctx.rd / "information_noise.nc")
+    metrics = {
+        "information_truth_spearman": float(clean["spearman"].sel(source="estimated")),
+        "informative_neurons_true": int(clean["informative"].sel(source="true")),
+        "informative_neurons_estimated": int(clean["informative"].sel(source="estimated")),
+    }
+    if "untrained" in models:
+        metrics["information_untrained_spearman"] = float(clean["spearman"].sel(source="untrained"))
+        metrics["informative_neurons_untrained"] = int(clean["informative"].sel(source="untrained"))
+    if len(sigmas) > 1:
+        noisiest = res.isel(input_noise=-1)
+        metrics["information_truth_spearman_noisiest"] = float(
+            noisiest["spearman"].sel(source="estimated")
+        )
+        metrics["informative_neurons_true_noisiest"] = int(
+            noisiest["informative"].sel(source="true")
+        )
+    ctx.rd.update_metrics(**metrics)
+    for k, v in metrics.items():
+        ctx.log.info(f"  {k} = {v:.3f}" if isinstance(v, float) else f"  {k} = {v}")
+    return ["information.nc", "information_noise.nc"]
