@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
@@ -52,7 +53,7 @@ class ObservationModel(Protocol):
         ...
 
     @staticmethod
-    def log_pmf(values, rates, params):
+    def log_pmf(values, rates, params) -> jax.Array:
         """log P(R = value | rate): (S, image, neuron) from values (S, 1, 1), rates (image,
         neuron) and per-neuron params."""
         ...
@@ -70,14 +71,14 @@ class PoissonNoise:
     def support(max_rates: np.ndarray, params: dict) -> np.ndarray:
         """Counts ``0..k_max`` with ``P(k > k_max) < TAIL`` at the largest rate."""
         lam = float(np.max(max_rates, initial=0.0))
-        return _counts_to(scipy.stats.poisson.ppf(1.0 - TAIL, max(lam, 1e-6)) + 1)
+        return _counts_to(float(scipy.stats.poisson.ppf(1.0 - TAIL, max(lam, 1e-6))) + 1)
 
     def params(self) -> dict[str, np.ndarray]:
         """No per-neuron parameters."""
         return {}
 
     @staticmethod
-    def log_pmf(values, rates, params):
+    def log_pmf(values, rates, params) -> jax.Array:
         """Poisson log probability (S, image, neuron)."""
         return xlogy(values, rates[None]) - rates[None] - gammaln(values + 1.0)
 
@@ -123,7 +124,7 @@ class GammaPoissonNoise:
         return {"shape": np.asarray(self.shape, np.float64)}
 
     @staticmethod
-    def log_pmf(values, rates, params):
+    def log_pmf(values, rates, params) -> jax.Array:
         """Negative-binomial log probability (S, image, neuron); Poisson where shape = inf."""
         a_raw = params["shape"][None, None]
         fin = jnp.isfinite(a_raw)

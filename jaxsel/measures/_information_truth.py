@@ -141,5 +141,6 @@ def information_vs_input_noise(
             )
         )
     out = xr.concat(tabs, dim=xr.DataArray(sig, dims="input_noise", name="input_noise"))
+    assert isinstance(out, xr.Dataset)  # a concat of Datasets
     out["input_noise"].attrs["units"] = "pixel sd (raw grey levels)"
     return out

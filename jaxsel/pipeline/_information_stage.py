@@ -14,8 +14,10 @@ is near a label orientation carry information). Per selected neuron, the exact i
 Outputs: ``information.nc`` (neuron x source), ``information_noise.nc`` (the same vs the
 input's Gaussian pixel-noise sd) and the metrics ``information_truth_spearman``,
 ``informative_neurons_true``, ``informative_neurons_estimated``,
-``information_untrained_spearman`` (+ ``informative_neurons_untrained`` and, at the largest
-input noise, ``information_truth_spearman_noisiest``). Recorded data have no truth: the
+``information_untrained_spearman``, ``information_shuffled_spearman`` (the CNN on shuffled
+labels: the chance level of the Spearman) (+ ``informative_neurons_untrained`` and, at the
+largest input noise, ``information_truth_spearman_noisiest`` and
+``informative_neurons_true_noisiest``). Recorded data have no truth: the
 stage is not applicable there.
 """
 
@@ -28,9 +30,15 @@ import numpy as np
 
 from jaxsel._errors import MissingInput
 from jaxsel.data import oriented_patch_set, patch_alignment
-from jaxsel.measures import information_vs_input_noise, twin_noise
-from jaxsel.models import energy_positions
-from jaxsel.pipeline._context import Context, save_nc
+from jaxsel.measures import (
+    information_vs_input_noise,
+    rank_correlation,
+    rate_information,
+    twin_noise,
+)
+from jaxsel.models import energy_positions, predict
+from jaxsel.pipeline._context import Context, open_nc, save_nc
+from jaxsel.viz import information_truth_figure
 
 
 def untrained_pair(fit, dataset, seed: int):
@@ -73,6 +81,17 @@ def _stimuli(ctx: Context, shape):
         contrast=c.contrast,
         seed=ctx.cfg.run.seed,
     )
+
+
+def _shuffled_spearman(ctx: Context, clean, stim, noise) -> float:
+    """The chance level of ``information_truth_spearman``: the CNN's information about
+    shuffled labels against the truth (information of a finite set tracks each neuron's
+    response range, so this is well above 0)."""
+    rates = predict(ctx.model(ctx.cfg.train.models[-1]), stim["images"].values)
+    rng = np.random.default_rng(ctx.cfg.run.seed)
+    labels = rng.permutation(stim["label"].values)
+    info = rate_information(rates, labels, noise).values
+    return rank_correlation(info, clean["information"].sel(source="true").values)
 
 
 def stage_information(ctx: Context) -> list[str]:
@@ -124,6 +143,7 @@ def stage_information(ctx: Context) -> list[str]:
     if "untrained" in models:
         metrics["information_untrained_spearman"] = float(clean["spearman"].sel(source="untrained"))
         metrics["informative_neurons_untrained"] = int(clean["informative"].sel(source="untrained"))
+    metrics["information_shuffled_spearman"] = _shuffled_spearman(ctx, clean, stim, noise)
     if len(sigmas) > 1:
         noisiest = res.isel(input_noise=-1)
         metrics["information_truth_spearman_noisiest"] = float(
@@ -136,3 +156,10 @@ def stage_information(ctx: Context) -> list[str]:
     for k, v in metrics.items():
         ctx.log.info(f"  {k} = {v:.3f}" if isinstance(v, float) else f"  {k} = {v}")
     return ["information.nc", "information_noise.nc"]
+
+
+def fig_information_truth(ctx: Context):
+    """The report figure of this stage (FileNotFoundError when the stage has not run)."""
+    table = open_nc(ctx.rd / "information.nc")
+    path = ctx.rd / "information_noise.nc"
+    return information_truth_figure(table, open_nc(path) if path.is_file() else None)
