@@ -9,7 +9,8 @@ through a small interface (:class:`ObservationModel`):
 * ``support(max_rates, params)``: the response values summed over, a 1-D NumPy array
   ``(S,)`` (counts ``0..k_max`` for a count model; bin centres for a continuous one), for
   neurons with these largest rates (n,) and params (each (n,)), so the probability left
-  out is negligible (< :data:`TAIL` per neuron and image);
+  out is negligible (< :data:`TAIL` per neuron and image; a mass ``eps`` left out
+  changes the information by about ``eps log2(1/eps)`` bits at most);
 * ``log_pmf(values, rates, params)``: a pure ``jax.numpy`` function (a ``staticmethod``, so
   it is hashable and compiled once) giving ``log P(R = value | rate)`` with shape
   ``(S, image, neuron)`` from ``values`` (S, 1, 1), ``rates`` (image, neuron) and the
@@ -35,7 +36,7 @@ from jax.scipy.special import gammaln, xlogy
 
 from jaxsel._errors import DataError
 
-TAIL = 1e-10
+TAIL = 1e-7
 """Probability mass a count support may leave out above its largest value, per neuron."""
 
 

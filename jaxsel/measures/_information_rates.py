@@ -29,17 +29,18 @@ _LN2 = float(np.log(2.0))
 
 
 @partial(jax.jit, static_argnames=("log_pmf",))
-def _block_terms(log_pmf, values, rates, params, weights, prior):
-    """One block of the support (NaN = padding): its share of ``H(R)`` and ``H(R | s)``
-    (nats, (neuron,)) and of the probability mass (image, neuron)."""
+def _add_block(log_pmf, acc, values, rates, params, weights, prior):
+    """Add one block of the support (NaN = padding) to the accumulated ``H(R)`` and
+    ``H(R | s)`` (nats, (neuron,)) and probability mass (image, neuron)."""
+    h_r, h_rs, mass = acc
     ok = jnp.isfinite(values)[:, None, None]
     v = jnp.where(ok, values[:, None, None], 0.0)
     p = jnp.where(ok, jnp.exp(log_pmf(v, rates, params)), 0.0)  # (block, image, neuron)
     p_vs = jnp.einsum("kin,inc->kcn", p, weights)  # P(v | s)
     p_v = jnp.einsum("kcn,cn->kn", p_vs, prior)
-    h_r = -jnp.sum(xlogy(p_v, p_v), axis=0)
-    h_rs = -jnp.sum(prior * jnp.sum(xlogy(p_vs, p_vs), axis=0), axis=0)
-    return h_r, h_rs, jnp.sum(p, axis=0)
+    h_r = h_r - jnp.sum(xlogy(p_v, p_v), axis=0)
+    h_rs = h_rs - jnp.sum(prior * jnp.sum(xlogy(p_vs, p_vs), axis=0), axis=0)
+    return h_r, h_rs, mass + jnp.sum(p, axis=0)
 
 
 def _rates(rates) -> np.ndarray:
@@ -90,12 +91,13 @@ def _chunk_information(noise, values, r, params, w, pr, block: int):
         jnp.asarray(w, dtype),
         jnp.asarray(pr, dtype),
     )
-    h_r = h_rs = mass = 0.0
-    for b in range(n_blocks):
+    n_img, n_neu = r.shape
+    acc = (np.zeros(n_neu, dtype), np.zeros(n_neu, dtype), np.zeros((n_img, n_neu), dtype))
+    for b in range(n_blocks):  # accumulated on the device: no sync per block
         vals = jnp.asarray(padded[b * block : (b + 1) * block], dtype)
-        a, c, m = _block_terms(noise.log_pmf, vals, *args)
-        h_r, h_rs, mass = h_r + np.asarray(a), h_rs + np.asarray(c), mass + np.asarray(m)
-    return (np.asarray(h_r) - np.asarray(h_rs)) / _LN2, np.min(mass, axis=0)
+        acc = _add_block(noise.log_pmf, acc, vals, *args)
+    h_r, h_rs, mass = (np.asarray(a, np.float64) for a in acc)
+    return (h_r - h_rs) / _LN2, mass.min(axis=0)
 
 
 def rate_information(
@@ -104,8 +106,8 @@ def rate_information(
     noise: ObservationModel | None = None,
     *,
     prior="empirical",
-    block: int = 64,
-    max_neurons: int = 32,
+    block: int = 32,
+    max_neurons: int = 16,
     max_chunk_elements: int = 2**23,
 ) -> xr.DataArray:
     """Mutual information between a label and the response drawn from noise-free rates.
