@@ -141,7 +141,11 @@ def stage_information(ctx: Context) -> list[str]:
         "informative_neurons_estimated": int(clean["informative"].sel(source="estimated")),
     }
     if "untrained" in models:
-        metrics["information_untrained_spearman"] = float(clean["spearman"].sel(source="untrained"))
+        rho = float(clean["spearman"].sel(source="untrained"))
+        if not np.isfinite(rho):  # the same information for every neuron: no ranking at all
+            ctx.log.info("  the untrained model's information is constant: Spearman set to 0")
+            rho = 0.0
+        metrics["information_untrained_spearman"] = rho
         metrics["informative_neurons_untrained"] = int(clean["informative"].sel(source="untrained"))
     metrics["information_shuffled_spearman"] = _shuffled_spearman(ctx, clean, stim, noise)
     if len(sigmas) > 1:
