@@ -165,8 +165,10 @@ class EvaluateSection:
 
 @dataclass(frozen=True)
 class InformationSection:
-    """``[information]``: single-neuron information about a labelled attribute, on the twin
-    against its truth (the oriented-patch set of :func:`jaxsel.data.oriented_patch_set`)."""
+    """``[information]``: single-neuron information of the CNN vs the twin's truth.
+
+    The labelled set is :func:`jaxsel.data.oriented_patch_set` (patch orientation theta vs
+    theta + 90 deg); the stage is not applicable to recorded data (no truth)."""
 
     n_per_class: int = _f(150, "images per label of the oriented-patch set")
     theta_deg: float = _f(
