@@ -24,6 +24,7 @@ from jaxsel.data import (
     make_dataset,
     save_static,
     simulate,
+    simulate_movies,
 )
 from jaxsel.insilico import gradient_rf, optimal_gabors, optimize_meis
 from jaxsel.measures import evaluate, oracle_correlation, selection_table
@@ -35,6 +36,7 @@ from jaxsel.train import (
     as_response_model,
     fit,
     fit_many,
+    fit_sessions,
     load_model,
     named_config,
     save_model,
@@ -57,6 +59,7 @@ __all__ = [
     "evaluate",
     "fit",
     "fit_many",
+    "fit_sessions",
     "gradient_rf",
     "insilico",
     "load_allen_nwb",
@@ -79,6 +82,7 @@ __all__ = [
     "save_static",
     "selection_table",
     "simulate",
+    "simulate_movies",
     "train",
     "viz",
 ]

@@ -233,3 +233,23 @@ def test_information_stage_is_not_applicable_without_a_twin(tmp_path):
             stage_information(Context(cfg, rd))
     finally:
         rd.close()
+
+
+def test_information_stage_is_not_applicable_to_a_zig_twin(tmp_path):
+    from jaxsel._errors import MissingInput
+    from jaxsel.pipeline import demo_config
+    from jaxsel.pipeline._context import Context
+    from jaxsel.pipeline._information_stage import stage_information
+    from jaxsel.pipeline._rundir import RunDir
+
+    _, zig = js.simulate(
+        n_neurons=4, n_train=20, n_validation=2, n_test=2, shape=(16, 16), observation="zig"
+    )
+    rd = RunDir(tmp_path / "run", echo=False)
+    try:
+        ctx = Context(demo_config(), rd)
+        ctx.cache["twin"] = zig
+        with pytest.raises(MissingInput, match="zero-inflated gamma"):
+            stage_information(ctx)
+    finally:
+        rd.close()

@@ -14,7 +14,8 @@ import xarray as xr
 import jaxsel.data._static_folder as sf
 from jaxsel._errors import DataError
 from jaxsel.data._dataset import make_dataset
-from jaxsel.data._static_folder import load_static, save_static
+from jaxsel.data._static_folder import load_static
+from jaxsel.data._static_save import save_static
 
 
 def small_dataset(n_neuron=5, seed=0) -> xr.Dataset:

@@ -45,6 +45,7 @@ from jaxsel.measures._selectivity import (
     topographic_map,
 )
 from jaxsel.measures._sweep_summary import ranked_curves, sweep_summary
+from jaxsel.measures._truth import truth_correlation
 from jaxsel.measures._tuning import (
     correlation_partners,
     image_means,
@@ -54,6 +55,11 @@ from jaxsel.measures._tuning import (
     signal_correlations,
     similarity_order,
     sorted_raster,
+)
+from jaxsel.measures._video_evaluation import (
+    evaluate_video,
+    video_average_correlation,
+    video_correlation,
 )
 
 __all__ = [
@@ -67,6 +73,7 @@ __all__ = [
     "compare_models",
     "correlation_partners",
     "evaluate",
+    "evaluate_video",
     "explainable_variance",
     "fev",
     "feve",
@@ -102,5 +109,8 @@ __all__ = [
     "sweep_summary",
     "sweep_table",
     "topographic_map",
+    "truth_correlation",
     "twin_noise",
+    "video_average_correlation",
+    "video_correlation",
 ]

@@ -6,6 +6,12 @@ Measures (per neuron, on the ``test`` tier by default):
 * ``average_correlation``: correlation of predictions with the mean response over repeats of
   each image;
 * ``poisson_loglik``: mean Poisson log-likelihood per trial, ``r log f - f - log r!`` (nats);
+* ``zig_loglik`` (with ``loss="zig"``, the default for a model trained with it): mean
+  zero-inflated gamma log-density per trial (nats; :func:`jaxsel.train.zig_loglik`, mean
+  ``f``, per-neuron gate, shape and zero threshold from
+  :func:`jaxsel.train.fit_zig_parameters` of the dataset's train-tier responses);
+* ``loglik``: the held-out log-likelihood under the loss the model was trained with
+  (``poisson_loglik`` or ``zig_loglik``; attrs ``loss``);
 * ``oracle``: the jackknife oracle correlation (``jaxsel.measures.oracle_correlation``);
 * ``fraction_oracle``: ``test_correlation / oracle`` per neuron; the population value (the
   slope of a regression through the origin of test correlation on oracle, Lurz et al. 2021)
@@ -24,6 +30,10 @@ from jaxsel._checks import check_int, check_number
 from jaxsel._errors import ConfigError, DataError
 from jaxsel.data import repeats, subset, unique_images
 from jaxsel.models import ResponseModel, predict
+from jaxsel.train import fit_zig_parameters, zig_loglik, zig_parameters
+
+LOGLIK_LOSSES = ("poisson", "zig")
+"""Losses whose held-out log-likelihood :func:`evaluate` reports as ``loglik``."""
 
 
 def pearson(a, b) -> np.ndarray:
@@ -67,6 +77,7 @@ def evaluate(
     batch_size: int = 256,
     min_fev: float = 0.15,
     eps: float = 1e-8,
+    loss: str | None = None,
 ) -> xr.Dataset:
     """Evaluate a model per neuron.
 
@@ -81,16 +92,19 @@ def evaluate(
       batch_size: images per prediction call.
       min_fev: FEVE is reported only for neurons with FEV >= ``min_fev``.
       eps: added to rates inside the log-likelihood.
+      loss: the observation model of ``loglik``: ``"poisson"`` or ``"zig"``; None: the
+        loss the model was trained with where it is one of these, else ``"poisson"``.
 
     Returns:
       ``xr.Dataset`` over ``neuron`` (coords ``neuron_id`` and the dataset's neuron coords,
       ``kind`` with a twin) with the measures listed in the module docstring; attrs
-      ``fraction_oracle``, ``tier``, ``n_images``, ``n_trials``, ``min_fev``.
+      ``fraction_oracle``, ``tier``, ``n_images``, ``n_trials``, ``min_fev``, ``loss``.
 
     Raises:
       DataError: the tier is empty or the model's output does not match the neurons.
     """
     _check_args(ds, tier, batch_size, min_fev, eps)
+    loss = _loglik_loss(model, loss)
     pair = _as_pair(model)
     sel = subset(ds, tiers=tier)
     if sel.sizes["trial"] == 0:
@@ -109,6 +123,9 @@ def evaluate(
             resp * np.log(pred_trial + eps) - pred_trial - _log_factorial(resp), axis=0
         ),
     }
+    if loss == "zig":
+        out["zig_loglik"] = _zig_loglik(ds, tier, pred_trial, resp, eps)
+    out["loglik"] = out[f"{loss}_loglik"]
     rep = repeats(ds, tier)
     mean_resp = np.nanmean(rep.values, axis=1)  # (image, neuron)
     out["average_correlation"] = pearson(pred_img, mean_resp)
@@ -134,8 +151,35 @@ def evaluate(
             "n_images": len(ids),
             "n_trials": int(sel.sizes["trial"]),
             "min_fev": float(min_fev),
+            "loss": loss,
         },
     )
+
+
+def _loglik_loss(model, loss: str | None) -> str:
+    """The observation model of ``loglik``: ``loss`` or the model's training loss."""
+    if loss is None:
+        cfg = getattr(model, "config", None)
+        trained = getattr(getattr(cfg, "train", None), "loss", None)
+        if trained is None and isinstance(getattr(model, "meta", None), dict):
+            trained = model.meta.get("config", {}).get("train", {}).get("loss")
+        return trained if trained in LOGLIK_LOSSES else "poisson"
+    if loss not in LOGLIK_LOSSES:
+        raise ConfigError(
+            f"evaluate: loss = {loss!r}: expected one of {list(LOGLIK_LOSSES)} (or None: the "
+            "model's training loss)"
+        )
+    return loss
+
+
+def _zig_loglik(ds: xr.Dataset, tier: str, pred, resp, eps: float) -> np.ndarray:
+    """Mean ZIG log-density per trial and neuron; parameters from the train tier (the
+    evaluated tier where the dataset has no train trials)."""
+    train = ds["responses"].values[ds["tier"].values == "train"]
+    par = fit_zig_parameters(train if len(train) else resp)
+    theta, q = zig_parameters(pred, par["zig_gate"], par["zig_shape"], par["zig_loc"], eps)
+    ll = zig_loglik(resp, theta, par["zig_shape"], par["zig_loc"], q, eps)
+    return np.mean(np.asarray(ll, np.float64), axis=0)
 
 
 def _check_args(ds, tier, batch_size, min_fev, eps) -> None:

@@ -45,6 +45,71 @@ class GridMeanPredictorConfig:
 
 
 @dataclass(frozen=True)
+class SessionModelConfig:
+    """What a multi-session model adds to the shared core (:func:`jaxsel.models.build_multi_model`).
+
+    One core is shared by every session; each session has its own Gaussian readout (with the
+    ``grid_mean_predictor`` of the :class:`ModelConfig`, if any, fitted per session) and
+    optionally a shifter and a behaviour modulator.
+
+    Attributes:
+      behavior: how per-trial behaviour (``behavior`` variable of a dataset, z-scored per
+        session with its train-tier statistics) enters: ``"none"``; ``"modulator"`` (an MLP
+        per session from behaviour to a positive gain per neuron, ``exp`` of its output,
+        multiplying the rates); ``"input"`` (each behaviour variable is appended to the
+        images as a constant channel, so the core sees it).
+      behavior_vars: which ``behavior_var`` entries are used, in this order.
+      modulator_hidden_layers: hidden ELU layers of the modulator MLP (0: exp of an affine
+        map of the behaviour).
+      modulator_hidden_features: width of those layers.
+      gamma_modulator: L2 penalty (sum of squares) on the modulator's weight matrices.
+      shifter: an MLP per session from the (z-scored) pupil centre to a shift of every
+        readout position of the trial (Sinz et al. 2018): needs ``pupil_center``.
+      shifter_hidden_layers: hidden tanh layers of the shifter (its output is tanh too).
+      shifter_hidden_features: width of those layers.
+      gamma_shifter: L2 penalty (sum of squares) on the shifter's weight matrices.
+      feature_sharing: ``"none"`` (each neuron its own feature weights) or ``"lowrank"``
+        (every neuron's weights are ``coeffs[n] @ basis``; the (feature_rank, channel)
+        basis is shared by all sessions, the coefficients are per neuron).
+      feature_rank: rank of the shared basis for ``"lowrank"``.
+    """
+
+    behavior: str = "none"
+    behavior_vars: tuple[str, ...] = ("pupil", "dpupil", "running")
+    modulator_hidden_layers: int = 1
+    modulator_hidden_features: int = 16
+    gamma_modulator: float = 0.0
+    shifter: bool = False
+    shifter_hidden_layers: int = 2
+    shifter_hidden_features: int = 5
+    gamma_shifter: float = 0.0
+    feature_sharing: str = "none"
+    feature_rank: int = 8
+
+    def __post_init__(self):
+        if isinstance(self.behavior_vars, list):
+            object.__setattr__(self, "behavior_vars", tuple(self.behavior_vars))
+        _check_choice("sessions.behavior", self.behavior, ("none", "modulator", "input"))
+        _check_choice("sessions.feature_sharing", self.feature_sharing, ("none", "lowrank"))
+        if self.behavior != "none" and len(self.behavior_vars) == 0:
+            raise ConfigError(
+                f"sessions.behavior = {self.behavior!r} needs at least one entry in "
+                "sessions.behavior_vars (e.g. ['pupil', 'dpupil', 'running'])"
+            )
+        if len(set(self.behavior_vars)) != len(self.behavior_vars):
+            raise ConfigError(f"sessions.behavior_vars has duplicates: {list(self.behavior_vars)}")
+        for name in ("modulator_hidden_features", "shifter_hidden_features", "feature_rank"):
+            _check_positive(f"sessions.{name}", getattr(self, name))
+        for name in ("modulator_hidden_layers", "shifter_hidden_layers"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"sessions.{name} must be an integer >= 0 (got {v!r})")
+        for name in ("gamma_modulator", "gamma_shifter"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"sessions.{name} must be >= 0 (got {getattr(self, name)})")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A response model: LN, or a CNN core with a Gaussian or pyramid readout.
 
@@ -98,6 +163,9 @@ class ModelConfig:
       input_bn: ``kind="ln"`` only: BatchNorm on the input image first.
       init_std: ``kind="ln"`` only: std of the normal initialisation of the weights.
       elu_offset: constant added before the final ELU+1.
+      sessions: multi-session options (shifter, behaviour, feature sharing) used by
+        :func:`jaxsel.train.fit_sessions`; None means the defaults of
+        :class:`SessionModelConfig` there, and is ignored by single-session ``fit``.
     """
 
     kind: str = "cnn"
@@ -135,6 +203,7 @@ class ModelConfig:
     input_bn: bool = True
     init_std: float = 1e-3
     elu_offset: float = 0.0
+    sessions: SessionModelConfig | None = None
 
     def __post_init__(self):
         if isinstance(self.stack, list):  # a list from Python or TOML: hashable
@@ -193,4 +262,10 @@ def _check_positive(name: str, value) -> None:
         raise ConfigError(f"{name} must be a positive integer (got {value!r})")
 
 
-__all__ = ["GridMeanPredictorConfig", "ModelConfig", "from_dict", "to_dict"]
+__all__ = [
+    "GridMeanPredictorConfig",
+    "ModelConfig",
+    "SessionModelConfig",
+    "from_dict",
+    "to_dict",
+]

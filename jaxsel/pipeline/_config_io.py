@@ -29,7 +29,7 @@ from jaxsel._errors import ConfigError
 from jaxsel.insilico import MEIConfig, gabor_bank, recipes
 from jaxsel.insilico.recipes import RECIPES
 from jaxsel.models import ModelConfig
-from jaxsel.pipeline._config_schema import DATA_SOURCES, STAGES, Config
+from jaxsel.pipeline._config_schema import DATA_SOURCES, STAGES, Config, expand_twin_preset
 from jaxsel.train import NAMED_CONFIGS, TrainConfig, named_config
 
 
@@ -193,7 +193,7 @@ def _check_insilico_keys(cfg: Config) -> None:
 
 def config_from_dict(data: dict) -> Config:
     """Validate a parsed TOML document into a :class:`Config`."""
-    cfg = from_dict(Config, data, style="toml")
+    cfg = from_dict(Config, expand_twin_preset(data), style="toml")
     _check_values(cfg)
     return cfg
 

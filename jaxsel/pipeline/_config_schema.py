@@ -12,13 +12,14 @@ Reading and validating: :func:`jaxsel.pipeline.load_config`,
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jaxsel._errors import ConfigError, DataError
-from jaxsel.data import TwinConfig, qc_rules
+from jaxsel.data import TWIN_PRESETS, TwinConfig, qc_rules
 from jaxsel.measures import SelectionRule
 
 
@@ -119,7 +120,9 @@ class DataSection:
     hint: str = _f("", "where to get the data (printed when the path is missing)")
     twin: TwinConfig = _f(
         TwinConfig(),
-        "'twin': the simulated population and experiment (jaxsel.data.TwinConfig)",
+        "'twin': the simulated population and experiment (jaxsel.data.TwinConfig); "
+        f"preset = one of {list(TWIN_PRESETS)} sets its fields (the other keys of "
+        "[data.twin] change them; docs/twin-presets.md)",
     )
 
     def __post_init__(self):
@@ -139,6 +142,31 @@ class DataSection:
         except DataError as err:
             text = str(err).split(": ", 1)[-1]  # without the "field '...'" prefix
             raise ConfigError(f"key 'data.{err.field}': {text}") from None
+
+
+def expand_twin_preset(data: dict) -> dict:
+    """A parsed run config with ``[data.twin] preset = NAME`` expanded: the preset's fields
+    (:data:`jaxsel.data.TWIN_PRESETS`) first, the table's own keys on top.
+
+    Raises:
+      ConfigError: an unknown preset (naming the closest and the valid ones).
+    """
+    section = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        return data
+    twin = section.get("twin")
+    if not isinstance(twin, dict) or "preset" not in twin:
+        return data
+    name = twin["preset"]
+    if not isinstance(name, str) or name not in TWIN_PRESETS:
+        close = difflib.get_close_matches(str(name), list(TWIN_PRESETS), n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(
+            f"key 'data.twin.preset': unknown twin preset {name!r} ({hint}valid presets: "
+            f"{', '.join(TWIN_PRESETS)})"
+        )
+    twin = {**TWIN_PRESETS[name], **twin}
+    return {**data, "data": {**section, "twin": twin}}
 
 
 @dataclass(frozen=True)
@@ -305,4 +333,5 @@ __all__ = [
     "RunSection",
     "SweepSection",
     "TrainSection",
+    "expand_twin_preset",
 ]

@@ -103,6 +103,12 @@ def stage_information(ctx: Context) -> list[str]:
             "information: recorded data have no ground truth to label a stimulus set by "
             "(the truth check needs data.source = 'twin')"
         )
+    if "zig_gate" in twin.params:
+        raise MissingInput(
+            "information: the twin's zero-inflated gamma observation model has no exact "
+            "information model yet (a jaxsel.measures.ObservationModel); set "
+            "data.twin.observation = 'counts'"
+        )
     name = ctx.cfg.train.models[-1]
     models = {"true": ctx.twin_selected(), "estimated": ctx.model(name)}  # MissingInput
     ds = ctx.train_dataset()

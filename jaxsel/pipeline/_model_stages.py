@@ -10,7 +10,7 @@ import xarray as xr
 
 from jaxsel._errors import ConfigError, DataError, TrainingError
 from jaxsel.data import orientation_labels, unique_images
-from jaxsel.measures import evaluate, pearson, selectivity
+from jaxsel.measures import evaluate, pearson, selectivity, truth_correlation
 from jaxsel.models import predict
 from jaxsel.pipeline._config_schema import Config
 from jaxsel.pipeline._context import Context, median, progress_mode, save_nc
@@ -101,9 +101,23 @@ def stage_evaluate(ctx: Context) -> list[str]:
     if twin is not None:
         kinds = twin.kinds[np.searchsorted(twin.neuron_id, ds["neuron_id"].values)]
     evs, names, metrics = [], [], {}
+    if twin is not None and kinds is not None:  # the ceiling: the truth as the predictor
+        corr = truth_correlation(ds, twin).values[kinds != "unresponsive"]
+        metrics["truth_single_trial_corr_median"] = median(corr)
+        ctx.log.info(
+            f"  the truth's own single-trial test correlation: median {median(corr):.3f} "
+            "over responsive neurons"
+        )
     for name in ctx.cfg.train.models:
         pair = ctx.model(name)  # MissingInput if not trained
-        ev = evaluate(pair, ds, truth=truth, min_fev=ctx.cfg.evaluate.fev_threshold)
+        zig = fit_config(ctx.cfg, name).train.loss == "zig"  # loglik under the training loss
+        ev = evaluate(
+            pair,
+            ds,
+            truth=truth,
+            min_fev=ctx.cfg.evaluate.fev_threshold,
+            loss="zig" if zig else "poisson",
+        )
         if kinds is not None:
             ev = ev.assign_coords(kind=("neuron", kinds.astype(str)))
         evs.append(ev)

@@ -10,14 +10,20 @@ from jaxsel._dataclass_io import from_dict, to_dict
 from jaxsel._errors import ConfigError
 from jaxsel.models import GridMeanPredictorConfig, ModelConfig
 
+LOSS_NAMES = ("poisson", "mse", "gamma", "zig")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is fitted (defaults: the neuralpredictors training recipe, as in Lurz 2021).
 
     Attributes:
-      loss: ``"poisson"`` (sum of f - r log(f + eps)), ``"mse"`` (sum of (f - r)^2) or
-        ``"gamma"`` (Gamma negative log-likelihood with shape ``gamma_shape``, mean f).
+      loss: ``"poisson"`` (sum of f - r log(f + eps)), ``"mse"`` (sum of (f - r)^2),
+        ``"gamma"`` (Gamma negative log-likelihood with shape ``gamma_shape``, mean f) or
+        ``"zig"`` (zero-inflated gamma negative log-likelihood for calcium-like responses,
+        mean f: :func:`~jaxsel.train.zig_loss`; its per-neuron gate, shape and zero
+        threshold are estimated once from the train-tier responses by
+        :func:`~jaxsel.train.fit_zig_parameters`; ``fit`` only, not ``fit_many``).
       eps: the epsilon inside the logarithms of the Poisson and Gamma losses.
       gamma_shape: shape parameter of the Gamma loss.
       batch_size: images per step (the last batch of an epoch is padded and masked).
@@ -58,12 +64,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.loss not in ("poisson", "mse", "gamma"):
-            close = difflib.get_close_matches(str(self.loss), ["poisson", "mse", "gamma"], n=1)
+        if self.loss not in LOSS_NAMES:
+            close = difflib.get_close_matches(str(self.loss), list(LOSS_NAMES), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"train.loss = {self.loss!r} is not one of ['poisson', 'mse', 'gamma']{hint}"
-            )
+            raise ConfigError(f"train.loss = {self.loss!r} is not one of {list(LOSS_NAMES)}{hint}")
         for name in ("batch_size", "patience", "lr_decay_steps", "max_epochs", "eval_batch_size"):
             v = getattr(self, name)
             if (

@@ -224,7 +224,7 @@ def fit(
         out_dir=out_dir,
         step=step,
         predict_fn=predict_fn,
-        hparams=make_hparams(cfg, data.n_train),
+        hparams=make_hparams(cfg, data.n_train, data.r_train),
         bs=min(cfg.train.batch_size, data.n_train),
     )
     best_params, best_state, sched, stopped, failure = train_epochs(run, tree, rows, start_epoch)

@@ -151,9 +151,9 @@ def prepare_data(dataset: xr.Dataset, train) -> TrainData:
 
 
 def check_nonnegative(ds: xr.Dataset, loss: str) -> None:
-    """The Poisson and Gamma losses take non-negative responses (their likelihoods are
+    """The Poisson, Gamma and ZIG losses take non-negative responses (their likelihoods are
     unbounded below for a negative one); a DataError names the neurons and the fix."""
-    if loss not in ("poisson", "gamma"):
+    if loss not in ("poisson", "gamma", "zig"):
         return
     r = ds["responses"].values[ds["tier"].values == "train"]
     bad = np.asarray(ds["neuron_id"].values)[(r < 0).any(axis=0)].tolist()
@@ -241,6 +241,8 @@ def config_diff(saved: dict, cfg: Config) -> list[str]:
         for k in sorted(set(a) | set(b)):
             if part == "train" and k in RESUMABLE_FIELDS:
                 continue
+            if k not in a and b.get(k) is None:
+                continue  # a field added later whose "off" value is None (model.sessions)
             if a.get(k, "<missing>") != b.get(k, "<missing>"):
                 diffs.append(
                     f"{part}.{k}: checkpoint {a.get(k, '<missing>')!r} != "

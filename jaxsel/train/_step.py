@@ -27,9 +27,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxsel._errors import ConfigError
 from jaxsel.models import Model, conv_implementation, default_hparams
 from jaxsel.train._config import Config, TrainConfig
-from jaxsel.train._losses import LOSSES, gamma_loss
+from jaxsel.train._losses import LOSSES, fit_zig_parameters, gamma_loss
+
+LOSS_PARAMETERS = ("zig_gate", "zig_shape", "zig_loc")
+"""``hparams`` entries that are per-neuron parameters of the loss (passed to it by name)."""
 
 
 def make_optimizer(lr: float) -> optax.GradientTransformation:
@@ -49,16 +53,31 @@ def get_learning_rate(opt_state):
     return opt_state.hyperparams["learning_rate"]
 
 
-def make_hparams(cfg: Config, n_train: int) -> dict:
+def make_hparams(cfg: Config, n_train: int, responses=None) -> dict:
     """Per-model hyperparameters as float32 arrays: regularizer strengths and ``loss_scale``.
 
-    ``loss_scale = sqrt(n_train / batch_size)`` if ``cfg.train.scale_loss`` else 1.
+    ``loss_scale = sqrt(n_train / batch_size)`` if ``cfg.train.scale_loss`` else 1. With
+    ``cfg.train.loss == "zig"`` also the loss's per-neuron parameters
+    (:func:`~jaxsel.train.fit_zig_parameters` of ``responses``, the (trial, neuron) train
+    responses in model units).
     """
     hp = default_hparams(cfg.model)
     t = cfg.train
     scale = math.sqrt(max(n_train, 1) / t.batch_size) if t.scale_loss else 1.0
     hp["loss_scale"] = jnp.float32(scale)
+    if t.loss == "zig":
+        if responses is None:
+            raise ConfigError(
+                "train.loss = 'zig' needs per-neuron loss parameters that only jaxsel.fit "
+                "estimates; fit each model with fit, or use loss = 'poisson' with fit_many"
+            )
+        hp.update({k: jnp.asarray(v) for k, v in fit_zig_parameters(responses).items()})
     return hp
+
+
+def loss_parameters(hparams: dict) -> dict:
+    """The per-neuron loss parameters held in ``hparams`` (none for most losses)."""
+    return {k: hparams[k] for k in LOSS_PARAMETERS if k in hparams}
 
 
 def loss_fn_for(train: TrainConfig):
@@ -105,7 +124,8 @@ def make_train_step(
                 rates, new_state = model.apply(
                     p, state, images, train=True, rng=rng, mask=mask if mask_batchnorm else None
                 )
-            data = jnp.sum(loss_fn(rates, responses, eps) * maskf[:, None])
+            loss = loss_fn(rates, responses, eps, **loss_parameters(hparams))
+            data = jnp.sum(loss * maskf[:, None])
             reg = model.regularizer(p, hparams)
             return hparams["loss_scale"] * data + reg, (new_state, data, reg)
 
