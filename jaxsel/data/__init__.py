@@ -44,6 +44,7 @@ from jaxsel.data._dataset import (
     with_statistics,
 )
 from jaxsel.data._image_folder import load_image_folder, load_images
+from jaxsel.data._labelled_stimuli import oriented_patch_set, patch_alignment
 from jaxsel.data._movie_experiment import simulate_movie_behavior, simulate_movies
 from jaxsel.data._movie_stimuli import (
     block_walks,
@@ -188,6 +189,8 @@ __all__ = [
     "optimal_stimuli",
     "orientation_energy",
     "orientation_labels",
+    "oriented_patch_set",
+    "patch_alignment",
     "pink_noise",
     "qc_rules",
     "read_clips",

@@ -4,11 +4,23 @@ selectivity and clustering. Every result is labelled (xarray, named dims, units 
 from jaxsel.measures._clustering import cluster_members, kmeans, pca
 from jaxsel.measures._evaluation import evaluate, pearson
 from jaxsel.measures._information import INFO_THRESHOLD, poisson_information, repeat_information
+from jaxsel.measures._information_noise import (
+    GammaPoissonNoise,
+    ObservationModel,
+    PoissonNoise,
+    twin_noise,
+)
+from jaxsel.measures._information_rates import rate_information
 from jaxsel.measures._information_summaries import (
     informative_count,
     ranked_information,
     save_sweep_csv,
     sweep_table,
+)
+from jaxsel.measures._information_truth import (
+    information_table,
+    information_vs_input_noise,
+    rank_correlation,
 )
 from jaxsel.measures._reliability import (
     explainable_variance,
@@ -59,6 +71,9 @@ from jaxsel.measures._video_evaluation import (
 
 __all__ = [
     "INFO_THRESHOLD",
+    "GammaPoissonNoise",
+    "ObservationModel",
+    "PoissonNoise",
     "SelectionRule",
     "apply_rule",
     "cluster_members",
@@ -70,6 +85,8 @@ __all__ = [
     "fev",
     "feve",
     "image_means",
+    "information_table",
+    "information_vs_input_noise",
     "informative_count",
     "kmeans",
     "modulator_truth_r",
@@ -80,9 +97,11 @@ __all__ = [
     "pca",
     "pearson",
     "poisson_information",
+    "rank_correlation",
     "ranked_curves",
     "ranked_information",
     "rate_distributions",
+    "rate_information",
     "rates_truth_r",
     "reliability",
     "repeat_information",
@@ -103,6 +122,7 @@ __all__ = [
     "sweep_table",
     "topographic_map",
     "truth_correlation",
+    "twin_noise",
     "video_average_correlation",
     "video_correlation",
 ]

@@ -47,7 +47,7 @@ _LN2 = float(np.log(2.0))
 # --------------------------------------------------------------------------- labels
 
 
-def _labels(labels, n_image: int, n_neuron: int) -> tuple[np.ndarray, int]:
+def integer_labels(labels, n_image: int, n_neuron: int) -> tuple[np.ndarray, int]:
     """Integer labels broadcast to (image, neuron) and the number of classes."""
     lab = np.asarray(labels.values if isinstance(labels, xr.DataArray) else labels)
     if lab.dtype == bool:
@@ -91,7 +91,7 @@ def _poisson_info_core(rates, weights, prior, k_max: int):
     return (h_r - h_rs) / _LN2
 
 
-def _class_weights(lab: np.ndarray, n_class: int, prior):
+def class_weights(lab: np.ndarray, n_class: int, prior):
     """Per-class image weights (image, neuron, class) and prior (class, neuron)."""
     onehot = (lab[..., None] == np.arange(n_class)).astype(np.float64)  # (image, neuron, C)
     counts = onehot.sum(0)  # (neuron, C)
@@ -160,8 +160,8 @@ def poisson_information(
             "rates must be finite and non-negative", field="rates", expected="Poisson means >= 0"
         )
     n_img, n_neu = r.shape
-    lab, n_class = _labels(labels, n_img, n_neu)
-    w, pr = _class_weights(lab, n_class, prior)
+    lab, n_class = integer_labels(labels, n_img, n_neu)
+    w, pr = class_weights(lab, n_class, prior)
     lam = float(r.max(initial=0.0))
     k_max = int(np.ceil(lam + 12.0 * np.sqrt(lam) + 20.0)) if k_max is None else int(k_max)
     dtype = jnp.result_type(float)
@@ -229,7 +229,7 @@ def repeat_information(
             f"unknown correction '{correction}'", field="correction", expected="'pt' or 'none'"
         )
     n_img, _n_rep, n_neu = x.shape
-    lab, n_class = _labels(labels, n_img, n_neu)
+    lab, n_class = integer_labels(labels, n_img, n_neu)
     ok = np.isfinite(x)
     if bins is None:
         v = np.where(ok, x, 0.0)

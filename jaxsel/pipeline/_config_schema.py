@@ -5,7 +5,7 @@ Every key has a default, documented in the ``doc`` metadata of its field (printe
 Sections: ``[run]``, ``[data]`` (with ``[data.twin]`` = :class:`jaxsel.data.TwinConfig` plus
 ``n_sessions``; multi-session runs: ``data.source = "sessions"`` or ``n_sessions`` > 1),
 ``[select]`` (= :class:`jaxsel.measures.SelectionRule`), ``[train]``, ``[evaluate]``,
-``[mei]``, ``[gabor]``, ``[sweep]``, ``[report]``.
+``[information]``, ``[mei]``, ``[gabor]``, ``[sweep]``, ``[report]``.
 Reading and validating: :func:`jaxsel.pipeline.load_config`,
 :func:`jaxsel.pipeline.config_from_dict`; writing TOML: :func:`jaxsel.pipeline.to_toml`,
 :func:`jaxsel.pipeline.defaults_toml`.
@@ -14,6 +14,7 @@ Reading and validating: :func:`jaxsel.pipeline.load_config`,
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,17 @@ def _f[T](default: T, doc: str, **kw: Any) -> T:
 DATA_SOURCES = ("twin", "static", "arrays", "table", "allen", "sessions")
 CROPS = ("center", "none")
 FINAL_TEST = ("merge", "drop", "error")
-STAGES = ("data", "select", "train", "evaluate", "mei", "gabor", "figures", "report")
+STAGES = (
+    "data",
+    "select",
+    "train",
+    "evaluate",
+    "information",
+    "mei",
+    "gabor",
+    "figures",
+    "report",
+)
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,51 @@ class EvaluateSection:
 
 
 @dataclass(frozen=True)
+class InformationSection:
+    """``[information]``: single-neuron information of the CNN vs the twin's truth.
+
+    The labelled set is :func:`jaxsel.data.oriented_patch_set` (patch orientation theta vs
+    theta + 90 deg); the stage is not applicable to recorded data (no truth)."""
+
+    n_per_class: int = _f(150, "images per label of the oriented-patch set")
+    theta_deg: float = _f(
+        0.0, "label-1 patch orientation in degrees (wave-vector direction; label 0: +90)"
+    )
+    aperture_fraction: float = _f(
+        0.15, "patch aperture sd as a fraction of the image height (the patch sits at the centre)"
+    )
+    sf: tuple[float, float] = _f((0.12, 0.25), "patch spatial-frequency range, cycles/pixel")
+    contrast: tuple[float, float] = _f((0.4, 0.9), "patch peak-contrast range (1 = white)")
+    threshold: float = _f(2.0 / 3.0, "a neuron is informative if I >= this many bits (<= 1)")
+    input_noise: tuple[float, ...] = _f(
+        (0.0, 30.0, 60.0),
+        "Gaussian pixel-noise sd (raw grey levels) of the robustness analysis; [] skips it",
+    )
+    untrained: bool = _f(
+        True, "also measure the CNN's config initialised but not trained (before vs after)"
+    )
+
+    def __post_init__(self):
+        def bad(key: str, what: str, value) -> ConfigError:
+            return ConfigError(f"key 'information.{key}' must be {what}, got {value!r}")
+
+        if isinstance(self.n_per_class, bool) or self.n_per_class < 2:
+            raise bad("n_per_class", "an integer >= 2", self.n_per_class)
+        if not math.isfinite(self.theta_deg):
+            raise bad("theta_deg", "a finite angle in degrees", self.theta_deg)
+        if not (math.isfinite(self.aperture_fraction) and 0 < self.aperture_fraction <= 1):
+            raise bad("aperture_fraction", "in (0, 1]", self.aperture_fraction)
+        for key, lo, hi in (("sf", 1e-3, 0.5), ("contrast", 0.0, 1.0)):
+            v = tuple(getattr(self, key))
+            if len(v) != 2 or not (lo <= v[0] <= v[1] <= hi):
+                raise bad(key, f"[low, high] with {lo} <= low <= high <= {hi}", list(v))
+        if not (math.isfinite(self.threshold) and 0 < self.threshold <= 1):
+            raise bad("threshold", "in (0, 1] bit (a binary label carries <= 1)", self.threshold)
+        if any(not math.isfinite(s) or s < 0 for s in self.input_noise):
+            raise bad("input_noise", "a list of finite pixel sds >= 0", list(self.input_noise))
+
+
+@dataclass(frozen=True)
 class MeiSection:
     """``[mei]``: most exciting inputs (model and, on the twin, truth), gradient RFs."""
 
@@ -256,6 +312,9 @@ class Config:
     select: SelectionRule = _f(SelectionRule(), "neuron selection (jaxsel.measures.SelectionRule)")
     train: TrainSection = _f(TrainSection(), "model fitting")
     evaluate: EvaluateSection = _f(EvaluateSection(), "evaluation")
+    information: InformationSection = _f(
+        InformationSection(), "single-neuron information against the twin's truth"
+    )
     mei: MeiSection = _f(MeiSection(), "MEIs and gradient RFs")
     gabor: GaborSection = _f(GaborSection(), "optimal Gabors")
     sweep: SweepSection = _f(SweepSection(), "hyperparameter sweep")
@@ -274,6 +333,7 @@ __all__ = [
     "DataSection",
     "EvaluateSection",
     "GaborSection",
+    "InformationSection",
     "MeiSection",
     "ReportSection",
     "RunSection",

@@ -31,6 +31,7 @@ from jaxsel.pipeline._figure_makers import (
     fig_selectivity,
     fig_spectra,
 )
+from jaxsel.pipeline._information_stage import fig_information_truth
 from jaxsel.viz import save_figure
 
 
@@ -186,6 +187,17 @@ FIGURES = (
         "Selectivity",
         "Selectivity index of each neuron for its preferred orientation, model vs truth.",
         fig_selectivity,
+    ),
+    (
+        "information_truth",
+        "information",
+        "Information against the truth",
+        "Exact single-neuron information (bits, under the twin's Poisson / gamma-Poisson "
+        "noise) about a patch's orientation (the oriented-patch set: theta vs theta + 90 deg in "
+        "an aperture at the image centre). Left: the trained and the untrained CNN against the "
+        "twin's true information per selected neuron; dotted: the informative threshold. "
+        "Right: informative neurons as Gaussian pixel noise is added to the images.",
+        fig_information_truth,
     ),
     (
         "recovery",

@@ -24,6 +24,7 @@ from jaxsel.pipeline._config_schema import STAGES, Config
 from jaxsel.pipeline._context import Context, check_data_paths
 from jaxsel.pipeline._data_stages import stage_data, stage_select
 from jaxsel.pipeline._figures import draw_all
+from jaxsel.pipeline._information_stage import stage_information
 from jaxsel.pipeline._insilico_stages import stage_gabor, stage_mei
 from jaxsel.pipeline._model_stages import stage_evaluate, stage_train
 from jaxsel.pipeline._report import build_report
@@ -37,10 +38,31 @@ DEPENDS = {
     "select": ("data", "select"),
     "train": ("data", "select", "train", "run.seed"),
     "evaluate": ("data", "select", "train", "evaluate", "run.seed"),
+    "information": ("data", "select", "train", "information", "run.seed"),
     "mei": ("data", "select", "train", "mei", "run.seed"),
     "gabor": ("data", "select", "train", "mei", "gabor", "run.seed"),
-    "figures": ("data", "select", "train", "evaluate", "mei", "gabor", "report", "run.seed"),
-    "report": ("data", "select", "train", "evaluate", "mei", "gabor", "report", "run.seed"),
+    "figures": (
+        "data",
+        "select",
+        "train",
+        "evaluate",
+        "information",
+        "mei",
+        "gabor",
+        "report",
+        "run.seed",
+    ),
+    "report": (
+        "data",
+        "select",
+        "train",
+        "evaluate",
+        "information",
+        "mei",
+        "gabor",
+        "report",
+        "run.seed",
+    ),
 }
 
 
@@ -54,6 +76,7 @@ UPSTREAM = {
     "select": ("data",),
     "train": ("select",),
     "evaluate": ("train",),
+    "information": ("train",),
     "mei": ("train",),
     "gabor": ("mei",),
     "figures": (),
@@ -103,6 +126,7 @@ STAGE_FUNCS = {
     "select": stage_select,
     "train": stage_train,
     "evaluate": stage_evaluate,
+    "information": stage_information,
     "mei": stage_mei,
     "gabor": stage_gabor,
     "figures": stage_figures,

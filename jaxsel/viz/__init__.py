@@ -11,6 +11,7 @@ from jaxsel.viz._image_grids import (
     paired_grid,
     sensitivity_overlays,
 )
+from jaxsel.viz._information_figures import information_truth_figure
 from jaxsel.viz._insilico_figures import (
     comparison_figure,
     cross_activation_figure,
@@ -48,6 +49,7 @@ __all__ = [
     "gabor_vs_mei",
     "gradient_rf_grid",
     "image_grid",
+    "information_truth_figure",
     "informative_counts_figure",
     "ln_vs_cnn_scatter",
     "mei_grid",
