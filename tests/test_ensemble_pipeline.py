@@ -17,8 +17,10 @@ from jaxsel.train import Config, load_model, response_function
 
 ENSEMBLE_RUN = {
     **TINY,
+    "train.models": ["small"],  # the CNN only (no LN baseline): fewer compilations
     "train.ensemble": 2,
     "mei.seeds": 2,
+    "mei.truth": False,
     "run.stages": ["data", "select", "train", "evaluate", "mei", "gabor", "report"],
 }
 pytestmark = pytest.mark.slow  # the module fixture trains 4 tiny models and runs MEIs
