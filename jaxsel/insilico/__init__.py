@@ -9,6 +9,7 @@ truth is one too (:func:`twin_model`). MEI recipes (``norm``, ``mean_std``,
 from jaxsel.insilico import recipes
 from jaxsel.insilico._cross_activation import cross_activation, diagonal_selectivity
 from jaxsel.insilico._custom_stimuli import ensemble_responses
+from jaxsel.insilico._ensemble import mei_confidence, member_pair, member_predictions
 from jaxsel.insilico._gabor_search import (
     GABOR_PARAMS,
     gabor_bank,
@@ -78,7 +79,10 @@ __all__ = [
     "image_metrics",
     "masked_contrast",
     "masked_luminance",
+    "mei_confidence",
     "mei_recovery",
+    "member_pair",
+    "member_predictions",
     "metrics_table",
     "most_inhibitory_inputs",
     "moving_bars",

@@ -22,6 +22,7 @@ from jaxsel._checks import (
     check_shape3,
 )
 from jaxsel._errors import ConfigError
+from jaxsel.insilico._ensemble import model_pair
 from jaxsel.insilico._mei import neuron_indices, output_size
 from jaxsel.insilico._mei_parts import gaussian_blur
 
@@ -59,7 +60,7 @@ def _neuron_chunks(idx, chunk):
 
 def gradient_rf(
     fn,
-    params,
+    params=None,
     image=None,
     *,
     image_shape=None,
@@ -71,7 +72,8 @@ def gradient_rf(
     """Gradient receptive fields ``d f_i / d x`` at one image (the mean image) for all neurons.
 
     Args:
-      fn, params: the model on raw images.
+      fn, params: the model on raw images (or, ``params`` omitted, a model object: a
+        ResponseModel, a ``FitResult`` or a ``ManyResult``'s ensemble mean).
       image: (C, H, W) or (H, W) raw image to differentiate at, e.g. the dataset's
         ``image_mean`` (the mean image).
       image_shape, value: alternatively a uniform image of grey ``value`` and this shape.
@@ -88,6 +90,7 @@ def gradient_rf(
         not its declared shape), a model giving non-finite rates (NaN parameters).
     """
     where = "gradient_rf"
+    fn, params = model_pair(fn, params)
     check_int(where, "chunk_size", chunk_size, minimum=1)
     name = "image"
     if image is None:

@@ -27,6 +27,7 @@ import xarray as xr
 from jaxsel._checks import check_finite_array, check_int, check_model_input, check_shape3
 from jaxsel._errors import ConfigError
 from jaxsel.insilico import _mei_parts as parts
+from jaxsel.insilico._ensemble import model_pair
 from jaxsel.insilico._mei_config import OBJECTIVES, OPTIMIZERS, MEIConfig
 from jaxsel.insilico._mei_job import compiled_programs, jit_program, run_chunk, split_config
 
@@ -118,7 +119,7 @@ def progress_callback(
 
 def optimize_meis(
     fn,
-    params,
+    params=None,
     neurons=None,
     *,
     config: MEIConfig,
@@ -136,7 +137,9 @@ def optimize_meis(
 
     Args:
       fn, params: the model: ``fn(params, raw (batch, C, H, W)) -> rates (batch, neuron)``;
-        pure JAX, ``params`` a pytree (passed as an argument, never closed over).
+        pure JAX, ``params`` a pytree (passed as an argument, never closed over). Or, with
+        ``params`` omitted, ``fn`` is a model object: a ResponseModel, a ``FitResult`` or a
+        ``ManyResult`` (its ensemble-mean model; see :func:`mei_confidence`).
       neurons: indices into the model's neuron axis (default: all).
       config: an :class:`MEIConfig` (see :mod:`jaxsel.insilico.recipes`).
       image_shape: (H, W) or (C, H, W) of the model's input.
@@ -173,6 +176,7 @@ def optimize_meis(
             f"{type(config).__name__}"
         )
     where = "optimize_meis"
+    fn, params = model_pair(fn, params)
     seeds = check_int(where, "seeds", seeds, minimum=1)
     check_int(where, "chunk_size", chunk_size, minimum=1)
     check_int(where, "seed", seed)

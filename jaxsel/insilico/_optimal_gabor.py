@@ -14,6 +14,7 @@ import xarray as xr
 from jaxsel._checks import check_hw, check_int, check_model_input, check_number
 from jaxsel._errors import ConfigError
 from jaxsel.data import BACKGROUND, SCALE
+from jaxsel.insilico._ensemble import model_pair
 from jaxsel.insilico._gabor_search import GABOR_PARAMS, gabor_contrast, gabor_images, screen_gabors
 from jaxsel.insilico._mei import neuron_indices, output_size, progress_callback
 from jaxsel.insilico._mei_job import jit_program
@@ -81,8 +82,8 @@ def _finish_chunk(params, carry, targets, *, shape, **kw):
 
 def optimal_gabors(
     fn,
-    params,
-    shape: tuple[int, int],
+    params=None,
+    shape: tuple[int, int] | None = None,
     *,
     norm: float,
     neurons=None,
@@ -102,8 +103,9 @@ def optimal_gabors(
     parameters (Adam; log-sigma and log-sf), started from the best Gabor of a bank screen.
 
     Args:
-      fn, params: the model on raw images.
-      shape: (H, W).
+      fn, params: the model on raw images (or, ``params`` omitted, a model object: a
+        ResponseModel, a ``FitResult`` or a ``ManyResult``'s ensemble mean).
+      shape: (H, W) (required).
       norm: contrast L2 budget (same as the MEIs', for a fair comparison).
       neurons, neuron_id: model neuron indices and labels.
       init: a :func:`screen_gabors` result to start from (default: screen ``bank``).
@@ -126,6 +128,9 @@ def optimal_gabors(
         shape), or a model giving non-finite rates (NaN parameters).
     """
     where = "optimal_gabors"
+    fn, params = model_pair(fn, params)
+    if shape is None:
+        raise ConfigError("optimal_gabors needs shape= (H, W) of the model's images")
     shape = check_hw(where, "shape", shape)
     norm = check_number(where, "norm", norm, positive=True)
     lr = check_number(where, "lr", lr, positive=True)

@@ -36,6 +36,7 @@ def _f[T](default: T, doc: str, **kw: Any) -> T:
 DATA_SOURCES = ("twin", "static", "arrays", "table", "allen", "sessions")
 CROPS = ("center", "none")
 FINAL_TEST = ("merge", "drop", "error")
+MEI_SAMPLES = ("reliable", "random")
 STAGES = (
     "data",
     "select",
@@ -188,6 +189,20 @@ class TrainSection:
         {}, "fields of TrainConfig / ModelConfig changed for every model, e.g. {max_epochs = 20}"
     )
     per_model: dict = _f({}, "per-model overrides, e.g. {small = {hidden_channels = 8}}")
+    ensemble: int = _f(
+        0,
+        "0 = off; K >= 2: also train K members of the last model (the CNN) with "
+        "jaxsel.fit_many, seeds run.seed .. run.seed + K - 1 (member 0 has the single model's "
+        "seed), and compute MEIs and Gabors on their ensemble-mean response as well; "
+        "metrics.json reports ensemble_* next to the single model's numbers",
+    )
+
+    def __post_init__(self):
+        k = self.ensemble
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0 or k == 1:
+            raise ConfigError(
+                f"key 'train.ensemble' must be 0 (off) or a number of members >= 2, got {k!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -257,13 +272,30 @@ class MeiSection:
         "'norm': budget as a fraction of the twin's norm budget "
         "(recorded data: of 0.15 x the median contrast norm)",
     )
-    n_neurons: int = _f(0, "MEIs for at most this many selected neurons (0 = all)")
+    n_neurons: int = _f(
+        0,
+        "MEIs (and Gabors, and their truth metrics) for at most this many selected neurons "
+        "(0 = all); which ones: see 'sample'",
+    )
+    sample: str = _f(
+        "reliable",
+        f"one of {list(MEI_SAMPLES)}: when n_neurons < the selected count, take the "
+        "n_neurons most reliable (highest oracle correlation; biased towards easy neurons) "
+        "or a uniform random sample (seed run.seed; unbiased truth tails); the neurons used "
+        "are recorded in mei_*.nc and metrics.json (mei_neuron_sample)",
+    )
     seeds: int = _f(1, "random starts per neuron (the best is kept)")
     chunk_size: int = _f(256, "neurons x seeds optimised per compiled call")
     truth: bool = _f(True, "on the twin, also compute MEIs of the true neurons")
     overrides: dict = _f(
         {}, "fields of MEIConfig changed from the recipe, e.g. {steps = 200, lr = 0.05}"
     )
+
+    def __post_init__(self):
+        if self.sample not in MEI_SAMPLES:
+            raise ConfigError(
+                f"key 'mei.sample' must be one of {list(MEI_SAMPLES)}, got {self.sample!r}"
+            )
 
 
 @dataclass(frozen=True)

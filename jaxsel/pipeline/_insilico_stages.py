@@ -28,6 +28,7 @@ from jaxsel.insilico import (
     gabor_bank,
     gabor_recovery,
     gradient_rf,
+    mei_confidence,
     mei_recovery,
     optimal_gabors,
     optimize_meis,
@@ -36,6 +37,14 @@ from jaxsel.insilico import (
 )
 from jaxsel.models import predict
 from jaxsel.pipeline._context import Context, median, open_nc, save_nc
+from jaxsel.pipeline._model_stages import ensemble_model
+from jaxsel.pipeline._recovery_metrics import (
+    GABOR_PREFIX,
+    MEI_PREFIX,
+    confidence_metrics,
+    gabor_recovery_metrics,
+    mei_recovery_metrics,
+)
 
 
 def _mei_config(ctx: Context):
@@ -63,14 +72,34 @@ def _mei_config(ctx: Context):
 
 
 def _mei_neurons(ctx: Context) -> np.ndarray:
-    """Indices (into the selected neurons) that get MEIs: all, or the n most reliable."""
+    """Indices (into the selected neurons) that get MEIs and Gabors: all, or ``[mei]
+    n_neurons`` of them, the most reliable or a random sample (``[mei] sample``)."""
     sel = ctx.selection()
     keep = sel["selected"].values.astype(bool)
     oracle = sel["oracle"].values[keep]
     n = len(oracle)
-    if ctx.cfg.mei.n_neurons and ctx.cfg.mei.n_neurons < n:
-        return np.sort(np.argsort(-np.nan_to_num(oracle, nan=-1.0))[: ctx.cfg.mei.n_neurons])
-    return np.arange(n)
+    k = ctx.cfg.mei.n_neurons
+    if not k or k >= n:
+        return np.arange(n)
+    if ctx.cfg.mei.sample == "random":
+        return np.sort(np.random.default_rng(ctx.cfg.run.seed).choice(n, k, replace=False))
+    return np.sort(np.argsort(-np.nan_to_num(oracle, nan=-1.0))[:k])
+
+
+def _is_random(ctx: Context) -> int:
+    """1 when the MEI neurons are a random sample of the selected ones, else 0."""
+    n = int(ctx.selection()["selected"].values.astype(bool).sum())
+    return int(ctx.cfg.mei.sample == "random" and 0 < ctx.cfg.mei.n_neurons < n)
+
+
+def mei_sample_text(ctx: Context, n_mei: int) -> str:
+    """Which selected neurons got MEIs, in words (recorded in metrics.json)."""
+    n = int(ctx.selection()["selected"].values.astype(bool).sum())
+    if n_mei >= n:
+        return f"all {n} selected neurons"
+    if ctx.cfg.mei.sample == "random":
+        return f"a random sample of {n_mei} of {n} selected neurons (seed {ctx.cfg.run.seed})"
+    return f"the {n_mei} most reliable of {n} selected neurons"
 
 
 def _save_mei(res, ctx: Context, tag: str) -> list[str]:
@@ -95,16 +124,42 @@ def load_mei(run: Path, tag: str):
     return ds.assign(mei=mei.reset_coords(drop=True))
 
 
+def _insilico_models(ctx: Context, stage: str, want_truth: bool) -> dict:
+    """``{"model": single CNN, "ensemble": ensemble mean (if [train] ensemble),
+    "truth": the twin's true neurons (if wanted and available)}``; a missing CNN falls
+    back to the truth alone (the stage is then partial)."""
+    models: dict[str, Any] = {}
+    truth = ctx.twin_selected() if want_truth else None
+    try:
+        models["model"] = ctx.model(ctx.cfg.train.models[-1])
+        ens = ensemble_model(ctx)
+        if ens is not None:
+            models["ensemble"] = ens
+    except MissingInput as err:
+        if truth is None:
+            raise MissingInput(
+                f"{stage}: no trained model ({err}) and no twin ground truth to use instead"
+            ) from None
+        ctx.log.info(f"  no trained model ({err}); the truth only")
+        ctx.partial = True
+    if truth is not None:
+        models["truth"] = truth
+    return models
+
+
 def stage_mei(ctx: Context) -> list[str]:
-    """MEIs of the CNN (and of the true neurons), gradient RFs, cross-activation, recovery."""
+    """MEIs of the CNN (of the ensemble mean, and of the true neurons), with per-neuron
+    confidence, gradient RFs, cross-activation and recovery against the truth."""
     m = ctx.cfg.mei
     mcfg = _mei_config(ctx)
     ds = ctx.train_dataset()
     ids = ds["neuron_id"].values
     idx = _mei_neurons(ctx)
     shape = tuple(int(ds.sizes[k]) for k in ("channel", "y", "x"))
-    mean_image = ds["image_mean"].values
-    outputs, metrics = [], {}
+    outputs: list[str] = []
+    sample = mei_sample_text(ctx, len(idx))
+    ctx.log.info(f"  MEIs and Gabors for {sample}")
+    metrics: dict[str, Any] = {"mei_n_neurons": len(idx), "mei_sample_random": _is_random(ctx)}
     common: dict[str, Any] = dict(
         config=mcfg,
         image_shape=shape,
@@ -113,54 +168,19 @@ def stage_mei(ctx: Context) -> list[str]:
         seed=ctx.cfg.run.seed,
         neuron_id=ids[idx],
     )
-    model = None
-    try:
-        model = ctx.model(ctx.cfg.train.models[-1])
-    except MissingInput as err:
-        if ctx.twin_selected() is None or not m.truth:
-            raise MissingInput(
-                f"mei: no trained model ({err}) and no twin ground truth to optimise instead"
-            ) from None
-        ctx.log.info(f"  no trained model ({err}); MEIs of the truth only")
-        ctx.partial = True
     results = {}
-    if model is not None:
-        fn, params = model
-        ctx.log.info(f"  model MEIs: {len(idx)} neurons x {m.seeds} seeds, {mcfg.steps} steps")
-        results["model"] = best_seed(
-            optimize_meis(fn, params, idx, progress=ctx.progress("model MEIs", "MEI"), **common)
-        )
-        outputs.append(
-            _save_array(
-                gradient_rf(fn, params, mean_image, neurons=idx, neuron_id=ids[idx]),
-                ctx,
-                "grad_rf_model",
-            )
-        )
-        ca = cross_activation(fn, params, results["model"])
-        save_nc(ca, ctx.rd / "cross_activation.nc")
-        outputs.append("cross_activation.nc")
-        metrics["cross_activation_diagonal_fraction"] = diagonal_selectivity(ca)
-        a = results["model"]["activation"].values
-        nat = unique_images(ds, "test").values
-        best_nat = predict((fn, params), nat)[:, idx].max(0)
-        metrics["mei_vs_best_natural_model_ratio_median"] = median(a / np.maximum(best_nat, 1e-12))
-    truth = ctx.twin_selected()
-    if truth is not None and m.truth:
-        tfn, tparams = truth
-        ctx.log.info(f"  true-neuron MEIs: {len(idx)} neurons")
-        results["truth"] = best_seed(
-            optimize_meis(
-                tfn, tparams, idx, progress=ctx.progress("true-neuron MEIs", "MEI"), **common
-            )
-        )
-        outputs.append(
-            _save_array(
-                gradient_rf(tfn, tparams, mean_image, neurons=idx, neuron_id=ids[idx]),
-                ctx,
-                "grad_rf_truth",
-            )
-        )
+    for tag, mdl in _insilico_models(ctx, "mei", m.truth).items():
+        what = {"model": "model", "ensemble": "ensemble-mean", "truth": "true-neuron"}[tag]
+        ctx.log.info(f"  {what} MEIs: {len(idx)} neurons x {m.seeds} seeds, {mcfg.steps} steps")
+        fn, params = mdl
+        raw = optimize_meis(fn, params, idx, progress=ctx.progress(f"{what} MEIs", "MEI"), **common)
+        conf = mei_confidence(raw, mdl if tag == "ensemble" else None)
+        results[tag] = best_seed(raw).merge(conf.drop_vars(list(conf.coords)))
+        results[tag].attrs["neuron_sample"] = sample
+        grf = gradient_rf(fn, params, ds["image_mean"].values, neurons=idx, neuron_id=ids[idx])
+        outputs.append(_save_array(grf, ctx, f"grad_rf_{tag}"))
+        if tag == "model":
+            outputs += _model_mei_extras(ctx, (fn, params), results[tag], idx, metrics)
     for tag, res in results.items():
         outputs += _save_mei(res, ctx, tag)
     twin = ctx.twin()
@@ -171,33 +191,31 @@ def stage_mei(ctx: Context) -> list[str]:
             rec = mei_recovery(res, twin, tidx, natural_images=nat)
             save_nc(rec, ctx.rd / f"recovery_{tag}.nc")
             outputs.append(f"recovery_{tag}.nc")
-            kinds = rec["kind"].values
-            pre = "mei" if tag == "model" else "truemei"
-            responsive = kinds != "unresponsive"
-            metrics.update(
-                {
-                    f"{pre}_truth_r_simple_median": median(
-                        rec["pearson_r"].values[kinds == "simple"]
-                    ),
-                    f"{pre}_truth_r_complex_median": median(
-                        rec["phase_match"].values[kinds == "complex"]
-                    ),
-                    f"{pre}_true_drive_fraction_median": median(
-                        rec["frac_true_max"].values[responsive]
-                    ),
-                    f"{pre}_vs_best_natural_ratio_median": median(
-                        rec["natural_ratio"].values[responsive]
-                    ),
-                }
-            )
+            metrics.update(mei_recovery_metrics(MEI_PREFIX[tag], rec))
+            metrics.update(confidence_metrics(MEI_PREFIX[tag], res, rec))
+    elif "ensemble" in results:
+        metrics.update(confidence_metrics("ensemble_mei", results["ensemble"], None))
     if twin is None and "mei_vs_best_natural_model_ratio_median" in metrics:
         metrics["mei_vs_best_natural_ratio_median"] = metrics[
             "mei_vs_best_natural_model_ratio_median"
         ]
     ctx.rd.update_metrics(**metrics)
     for k, v in metrics.items():
-        ctx.log.info(f"  {k} = {v:.3f}")
+        ctx.log.info(f"  {k} = {v:.3f}" if isinstance(v, float) else f"  {k} = {v}")
     return outputs
+
+
+def _model_mei_extras(ctx: Context, model, res: xr.Dataset, idx, metrics: dict) -> list[str]:
+    """Cross-activation of the CNN's MEIs and their rate relative to the best natural image."""
+    fn, params = model
+    ca = cross_activation(fn, params, res)
+    save_nc(ca, ctx.rd / "cross_activation.nc")
+    metrics["cross_activation_diagonal_fraction"] = diagonal_selectivity(ca)
+    a = res["activation"].values
+    nat = unique_images(ctx.train_dataset(), "test").values
+    best_nat = predict((fn, params), nat)[:, idx].max(0)
+    metrics["mei_vs_best_natural_model_ratio_median"] = median(a / np.maximum(best_nat, 1e-12))
+    return ["cross_activation.nc"]
 
 
 def mei_budget(ctx: Context, mcfg=None) -> tuple[float, float, float]:
@@ -233,19 +251,7 @@ def stage_gabor(ctx: Context) -> list[str]:
         scale=scale,
         channels=int(ds.sizes["channel"]),
     )
-    models = {}
-    try:
-        models["model"] = ctx.model(ctx.cfg.train.models[-1])
-    except MissingInput as err:
-        if ctx.twin_selected() is None or not g.truth:
-            raise MissingInput(
-                f"gabor: no trained model ({err}) and no twin ground truth to fit Gabors to instead"
-            ) from None
-        ctx.log.info(f"  no trained model ({err}); Gabors of the truth only")
-        ctx.partial = True
-    truth = ctx.twin_selected()
-    if truth is not None and g.truth:
-        models["truth"] = truth
+    models = _insilico_models(ctx, "gabor", g.truth)
     outputs, metrics = [], {}
     twin = ctx.twin()
     for tag, (fn, params) in models.items():
@@ -258,7 +264,7 @@ def stage_gabor(ctx: Context) -> list[str]:
         outputs.append(_save_array(res["image"], ctx, f"gabor_{tag}"))
         save_nc(res.drop_vars("image"), ctx.rd / f"gabor_{tag}.nc")
         outputs.append(f"gabor_{tag}.nc")
-        pre = "gabor" if tag == "model" else "truegabor"
+        pre = GABOR_PREFIX[tag]
         if (ctx.rd / f"mei_{tag}.nc").is_file():
             mei = load_mei(ctx.rd.path, tag)
             if np.array_equal(mei["neuron_id"].values, res["neuron_id"].values):
@@ -291,13 +297,8 @@ def stage_gabor(ctx: Context) -> list[str]:
             rec = gabor_recovery(res, twin, tidx)
             save_nc(rec, ctx.rd / f"gabor_recovery_{tag}.nc")
             outputs.append(f"gabor_recovery_{tag}.nc")
-            kinds = rec["kind"].values
-            oriented = np.isin(kinds, ("simple", "complex", "suppressed"))
-            metrics[f"{pre}_orientation_error_deg_median"] = median(
-                rec["theta_error_deg"].values[oriented]
-            )
-            metrics[f"{pre}_sf_rel_error_median"] = median(rec["sf_rel_error"].values[oriented])
+            metrics.update(gabor_recovery_metrics(pre, rec))
     ctx.rd.update_metrics(**metrics)
     for k, v in metrics.items():
-        ctx.log.info(f"  {k} = {v:.3f}")
+        ctx.log.info(f"  {k} = {v:.3f}" if isinstance(v, float) else f"  {k} = {v}")
     return outputs

@@ -4,17 +4,27 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from jaxsel._errors import ConfigError, DataError, TrainingError
+from jaxsel._errors import ConfigError, DataError, MissingInput, TrainingError
 from jaxsel.data import orientation_labels, unique_images
 from jaxsel.measures import evaluate, pearson, selectivity, truth_correlation
 from jaxsel.models import predict
 from jaxsel.pipeline._config_schema import Config
 from jaxsel.pipeline._context import Context, median, progress_mode, save_nc
-from jaxsel.train import fit, named_config
+from jaxsel.pipeline._tails import CORR_FAILS, tail_metrics
+from jaxsel.train import (
+    fit,
+    fit_many,
+    load_model,
+    named_config,
+    predict_responses,
+    save_model,
+)
 
 
 def fit_config(cfg: Config, name: str):
@@ -59,9 +69,6 @@ def stage_train(ctx: Context) -> list[str]:
                     f"{err} (this stage alone: jaxsel run CONFIG --stages train --force)"
                 ) from None
         save_nc(res.history, out / "history.nc")
-        from jaxsel.data import unique_images
-        from jaxsel.train import predict_responses, save_model
-
         save_model(res, out / "model", dataset=ds, overwrite=True)
         test = unique_images(ds, "test")
         save_nc(
@@ -87,8 +94,99 @@ def stage_train(ctx: Context) -> list[str]:
             f"models/{name}/model",
             f"models/{name}/test_predictions.nc",
         ]
+    if ctx.cfg.train.ensemble:
+        outputs += _train_ensemble(ctx, ds, metrics)
     ctx.rd.update_metrics(**metrics)
     return outputs
+
+
+def ensemble_dir(ctx: Context) -> Path:
+    """``models/<name>_ensemble/``: the ensemble of the last model (the CNN)."""
+    return ctx.rd / "models" / f"{ctx.cfg.train.models[-1]}_ensemble"
+
+
+def ensemble_model(ctx: Context):
+    """The ensemble-mean ResponseModel of ``[train] ensemble``, or None when it is off.
+
+    Raises:
+      MissingInput: the ensemble is configured but has not been trained in this run.
+    """
+    if not ctx.cfg.train.ensemble:
+        return None
+    key = "ensemble_model"
+    if key not in ctx.cache:
+        folder = ensemble_dir(ctx) / "model"
+        if not folder.is_dir():
+            raise MissingInput(
+                f"the ensemble has not been trained in this run ({folder} is missing): "
+                "run the 'train' stage first"
+            )
+        ctx.cache[key] = load_model(folder)
+    return ctx.cache[key]
+
+
+def _train_ensemble(ctx: Context, ds: xr.Dataset, metrics: dict) -> list[str]:
+    """Fit ``[train] ensemble`` = K members of the last model with one ``fit_many`` (seeds
+    run.seed .. run.seed + K - 1; resumable) and save their ensemble-mean model."""
+    name = ctx.cfg.train.models[-1]
+    k = int(ctx.cfg.train.ensemble)
+    fcfg = fit_config(ctx.cfg, name)
+    out = ensemble_dir(ctx)
+    seeds = ctx.cfg.run.seed + np.arange(k)
+    ctx.log.info(f"  fitting an ensemble of {k} '{name}' models (seeds {seeds.tolist()})")
+    ts = time.time()
+    kw: dict[str, Any] = dict(seeds=seeds, out_dir=out / "checkpoints")
+    if ctx.force or not (out / "checkpoints").exists():
+        many = fit_many(fcfg, ds, overwrite=True, **kw)
+    else:
+        try:
+            many = fit_many(fcfg, ds, resume=True, **kw)
+        except (ConfigError, DataError) as err:
+            if isinstance(err, DataError) and "refusing to resume" not in str(err):
+                raise
+            ctx.log.info(f"  cannot resume the ensemble ({err}); training from scratch")
+            many = fit_many(fcfg, ds, overwrite=True, **kw)
+    save_nc(many.history, out / "history.nc")
+    save_model(many, out / "model", dataset=ds, which="mean", overwrite=True)
+    test = unique_images(ds, "test")
+    save_nc(
+        predict_responses(out / "model", test.values, image_id=test["image_id"].values),
+        out / "test_predictions.nc",
+    )
+    ctx.cache.pop("ensemble_model", None)
+    val = ds["tier"].values == "validation"
+    ens = many.response_model("mean")
+    val_corr = pearson(predict(ens, ds["images"].values[val]), ds["responses"].values[val])
+    metrics["ensemble_members"] = k
+    metrics["ensemble_val_corr_median"] = median(val_corr)
+    metrics["ensemble_member_best_val_corr_mean"] = float(np.mean(many.best_score))
+    metrics["ensemble_member_epochs_mean"] = float(np.mean(many.summary()["epochs"].values))
+    metrics["ensemble_train_seconds"] = round(time.time() - ts, 1)
+    ctx.log.info(
+        f"  ensemble of {k}: validation correlation median {median(val_corr):.3f} over "
+        f"neurons (members' early-stopping scores {np.round(many.best_score, 3).tolist()}), "
+        f"{time.time() - ts:.0f} s"
+    )
+    rel = f"models/{out.name}"
+    return [rel, f"{rel}/history.nc", f"{rel}/model", f"{rel}/test_predictions.nc"]
+
+
+def _model_metrics(ev: xr.Dataset, kinds) -> dict:
+    """Test and (twin) truth metrics of one model's evaluation, without the model prefix:
+    medians, and for the correlation to the truth its bad tail and failure counts (over all
+    selected neurons, and per cell kind)."""
+    out = {
+        "test_corr_median": median(ev["test_correlation"]),
+        "fraction_oracle": float(ev.attrs["fraction_oracle"]),
+        "feve_median": median(ev["feve"]),
+    }
+    if "truth_correlation" in ev:
+        r = ev["truth_correlation"].values
+        out.update(tail_metrics("corr_to_truth", r, below=CORR_FAILS))
+        if kinds is not None:  # per cell kind (CNN vs LN on complex)
+            for kind in ("simple", "complex", "suppressed"):
+                out.update(tail_metrics(f"corr_to_truth_{kind}", r[kinds == kind]))
+    return out
 
 
 def stage_evaluate(ctx: Context) -> list[str]:
@@ -101,6 +199,7 @@ def stage_evaluate(ctx: Context) -> list[str]:
     if twin is not None:
         kinds = twin.kinds[np.searchsorted(twin.neuron_id, ds["neuron_id"].values)]
     evs, names, metrics = [], [], {}
+    per_name: dict[str, dict] = {}
     if twin is not None and kinds is not None:  # the ceiling: the truth as the predictor
         corr = truth_correlation(ds, twin).values[kinds != "unresponsive"]
         metrics["truth_single_trial_corr_median"] = median(corr)
@@ -122,29 +221,20 @@ def stage_evaluate(ctx: Context) -> list[str]:
             ev = ev.assign_coords(kind=("neuron", kinds.astype(str)))
         evs.append(ev)
         names.append(name)
-        metrics[f"{name}_test_corr_median"] = median(ev["test_correlation"])
-        metrics[f"{name}_fraction_oracle"] = float(ev.attrs["fraction_oracle"])
-        metrics[f"{name}_feve_median"] = median(ev["feve"])
-        if "truth_correlation" in ev:
-            metrics[f"{name}_corr_to_truth_median"] = median(ev["truth_correlation"])
-            if kinds is not None:  # per cell kind (CNN vs LN on complex)
-                for kind in ("simple", "complex", "suppressed"):
-                    metrics[f"{name}_corr_to_truth_{kind}_median"] = median(
-                        ev["truth_correlation"].values[kinds == kind]
-                    )
-    first, last = names[0], names[-1]
-    alias = {"ln": first, "cnn": last}
-    for role, name in alias.items():
-        for k in (
-            "test_corr_median",
-            "corr_to_truth_median",
-            "fraction_oracle",
-            "feve_median",
-            "corr_to_truth_simple_median",
-            "corr_to_truth_complex_median",
-        ):
-            if f"{name}_{k}" in metrics:
-                metrics[f"{role}_{k}"] = metrics[f"{name}_{k}"]
+        per_name[name] = _model_metrics(ev, kinds)
+        metrics.update({f"{name}_{k}": v for k, v in per_name[name].items()})
+    for role, name in {"ln": names[0], "cnn": names[-1]}.items():
+        metrics.update({f"{role}_{k}": v for k, v in per_name[name].items()})
+    last = names[-1]
+    ens = ensemble_model(ctx)
+    ens_outputs = []
+    if ens is not None:
+        ev = evaluate(ens, ds, truth=truth, min_fev=ctx.cfg.evaluate.fev_threshold)
+        if kinds is not None:
+            ev = ev.assign_coords(kind=("neuron", kinds.astype(str)))
+        save_nc(ev, ctx.rd / "evaluation_ensemble.nc")
+        ens_outputs.append("evaluation_ensemble.nc")
+        metrics.update({f"ensemble_{k}": v for k, v in _model_metrics(ev, kinds).items()})
     attrs = {
         f"{n}_fraction_oracle": float(e.attrs["fraction_oracle"])
         for n, e in zip(names, evs, strict=True)
@@ -155,7 +245,7 @@ def stage_evaluate(ctx: Context) -> list[str]:
     )
     both.attrs.update(attrs)
     save_nc(both, ctx.rd / "evaluation.nc")
-    outputs = ["evaluation.nc"]
+    outputs = ["evaluation.nc", *ens_outputs]
     # orientation selectivity and information of the CNN (twin: label = the neuron's true
     # preferred orientation is present in the test image)
     if twin is not None:
@@ -178,7 +268,8 @@ def stage_evaluate(ctx: Context) -> list[str]:
             "ground-truth preferred orientation to label the images)"
         )
     ctx.rd.update_metrics(**metrics)
-    for name in names:  # the same statistic (median over neurons) as the train stage logs
+    # the same statistic (median over neurons) as the train stage logs
+    for name in [*names, *(["ensemble"] if ens is not None else [])]:
         line = f"  '{name}': test correlation median {metrics[f'{name}_test_corr_median']:.3f}"
         if f"{name}_corr_to_truth_median" in metrics:
             line += (

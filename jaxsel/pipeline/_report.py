@@ -117,14 +117,35 @@ HEADLINE_METRICS = (  # the numbers a run is summarised by (report, jaxsel demo)
     "oracle_spearman_vs_truth",
     "ln_corr_to_truth_median",
     "cnn_corr_to_truth_median",
+    "cnn_corr_to_truth_p10",
+    "cnn_corr_to_truth_n_below_0_5",
     "cnn_test_corr_median",
+    "mei_n_neurons",
+    "mei_sample_random",
     "mei_truth_r_simple_median",
+    "mei_truth_r_simple_p10",
     "mei_truth_r_complex_median",
+    "mei_truth_r_complex_p10",
     "mei_true_drive_fraction_median",
+    "mei_true_drive_fraction_p10",
+    "mei_true_drive_fraction_n_below_0_9",
     "mei_vs_best_natural_ratio_median",
     "gabor_orientation_error_deg_median",
+    "gabor_orientation_error_deg_p90",
+    "ensemble_members",
     "runtime_s",
 )
+
+
+def ensemble_key(key: str) -> str | None:
+    """The ensemble counterpart of a single-model metric (``cnn_*`` -> ``ensemble_*``,
+    ``mei_*`` -> ``ensemble_mei_*``, ``gabor_*`` -> ``ensemble_gabor_*``), or None."""
+    if key.startswith("cnn_"):
+        return "ensemble_" + key[4:]
+    if key.startswith(("mei_truth", "mei_true", "mei_vs", "gabor_")):
+        return "ensemble_" + key
+    return None
+
 
 # thresholds the acceptance criteria state, shown next to the metric (None = informative)
 CHECKS = {
@@ -198,9 +219,11 @@ def _provenance_html(prov) -> list[str]:
 
 
 def _headline_html(metrics: dict) -> list[str]:
-    """The headline-numbers table (with the targets of :data:`CHECKS`) and all metrics."""
+    """The headline-numbers table (single model, and the ensemble mean beside it when the
+    run has one; the targets of :data:`CHECKS`) and all metrics."""
     parts = ["<h2>Headline numbers</h2>"]
     rows, more = [], []
+    ens = any(k.startswith("ensemble_") for k in metrics)
     order = [k for k in HEADLINE_METRICS if k in metrics]
     order += [k for k in metrics if k not in HEADLINE_METRICS]
     for k in order:
@@ -212,12 +235,20 @@ def _headline_html(metrics: dict) -> list[str]:
             op, thr = CHECKS[k]
             ok = v >= thr if op == ">=" else v <= thr
             check = f"{'meets' if ok else 'misses'} {op} {thr}"
-        (rows if k in HEADLINE_METRICS else more).append((k, v, check))
-    parts.append(
-        _table(rows, ("metric", "value", "target"))
-        if rows
-        else "<p class='miss'>No metrics yet.</p>"
-    )
+        if k in HEADLINE_METRICS:
+            ek = ensemble_key(k)
+            e = metrics.get(ek) if ek else None
+            rows.append((k, v, e, check) if ens else (k, v, check))
+        else:
+            more.append((k, v, check))
+    head = ("metric", "value", "ensemble mean", "target") if ens else ("metric", "value", "target")
+    parts.append(_table(rows, head) if rows else "<p class='miss'>No metrics yet.</p>")
+    if ens:
+        parts.append(
+            "<p class='note'>value: the single CNN; ensemble mean: the mean response of the "
+            f"{metrics.get('ensemble_members', 'K')} ensemble members ([train] ensemble), "
+            "with MEIs and Gabors optimised on it.</p>"
+        )
     if more:
         parts.append(
             "<details><summary>All metrics</summary>"
