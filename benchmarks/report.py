@@ -23,30 +23,30 @@ _MEI_T = ["batched_sum_n{n}", "batched_sum_channels_last_n{n}", "batched_sum_com
 COMPARISONS = [
     (
         "lurz_train",
-        "Lurz train step (4x64, k9/7, 1000 neurons, b64, 36x64)",
+        "Lurz train step (4x64, k9/7, {n_neurons} neurons, b{batch}, {image[0]}x{image[1]})",
         ["jit", "jit_auto"],
         ["eager", "loop"],
         _TRAIN_T,
     ),
     (
         "small_train",
-        "`small` config train step (300 neurons, b64)",
+        "`small` config train step ({n_neurons} neurons, b{batch})",
         ["jit", "jit_auto"],
         ["eager", "loop"],
         _TRAIN_T,
     ),
-    ("per_neuron", "100 per-neuron CNNs, 1 step each", _PN_J, ["loop"], _PN_T),
+    ("per_neuron", "{n_models} per-neuron CNNs, 1 step each", _PN_J, ["loop"], _PN_T),
     ("mei", "MEIs, {n} neurons", ["vmap_n{n}"], ["batched_sum_n{n}"], _MEI_T),
     (
         "sweep",
-        "24-point sweep, 1 step each",
+        "{n_models}-point sweep, 1 step each",
         ["fused_shifted", "fused_xla", "vmap", "loop", "loop_threads"],
         ["loop"],
         ["loop", "loop_channels_last", "loop_compile"],
     ),
     (
         "inference",
-        "Lurz inference, batch 256",
+        "Lurz inference, batch {batch}",
         ["jit"],
         ["no_grad"],
         ["no_grad", "channels_last", "compile", "compile_channels_last"],
@@ -89,7 +89,7 @@ def _rows_for(run, wl, label, jv, tidiom, tall):
         rows.append(
             {
                 "workload": wl,
-                "label": label.format(n=n) if n else label,
+                "label": label.format(**{**r["jax"]["workload"], "n": n}),
                 "jax_variant": jname,
                 "torch_variant": tname,
                 "torch_idiomatic": iname,
@@ -245,6 +245,18 @@ def _load_note(machine: dict) -> str:
     return "; no other jobs on the machine"
 
 
+def _torch_variants(run: dict) -> str:
+    names = sorted(
+        {
+            re.sub(r"_n\d+$", "", k)
+            for w in run["workloads"].values()
+            for k, v in w.get("torch", {}).get("results", {}).items()
+            if "items_per_s" in v and not w["torch"].get("workload", {}).get("of")
+        }
+    )
+    return ", ".join(names) or "none"
+
+
 def table(run: dict) -> str:
     m = run["machine"]
     v = run["versions"]
@@ -265,11 +277,10 @@ def table(run: dict) -> str:
         f"{'quick sizes' if run.get('quick') else 'full sizes'}"
         f"{not_run}. "
         "Ratio = JAX throughput / throughput of the FASTEST PyTorch variant measured in the "
-        "same run (eager, channels_last, torch.compile, and for per-neuron models a loop, "
-        "torch.func.vmap and one grouped-convolution model; > 1: JAX faster); the idiomatic "
-        "eager baseline's ratio beside it. Medians over repeats, warm-up and compilation "
-        "excluded. Every workload and every torch variant passed the equivalence checks "
-        "before timing.",
+        f"same run (torch variants timed: {_torch_variants(run)}; > 1: JAX faster); the "
+        "ratio against the idiomatic eager baseline beside it. Medians over repeats, warm-up "
+        "and compilation excluded. Every workload (and every torch variant) passed the "
+        "equivalence checks before timing.",
         "",
         "| workload | JAX (variant) | fastest PyTorch (variant) | unit | ratio | vs eager "
         "torch | peak RSS JAX / torch (MiB) | JAX compile (s) |",

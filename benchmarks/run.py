@@ -205,6 +205,7 @@ def main(argv=None) -> int:
         "workloads": {},
         "machine": common.machine(),
         "skipped": [],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     run["machine"]["loadavg_start"] = list(os.getloadavg())
     env = dict(os.environ)

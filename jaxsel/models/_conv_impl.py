@@ -96,6 +96,13 @@ def _to_nchw(x):
 MATMUL_MIX_PAIRS = 16
 
 
+def _complex_matmul_ok() -> bool:
+    """Whether this jax runs batched complex matmuls on CPU safely: with jax 0.11.2 on CPU,
+    a Lurz-sized step with them never returned (all threads waiting; seen in
+    ``benchmarks/``), so there the broadcast-sum mixing and XLA's kernel gradient are used."""
+    return jax.__version_info__ >= (0, 12) or jax.default_backend() != "cpu"
+
+
 def _mix_forward(xf, wf):
     """Per-frequency channel mixing ``y[b,o] = sum_i x[b,i] w[i,o]`` of an FFT convolution.
 
@@ -105,7 +112,7 @@ def _mix_forward(xf, wf):
     ``cin cout`` per frequency bin).
     """
     cin, cout = wf.shape[0], wf.shape[1]
-    if cin * cout > MATMUL_MIX_PAIRS:
+    if cin * cout > MATMUL_MIX_PAIRS and _complex_matmul_ok():
         return jnp.einsum("bihw,iohw->bohw", xf, wf)
     return sum(xf[:, c : c + 1] * wf[c][None] for c in range(cin))
 
@@ -113,14 +120,14 @@ def _mix_forward(xf, wf):
 def _mix_input_grad(gf, wf):
     """``dx[b,i] = sum_o g[b,o] conj(w[i,o])``."""
     cin, cout = wf.shape[0], wf.shape[1]
-    if cin * cout > MATMUL_MIX_PAIRS:
+    if cin * cout > MATMUL_MIX_PAIRS and _complex_matmul_ok():
         return jnp.einsum("bohw,iohw->bihw", gf, jnp.conj(wf))
     return sum(gf[:, o : o + 1] * jnp.conj(wf[:, o])[None] for o in range(cout))
 
 
 def _mix_kernel_grad(xf, gf):
     """``dw[i,o] = sum_b conj(x[b,i]) g[b,o]``."""
-    if xf.shape[1] * gf.shape[1] > MATMUL_MIX_PAIRS:
+    if xf.shape[1] * gf.shape[1] > MATMUL_MIX_PAIRS and _complex_matmul_ok():
         return jnp.einsum("bihw,bohw->iohw", jnp.conj(xf), gf)
     return jnp.sum(jnp.conj(xf)[:, :, None] * gf[:, None], axis=0)
 
@@ -302,11 +309,12 @@ def cpu_conv_form(kernel_size: int, cin: int, cout: int, stride: int) -> str:
     with large kernels: stride 1, ``k >= 7`` and ``cin * cout >= 1024``. Measured
     (``benchmarks/conv_forms.py``, forward + backward, batch 64 of 36x64, 2-core Xeon,
     interleaved medians): 2.2x faster than XLA for 64->64 7x7, 1.7x for 32->32 7x7;
-    slower (0.5-0.8x) for 64->64 3x3, 16->16 5x5 and 1->64 9x9 layers.
+    slower (0.5-0.8x) for 64->64 3x3, 16->16 5x5 and 1->64 9x9 layers. Not with jax < 0.12
+    on CPU (see ``_complex_matmul_ok``).
     """
     if fft_is_faster_on_cpu(kernel_size, cin, cout, stride):
         return "fft"
-    if stride == 1 and kernel_size >= 7 and cin * cout >= 1024:
+    if stride == 1 and kernel_size >= 7 and cin * cout >= 1024 and _complex_matmul_ok():
         return "fft_kernel_grad"
     return "xla"
 
