@@ -21,6 +21,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--workload", required=True)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--sizes", default="cpu", choices=("cpu", "gpu"))
     p.add_argument("--exchange", required=True, help="folder of the .npz exchange files")
     p.add_argument("--out", required=True, help="JSON result file")
     return p.parse_args(argv)
@@ -73,7 +74,13 @@ def write_json(path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=1, default=float))
 
 
-def load_workload(name: str, quick: bool) -> dict:
+def load_workload(name: str, quick: bool, sizes: str = "cpu") -> dict:
     import workloads
 
-    return workloads.get(name, quick)
+    return workloads.get(name, quick, sizes)
+
+
+def chosen(w: dict, names, key: str = "torch_variants") -> list:
+    """``names`` restricted to ``w[key]`` where the workload names a selection."""
+    sel = w.get(key)
+    return [n for n in names if sel is None or n in sel]

@@ -154,9 +154,11 @@ def equivalence_train(cfg, model, params, state, x, r, hp, path):
     )
 
 
-def train_step_runner(model, cfg, params, state, x, r, n_train=4000):
+def train_step_runner(model, cfg, params, state, x, r, n_train=4000, conv="xla"):
+    """A compiled train step (``conv``: how the core's convolutions are computed, see
+    :func:`jaxsel.models.conv_implementation`) and its compile time."""
     tx = make_optimizer(cfg.train.lr)
-    step = make_train_step(model, cfg.train, tx)
+    step = make_train_step(model, cfg.train, tx, conv=conv)
     opt = tx.init(params)
     hp = make_hparams(cfg, n_train)
     mask = jnp.ones(x.shape[0], bool)
@@ -178,22 +180,58 @@ def train_step_runner(model, cfg, params, state, x, r, n_train=4000):
     return call, compile_s, hp
 
 
+# JAX train-step variants: "jit" = XLA's convolutions; "jit_auto" = conv="auto" (on CPU
+# the kernel gradients of wide large-kernel layers by FFT, jaxsel.models.cpu_conv_form;
+# on other backends identical to "jit", so skipped there).
+TRAIN_JAX = {"jit": "xla", "jit_auto": "auto"}
+
+
+def check_conv_auto(model, cfg, params, state, x, r, hp) -> list:
+    """conv="auto" gives XLA's loss and gradients (to float32 rounding)."""
+    from equivalence import compare, require
+
+    from jaxsel.models import conv_implementation
+
+    def objective(p, conv):
+        with conv_implementation(conv):
+            rates, _ = model.apply(p, state, x, train=True, rng=jax.random.PRNGKey(1))
+        data = jnp.sum(rates - r * jnp.log(rates + cfg.train.eps))
+        return hp["loss_scale"] * data + model.regularizer(p, hp)
+
+    out = {
+        c: jax.jit(jax.value_and_grad(lambda p, c=c: objective(p, c)))(params)
+        for c in ("xla", "auto")
+    }
+    recs = [compare("conv_auto/loss", out["auto"][0], out["xla"][0])]
+    ga, gx = flatten(out["auto"][1]), flatten(out["xla"][1])
+    recs += [compare(f"conv_auto/grad/{k}", ga[k], gx[k]) for k in gx]
+    require(recs)
+    return recs
+
+
 def run_train(w, ex):
     h, wd = w["image"]
     cfg, model, params, state = setup_model(w["config"], w["n_neurons"], h, wd)
     x, r = data(jax.random.PRNGKey(1), w["batch"], h, wd, w["n_neurons"])
-    call, compile_s, hp = train_step_runner(model, cfg, params, state, x, r)
-    if ex is not None:
-        equivalence_train(cfg, model, params, state, x, r, hp, ex)
-    t = common.time_calls(call, w["repeats"], sync=sync)
-    res = {
-        "compile_s": compile_s,
-        **t,
-        "items_per_s": w["batch"] / t["median_s"],
-        "unit": "images/s",
-    }
-    res["gflops"] = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], w["image"]) / 1e9
-    return {"jit": res}
+    variants = {k: v for k, v in TRAIN_JAX.items() if v == "xla" or jax.default_backend() == "cpu"}
+    res, checks = {}, []
+    gfl = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], w["image"]) / 1e9
+    for name, conv in variants.items():
+        call, compile_s, hp = train_step_runner(model, cfg, params, state, x, r, conv=conv)
+        if name == "jit" and ex is not None:
+            equivalence_train(cfg, model, params, state, x, r, hp, ex)
+        if conv != "xla" and ex is not None:
+            checks += check_conv_auto(model, cfg, params, state, x, r, hp)
+        t = common.time_calls(call, w["repeats"], sync=sync)
+        res[name] = {
+            "compile_s": compile_s,
+            **t,
+            "items_per_s": w["batch"] / t["median_s"],
+            "unit": "images/s",
+            "gflops": gfl,
+            "conv": conv,
+        }
+    return res, checks
 
 
 def _flops_cfg(cfg):
@@ -280,7 +318,7 @@ def per_neuron_variants(w, m, S, which=None):
 
     model, cfg, tx = S["model"], S["cfg"], S["tx"]
     args = S["args"]
-    which = which or W.PER_NEURON_JAX
+    which = which or w.get("jax_variants", W.PER_NEURON_JAX)
     fused = {f"fused_{c}": c for c in ("xla", "shifted", "fft")}
     out = {}
     for name in which:
@@ -361,7 +399,12 @@ def run_per_neuron(w, ex):
         a4 = tuple(
             a if i in (3, 5) else jax.tree.map(lambda t: t[:4], a) for i, a in enumerate(S["args"])
         )  # 4 models: a cheap check
-        f = jax.jit(make_per_neuron_step(S["model"], S["cfg"].train, S["tx"], conv="fft"))(*a4)
+        # jax 0.11 on CPU: this FFT program never returned (threads all waiting), so the
+        # fused step is checked in its XLA form there (same numbers, grouped convolutions)
+        fused_conv = (
+            "fft" if jax.__version_info__ >= (0, 12) or jax.default_backend() != "cpu" else "xla"
+        )
+        f = jax.jit(make_per_neuron_step(S["model"], S["cfg"].train, S["tx"], conv=fused_conv))(*a4)
         v = jax.jit(
             jax.vmap(
                 make_train_step(S["model"], S["cfg"].train, S["tx"]),
@@ -416,6 +459,25 @@ def run_per_neuron(w, ex):
             "gflops": gfl,
         }
     return res
+
+
+def sweep_vmap_check(step, args, m) -> list:
+    """The vmapped sweep step gives every model the parameters of its own single-model
+    step (first 3 models; the loss exactly as computed, parameters to rounding)."""
+    from equivalence import compare, require
+
+    Ps, Ss, Os, x, r, mask, rngs, HP = args
+    vm = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None, None, None, 0, 0)))(*args)
+    one = jax.jit(step)
+    recs = []
+    for i in range(min(m, 3)):
+        p, s, o, hp = jax.tree.map(lambda a, i=i: a[i], (Ps, Ss, Os, HP))
+        got = one(p, s, o, x, r, mask, rngs[i], hp)
+        recs.append(compare(f"sweep_vmap/m{i}/loss", vm[3]["loss"][i], got[3]["loss"]))
+        fv, fo = flatten(jax.tree.map(lambda a, i=i: a[i], vm[0])), flatten(got[0])
+        recs += [compare(f"sweep_vmap/m{i}/params/{k}", fv[k], fo[k]) for k in fo]
+    require(recs)
+    return recs
 
 
 # ------------------------------------------------------------------ MEIs (4)
@@ -495,16 +557,15 @@ def run_mei(w, ex):
 
 
 # ------------------------------------------------------------------ sweep (5)
-def run_sweep(w, ex):
+def sweep_setup(w):
     h, wd = w["image"]
     m = w["n_models"]
-    cfg, model, params, state = setup_model(w["config"], w["n_neurons"], h, wd)
+    cfg, model, _params, _state = setup_model(w["config"], w["n_neurons"], h, wd)
     grid = W.sweep_grid(m)
     keys = jax.random.split(jax.random.PRNGKey(0), m)
     mr = np.ones(w["n_neurons"], np.float32)
     Ps, Ss = jax.vmap(lambda k: model.init(k, mean_response=mr))(keys)
     tx = make_optimizer(cfg.train.lr)
-    step = make_train_step(model, cfg.train, tx)
     Os = jax.vmap(tx.init)(Ps)
     Os = set_learning_rate(Os, jnp.asarray([g[0] for g in grid], jnp.float32))
     hp1 = make_hparams(cfg, 4000)
@@ -513,57 +574,126 @@ def run_sweep(w, ex):
     x, r = data(jax.random.PRNGKey(1), w["batch"], h, wd, w["n_neurons"])
     mask = jnp.ones(w["batch"], bool)
     rngs = jax.random.split(jax.random.PRNGKey(3), m)
-    res = {}
-    gfl = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"] * m, w["image"]) / 1e9
+    return cfg, model, tx, grid, (Ps, Ss, Os, x, r, mask, rngs, HP)
 
-    # jaxsel.train.make_per_neuron_step's fused step would apply (one batch for all models) but its
-    # grouped-conv form is ~30x slower than the loop here and its shifted-matmul form needs
-    # > 10 GiB for the backward pass at these sizes: the sweep runs as a loop of one
-    # compiled single-model step (set PER_NEURON_JAX in workloads.py to try them).
-    # loop over one jitted single-model step
-    t0 = time.perf_counter()
-    c1 = jax.jit(step).lower(params, state, tx.init(params), x, r, mask, rngs[0], hp1).compile()
-    cs = time.perf_counter() - t0
-    sl = [jax.tree.map(lambda a: a[i], (Ps, Ss, Os, HP)) for i in range(m)]
 
-    def loop():
-        out = None
-        for i, (p, s, o, hp) in enumerate(sl):
-            out = c1(p, s, o, x, r, mask, rngs[i], hp)
-        return out[3]["loss"]
+def sweep_exchange(cfg, model, step, grid, args, path):
+    """Per grid point: weights (readout sigma 0, so positions are the means), its
+    hyperparameters, the JAX loss and gradients, and the parameters after one step of the
+    sweep's own step function (its learning rate, its readout penalty)."""
+    Ps, Ss, Os, x, r, mask, rngs, HP = args
+    out = {"x": x, "r": r, "grid": np.asarray(grid)}
 
-    t = common.time_calls(loop, w["repeats"], sync=sync)
-    res["loop"] = {
-        "compile_s": cs,
-        **t,
-        "items_per_s": m / t["median_s"],
-        "unit": "model-steps/s",
-        "gflops": gfl,
-    }
+    def objective(p, s, hp):
+        rates, _ = model.apply(p, s, x, train=True, rng=jax.random.PRNGKey(1))
+        data = jnp.sum(rates - r * jnp.log(rates + cfg.train.eps))
+        return hp["loss_scale"] * data + model.regularizer(p, hp)
+
+    vg = jax.jit(jax.value_and_grad(objective))
+    one = jax.jit(step)
+    for i in range(len(grid)):
+        p, s, o, hp = jax.tree.map(lambda a, i=i: a[i], (Ps, Ss, Os, HP))
+        out[f"m{i}/sigma"] = p["readout"]["sigma"]
+        p = {**p, "readout": {**p["readout"], "sigma": jnp.zeros_like(p["readout"]["sigma"])}}
+        loss, g = vg(p, s, hp)
+        new = one(p, s, o, x, r, mask, rngs[i], hp)[0]
+        out[f"m{i}/loss"] = loss
+        out.update({f"m{i}/params/{k}": v for k, v in flatten(p).items()})
+        out.update({f"m{i}/state/{k}": v for k, v in flatten(s).items()})
+        out.update({f"m{i}/grad/{k}": v for k, v in flatten(g).items()})
+        out.update({f"m{i}/new/{k}": v for k, v in flatten(new).items()})
+        out.update({f"m{i}/hp/{k}": v for k, v in hp.items()})
+    np.savez(
+        path, **{k: np.asarray(v) for k, v in out.items()}, cfg=np.array(json.dumps(cfg_dict(cfg)))
+    )
+
+
+def run_sweep(w, ex):
+    """The sweep's grid of models, one train step each: a loop over one compiled step (also
+    dealt to two dispatch threads, as fit_many does on CPU) and ``jax.vmap`` of the step
+    (grouped convolutions; the GPU form). ``w["jax_variants"]`` picks which run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg, model, tx, grid, args = sweep_setup(w)
+    Ps, Ss, Os, x, r, mask, rngs, HP = args
+    m = len(grid)
+    step = make_train_step(model, cfg.train, tx)
     if ex is not None:
-        np.savez(ex, grid=np.asarray(grid), cfg=np.array(json.dumps(cfg_dict(cfg))))
-    return res
+        sweep_exchange(cfg, model, step, grid, args, ex)
+    res = {}
+    variants = w.get("jax_variants", ("loop", "loop_threads"))
+    checks = sweep_vmap_check(step, args, m) if "vmap" in variants else []
+    gfl = 3 * W.conv_flops(_flops_cfg(cfg), w["batch"] * m, w["image"]) / 1e9
+    for name in variants:
+        t0 = time.perf_counter()
+        if name == "vmap":
+            c = (
+                jax.jit(
+                    jax.vmap(step, in_axes=(0, 0, 0, None, None, None, 0, 0)),
+                    donate_argnums=(0, 1, 2),
+                )
+                .lower(*args)
+                .compile()
+            )
+            carry = [jax.tree.map(jnp.copy, a) for a in args[:3]]
+
+            def call(c=c, carry=carry):
+                p, s, o, met = c(*carry, *args[3:])
+                carry[:] = [p, s, o]
+                return met["loss"]
+
+        else:
+            sl = [jax.tree.map(lambda a, i=i: a[i], (Ps, Ss, Os, HP)) for i in range(m)]
+            c1 = jax.jit(step).lower(*sl[0][:3], x, r, mask, rngs[0], sl[0][3]).compile()
+            nthreads = 2 if name == "loop_threads" else 1
+
+            def call(c1=c1, sl=sl, nthreads=nthreads):
+                def run(ids):
+                    met = None
+                    for i in ids:
+                        p, s, o, hp = sl[i]
+                        p, s, o, met = c1(p, s, o, x, r, mask, rngs[i], hp)
+                        sl[i] = (p, s, o, hp)
+                    return jax.block_until_ready(met["loss"])
+
+                if nthreads == 1:
+                    return run(range(m))
+                with ThreadPoolExecutor(nthreads) as pool:
+                    parts = [range(j, m, nthreads) for j in range(nthreads)]
+                    return list(pool.map(run, parts))[-1]
+
+        cs = time.perf_counter() - t0
+        t = common.time_calls(call, w["repeats"], sync=sync)
+        res[name] = {
+            "compile_s": cs,
+            **t,
+            "items_per_s": m / t["median_s"],
+            "unit": "model-steps/s",
+            "gflops": gfl,
+        }
+    return res, checks
 
 
 # ------------------------------------------------------------------ scaling curves
 def run_scale(w, ex):
     res = {}
     for pt in w["points"]:
-        if w["of"] == "train" or w["of"] == "image":
+        if w["of"] in ("train", "image", "batch"):
             n = pt if w["of"] == "train" else w["n_neurons"]
-            h, wd = w["image"] if w["of"] == "train" else pt
+            h, wd = pt if w["of"] == "image" else w["image"]
+            b = pt if w["of"] == "batch" else w["batch"]
             cfg, model, params, state = setup_model(w["config"], n, h, wd)
-            x, r = data(jax.random.PRNGKey(1), w["batch"], h, wd, n)
+            x, r = data(jax.random.PRNGKey(1), b, h, wd, n)
             call, cs, _ = train_step_runner(model, cfg, params, state, x, r)
             t = common.time_calls(call, w["repeats"], sync=sync)
-            key = f"n{pt}" if w["of"] == "train" else f"{pt[0]}x{pt[1]}"
+            key = f"{pt[0]}x{pt[1]}" if w["of"] == "image" else f"{w['of'][0]}{pt}"
             res[key] = {
-                "x": pt if w["of"] == "train" else pt[0] * pt[1],
+                "x": pt[0] * pt[1] if w["of"] == "image" else pt,
                 "compile_s": cs,
                 **t,
-                "items_per_s": w["batch"] / t["median_s"],
+                "items_per_s": b / t["median_s"],
                 "unit": "images/s",
-                "gflops": 3 * W.conv_flops(_flops_cfg(cfg), w["batch"], (h, wd)) / 1e9,
+                "gflops": 3 * W.conv_flops(_flops_cfg(cfg), b, (h, wd)) / 1e9,
             }
         else:
             S = per_neuron_setup(w, pt)
@@ -599,24 +729,31 @@ RUNNERS = {
 }
 
 
-def main():
-    a = common.parse_args()
-    w = {"name": "matmul"} if a.workload == "matmul" else common.load_workload(a.workload, a.quick)
+def run_workload(name: str, quick: bool, sizes: str, exchange) -> dict:
+    """The JAX side of one workload (``"matmul"``: the matmul peak) as a JSON-able dict;
+    ``exchange``: the folder of the ``.npz`` files for the torch side's checks."""
+    w = {"name": "matmul"} if name == "matmul" else common.load_workload(name, quick, sizes)
     ex = (
-        Path(a.exchange) / f"{a.workload}.npz"
-        if a.workload in W.WORKLOADS and not a.workload.startswith("scale")
+        Path(exchange) / f"{name}.npz"
+        if name in W.WORKLOADS and not name.startswith("scale")
         else None
     )
     t0 = time.perf_counter()
     out = {"side": "jax", "workload": w, "versions": device_info(), "machine": common.machine()}
-    if a.workload == "matmul":
-        out["matmul_gflops"] = matmul_peak()
+    if name == "matmul":
+        out["matmul_gflops"] = matmul_peak(n=256 if quick else 2048)
     else:
-        out["results"] = RUNNERS[w["kind"]](w, ex)
+        got = RUNNERS[w["kind"]](w, ex)
+        out["results"], out["checks"] = got if isinstance(got, tuple) else (got, [])
     out["peak_rss_mib"] = common.peak_rss_mib()
     out["peak_device_mib"] = peak_device_mib()
     out["wall_s"] = time.perf_counter() - t0
-    common.write_json(a.out, out)
+    return out
+
+
+def main():
+    a = common.parse_args()
+    common.write_json(a.out, run_workload(a.workload, a.quick, a.sizes, a.exchange))
 
 
 if __name__ == "__main__":

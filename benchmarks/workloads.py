@@ -12,8 +12,14 @@ shrinks sizes and repeats for smoke tests; the shapes of the full run follow the
 5. ``sweep``        24 ``small`` models (a grid of learning rates x readout penalties), one
                     train step each on the same batch.
 6. ``inference``    Lurz model, eval-mode forward, batch 256.
-Scaling curves: ``scale_neurons`` (small train step, 10..10,000 neurons), ``scale_models``
-(per-neuron CNNs, 1..512 models), ``scale_image`` (small train step, 18x32..72x128).
+Scaling curves: ``scale_neurons`` (small train step, 100..10,000 neurons), ``scale_models``
+(per-neuron CNNs, 8..512 models), ``scale_image`` (small train step, 36x64..72x128),
+``scale_batch`` (small train step, batch 16..256); ``report.py`` fits a log-log slope per side.
+
+Sizes: ``get(name, sizes="cpu" | "quick" | "gpu")``; ``gpu`` = the sizes of
+``benchmarks/gpu.sh`` (Lurz train batch 256, MEIs for 10,000 neurons, 1,000 per-neuron models
+vmapped, the sweep vmapped). ``jax_variants`` / ``torch_variants`` (where given) pick which
+formulations a side times; without them each side times all of its own.
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ WORKLOADS = {
         "config": "small",
         "batch": 64,
         "image": [36, 64],
-        "points": [10, 100, 1000, 10000],
+        "points": [100, 1000, 10000],
         "repeats": 2,
     },
     "scale_models": {
@@ -104,7 +110,7 @@ WORKLOADS = {
         "of": "per_neuron",
         "batch": 64,
         "image": [36, 64],
-        "points": [1, 8, 64, 512],
+        "points": [8, 64, 512],
         "repeats": 1,
         **PER_NEURON_ARCH,
     },
@@ -114,7 +120,16 @@ WORKLOADS = {
         "config": "small",
         "n_neurons": 300,
         "batch": 64,
-        "points": [[18, 32], [36, 64], [72, 128]],
+        "points": [[36, 64], [54, 96], [72, 128]],
+        "repeats": 2,
+    },
+    "scale_batch": {
+        "kind": "scale",
+        "of": "batch",
+        "config": "small",
+        "n_neurons": 300,
+        "image": [36, 64],
+        "points": [16, 64, 256],
         "repeats": 2,
     },
 }
@@ -129,7 +144,42 @@ QUICK = {
     "scale_neurons": {"batch": 8, "image": [18, 32], "points": [10, 100], "repeats": 1},
     "scale_models": {"batch": 8, "image": [18, 32], "points": [1, 4], "repeats": 1},
     "scale_image": {"n_neurons": 30, "batch": 8, "points": [[18, 32], [24, 48]], "repeats": 1},
+    "scale_batch": {"n_neurons": 30, "image": [18, 32], "points": [4, 8], "repeats": 1},
 }
+
+# benchmarks/gpu.sh: GPU sizes (one H200 in mind; <= 8 minutes for everything). Torch
+# variants are fewer than on CPU: every torch.compile costs about a minute here.
+GPU = {
+    "lurz_train": {
+        "batch": 256,
+        "repeats": 10,
+        "torch_variants": ["eager", "channels_last", "compile"],
+    },
+    "small_train": {"batch": 256, "repeats": 10, "torch_variants": ["eager", "channels_last"]},
+    "per_neuron": {
+        "n_models": 1000,
+        "repeats": 3,
+        "jax_variants": ["vmap", "loop"],
+        "torch_variants": ["grouped", "grouped_channels_last", "func_vmap", "loop"],
+    },
+    "mei": {
+        "model_neurons": 10000,
+        "neurons": [1000, 10000],
+        "chunk": 2500,
+        "torch_variants": ["batched_sum", "batched_sum_channels_last"],
+    },
+    "sweep": {
+        "repeats": 5,
+        "jax_variants": ["vmap", "loop"],
+        "torch_variants": ["loop", "loop_channels_last"],
+    },
+    "inference": {
+        "batch": 1024,
+        "repeats": 10,
+        "torch_variants": ["no_grad", "channels_last", "compile"],
+    },
+}
+GPU_ORDER = ["lurz_train", "small_train", "per_neuron", "mei", "sweep", "inference"]
 
 ORDER = [
     "lurz_train",
@@ -141,6 +191,7 @@ ORDER = [
     "scale_neurons",
     "scale_models",
     "scale_image",
+    "scale_batch",
 ]
 
 # The sweep grid: 24 points = 4 learning rates x 6 readout L1 strengths.
@@ -148,14 +199,20 @@ SWEEP_LRS = [1e-3, 3e-3, 5e-3, 1e-2]
 SWEEP_GAMMAS = [0.0, 0.01, 0.1, 0.5, 1.0, 2.0]
 
 
-def get(name: str, quick: bool = False) -> dict:
-    """The (possibly quick) parameters of workload ``name``."""
+def get(name: str, quick: bool = False, sizes: str = "cpu") -> dict:
+    """The parameters of workload ``name`` at ``sizes`` ("cpu", "gpu"); ``quick`` shrinks
+    them to a smoke test (keeping the variant choices of ``sizes``)."""
     if name not in WORKLOADS:
         raise KeyError(f"unknown workload {name!r}; choose from {ORDER}")
+    if sizes not in ("cpu", "gpu"):
+        raise KeyError(f"unknown sizes {sizes!r}; choose cpu or gpu")
     w = copy.deepcopy(WORKLOADS[name])
+    if sizes == "gpu":
+        w.update(copy.deepcopy(GPU.get(name, {})))
     if quick:
         w.update(copy.deepcopy(QUICK[name]))
     w["name"] = name
+    w["sizes"] = sizes
     return w
 
 

@@ -91,6 +91,8 @@ def test_readme_block_is_the_only_edit(tmp_path):
 
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nkeep me\n")
+    bench = tmp_path / "bench.md"
+    bench.write_text("# bench\n")
     run = {
         "date": "d",
         "quick": True,
@@ -100,11 +102,14 @@ def test_readme_block_is_the_only_edit(tmp_path):
         "versions": {"jax": "j", "torch": "t"},
     }
     report.finish(run)
-    report.write_readme(run, readme)
-    report.write_readme(run, readme)  # idempotent
+    report.write_readme(run, readme, bench)
+    report.write_readme(run, readme, bench)  # idempotent
     text = readme.read_text()
     assert text.startswith("# x\n\nkeep me\n") and text.count(report.START) == 1
     assert "## Benchmarks" in text
+    # benchmarks/README.md gets the same block from the same run
+    block = text[text.index(report.START) : text.index(report.END)]
+    assert block in bench.read_text() and bench.read_text().startswith("# bench\n")
 
 
 def test_torch_mirror_matches_jax(tmp_path):

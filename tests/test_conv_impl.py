@@ -8,10 +8,13 @@ from jax import lax
 
 from jaxsel.models._config import ModelConfig
 from jaxsel.models._conv_impl import (
+    _complex_matmul_ok,
     compiler_options,
     conv_implementation,
+    cpu_conv_form,
     fft_conv,
     fft_is_faster_on_cpu,
+    fft_kernel_grad_conv,
     fft_size,
     shifted_conv,
 )
@@ -69,6 +72,42 @@ def test_fft_conv_gradients_equal_direct(k, stride, padding):
     np.testing.assert_allclose(vg[0], grads[0][1], atol=1e-4 * float(jnp.max(jnp.abs(vg[0]))))
 
 
+@pytest.mark.parametrize(("cin", "cout"), [(6, 5), (1, 24)])
+def test_fft_conv_matmul_mixing_equals_direct(cin, cout):
+    """More than 16 channel pairs: the per-frequency mixing is a batched complex matmul."""
+    rng = np.random.default_rng(cin)
+    x = rng.normal(size=(3, 9, 12, cin)).astype(np.float32)
+    w = rng.normal(size=(5, 5, cin, cout)).astype(np.float32)
+    g = rng.normal(size=(3, 9, 12, cout)).astype(np.float32)
+    out = fft_conv(x, w)
+    ref = _direct(x, w, 1, "SAME")
+    np.testing.assert_allclose(out, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+    grads = [
+        jax.grad(lambda x, w: jnp.sum(f(x, w, 1, "SAME") * g), argnums=(0, 1))(x, w)
+        for f in (_direct, fft_conv)
+    ]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-4 * float(jnp.max(jnp.abs(a))))
+
+
+@pytest.mark.parametrize(("k", "padding"), [(7, "SAME"), (4, "SAME"), (3, ((0, 2), (1, 1)))])
+def test_fft_kernel_grad_conv_equals_direct(k, padding):
+    """XLA's forward and input gradient exactly; the kernel gradient by FFT to rounding."""
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(3, 10, 13, 6)).astype(np.float32)
+    w = rng.normal(size=(k, k, 6, 7)).astype(np.float32)
+    ref = _direct(x, w, 1, padding)
+    np.testing.assert_array_equal(fft_kernel_grad_conv(x, w, padding), ref)
+    g = rng.normal(size=ref.shape).astype(np.float32)
+    gx, gw = jax.grad(
+        lambda x, w: jnp.sum(fft_kernel_grad_conv(x, w, padding) * g), argnums=(0, 1)
+    )(x, w)
+    rx, rw = jax.grad(lambda x, w: jnp.sum(_direct(x, w, 1, padding) * g), argnums=(0, 1))(x, w)
+    np.testing.assert_array_equal(gx, rx)
+    np.testing.assert_allclose(gw, rw, atol=1e-5 * float(jnp.max(jnp.abs(rw))))
+    assert not np.array_equal(gw, 1.001 * rw)  # the comparison can fail
+
+
 @pytest.mark.parametrize(("k", "dil"), [(3, 1), (5, 1), (3, 2), (4, 1)])
 def test_shifted_conv_equals_direct(k, dil):
     rng = np.random.default_rng(0)
@@ -84,7 +123,7 @@ def test_fft_size_has_small_factors():
     assert [fft_size(n) for n in (1, 11, 13, 39, 67, 70)] == [1, 12, 14, 40, 70, 70]
 
 
-@pytest.mark.parametrize("impl", ["fft", "shifted", "auto"])
+@pytest.mark.parametrize("impl", ["fft", "fft_kernel_grad", "shifted", "auto"])
 @pytest.mark.parametrize(
     "arch",
     [
@@ -116,7 +155,31 @@ def test_model_under_other_conv_impl_equals_xla(impl, arch):
     expect_fft = impl == "fft" or (
         impl == "auto" and arch.get("input_kern") == 9 and jax.default_backend() == "cpu"
     )
+    if impl == "fft_kernel_grad":  # the forward is XLA's; FFTs only in the gradient
+        expect_fft = False
     assert uses_fft == expect_fft
+
+
+def test_auto_takes_fft_kernel_grad_for_wide_large_kernels():
+    """A 32-channel 7x7 hidden layer: 'auto' computes its kernel gradient by FFT (CPU); the
+    model's loss and gradients equal XLA's."""
+    cfg = ModelConfig(layers=2, hidden_channels=32, input_kern=5, hidden_kern=7)
+    model = build_model(cfg, image_shape=(1, 10, 12), n_neurons=3)
+    params, state = model.init(jax.random.key(0))
+    x = np.random.default_rng(1).normal(size=(2, 1, 10, 12)).astype(np.float32)
+
+    def loss(p):
+        rates, _ = model.apply(p, state, x, train=True, rng=jax.random.key(2))
+        return jnp.sum(rates**2)
+
+    gref = jax.grad(loss)(params)
+    with conv_implementation("auto"):
+        gout = jax.grad(loss)(params)
+        jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params))
+    for a, b in zip(jax.tree.leaves(gref), jax.tree.leaves(gout), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(a))))
+    uses_fft = "fft[" in jaxpr or "fft_type" in jaxpr
+    assert uses_fft == (jax.default_backend() == "cpu" and _complex_matmul_ok())
 
 
 def test_auto_rule_matches_measured_cases():
@@ -133,6 +196,18 @@ def test_auto_rule_matches_measured_cases():
     ]
     assert all(fft_is_faster_on_cpu(*c) for c in faster)
     assert not any(fft_is_faster_on_cpu(*c) for c in slower)
+    # (k, cin, cout, stride) -> form, from benchmarks/conv_forms.py
+    wide = "fft_kernel_grad" if _complex_matmul_ok() else "xla"  # not on jax 0.11 CPU
+    forms = {
+        (9, 1, 4, 1): "fft",
+        (7, 64, 64, 1): wide,
+        (7, 32, 32, 1): wide,
+        (3, 64, 64, 1): "xla",
+        (9, 1, 64, 1): "xla",
+        (5, 16, 16, 1): "xla",
+        (7, 64, 64, 2): "xla",
+    }
+    assert {c: cpu_conv_form(*c) for c in forms} == forms
 
 
 def test_unknown_impl_is_an_error():

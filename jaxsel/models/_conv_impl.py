@@ -36,7 +36,7 @@ from jax import lax
 
 from jaxsel.models._core import ConvPool, conv_padding, pooled_kernel
 
-CONV_IMPLS = ("xla", "fft", "shifted", "auto")
+CONV_IMPLS = ("xla", "fft", "fft_kernel_grad", "shifted", "auto")
 
 
 def fft_size(n: int) -> int:
@@ -93,11 +93,50 @@ def _to_nchw(x):
     return lax.optimization_barrier(jnp.moveaxis(lax.optimization_barrier(x), -1, 1))
 
 
+MATMUL_MIX_PAIRS = 16
+
+
+def _complex_matmul_ok() -> bool:
+    """Whether this jax runs batched complex matmuls on CPU safely: with jax 0.11.2 on CPU,
+    a Lurz-sized step with them never returned (all threads waiting; seen in
+    ``benchmarks/``), so there the broadcast-sum mixing and XLA's kernel gradient are used."""
+    return jax.__version_info__ >= (0, 12) or jax.default_backend() != "cpu"
+
+
+def _mix_forward(xf, wf):
+    """Per-frequency channel mixing ``y[b,o] = sum_i x[b,i] w[i,o]`` of an FFT convolution.
+
+    Few channel pairs (``cin * cout <= MATMUL_MIX_PAIRS``): a sum of broadcast products
+    (elementwise passes, measured faster than a dot there); more: a batched complex matmul
+    over the frequency bins (the direct convolution costs ``k^2 cin cout`` per pixel, this
+    ``cin cout`` per frequency bin).
+    """
+    cin, cout = wf.shape[0], wf.shape[1]
+    if cin * cout > MATMUL_MIX_PAIRS and _complex_matmul_ok():
+        return jnp.einsum("bihw,iohw->bohw", xf, wf)
+    return sum(xf[:, c : c + 1] * wf[c][None] for c in range(cin))
+
+
+def _mix_input_grad(gf, wf):
+    """``dx[b,i] = sum_o g[b,o] conj(w[i,o])``."""
+    cin, cout = wf.shape[0], wf.shape[1]
+    if cin * cout > MATMUL_MIX_PAIRS and _complex_matmul_ok():
+        return jnp.einsum("bohw,iohw->bihw", gf, jnp.conj(wf))
+    return sum(gf[:, o : o + 1] * jnp.conj(wf[:, o])[None] for o in range(cout))
+
+
+def _mix_kernel_grad(xf, gf):
+    """``dw[i,o] = sum_b conj(x[b,i]) g[b,o]``."""
+    if xf.shape[1] * gf.shape[1] > MATMUL_MIX_PAIRS and _complex_matmul_ok():
+        return jnp.einsum("bihw,bohw->iohw", jnp.conj(xf), gf)
+    return jnp.sum(jnp.conj(xf)[:, :, None] * gf[:, None], axis=0)
+
+
 def _fft_forward(x, kf, geom):
     nh, nw, sy, sx, stride, oh, ow = geom
     xf = jnp.fft.rfft2(_to_nchw(x), s=(nh, nw))  # (B, Cin, nh, .)
     wf = jnp.fft.rfft2(kf, s=(nh, nw))  # (Cin, Cout, ...)
-    yf = sum(xf[:, c : c + 1] * wf[c][None] for c in range(kf.shape[0]))  # (B, Cout, ...)
+    yf = _mix_forward(xf, wf)  # (B, Cout, ...)
     y = jnp.fft.irfft2(yf, s=(nh, nw))
     y = y[:, :, sy : sy + (oh - 1) * stride + 1 : stride, sx : sx + (ow - 1) * stride + 1 : stride]
     return jnp.moveaxis(y, 1, -1), (xf, wf)
@@ -134,15 +173,60 @@ def _fft_conv_bwd(geom, res, gy):
         ),
     )  # the adjoint of the crop
     gf = jnp.fft.rfft2(g)  # (B, Cout, ...)
-    cout = gf.shape[1]
-    dxf = sum(gf[:, o : o + 1] * jnp.conj(wf[:, o])[None] for o in range(cout))
+    dxf = _mix_input_grad(gf, wf)
     dx = jnp.moveaxis(jnp.fft.irfft2(dxf, s=(nh, nw))[:, :, : xshape[1], : xshape[2]], 1, -1)
-    dwf = jnp.sum(jnp.conj(xf)[:, :, None] * gf[:, None], axis=0)  # (Cin, Cout, ...)
+    dwf = _mix_kernel_grad(xf, gf)  # (Cin, Cout, ...)
     dk = jnp.fft.irfft2(dwf, s=(nh, nw))[:, :, : kshape[2], : kshape[3]]
     return dx.astype(gy.dtype), dk.astype(gy.dtype)
 
 
 _fft_conv_nhwc.defvjp(_fft_conv_fwd, _fft_conv_bwd)
+
+
+def _direct(x, kernel, pads):
+    return lax.conv_general_dilated(
+        x, kernel, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def fft_kernel_grad_conv(x, kernel, padding: str | Sequence[tuple[int, int]] = "SAME"):
+    """A stride-1 convolution by XLA, whose kernel gradient is computed by FFT.
+
+    Forward and input gradient are XLA's direct convolutions; the kernel gradient (a
+    correlation of the maps with the output gradient, summed over the batch) is
+    ``irfft2(sum_b conj(rfft2(x)) rfft2(g))``: per frequency bin a (Cin x B) @ (B x Cout)
+    complex matmul. On CPU XLA runs that gradient convolution several times slower than
+    the forward one at 64 channels (``benchmarks/conv_forms.py``).
+
+    Args:
+      x: (B, H, W, Cin) NHWC.
+      kernel: (kh, kw, Cin, Cout) HWIO.
+      padding: ``"SAME"``, ``"VALID"`` or ((lo, hi), (lo, hi)).
+
+    Returns:
+      (B, H', W', Cout), exactly XLA's convolution; gradients equal to float32 FFT rounding.
+    """
+    return _conv_fft_kgrad(x, kernel, _pads(padding, kernel.shape[0], kernel.shape[1]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_fft_kgrad(x, kernel, pads):
+    return _direct(x, kernel, pads)
+
+
+def _conv_fft_kgrad_fwd(x, kernel, pads):
+    return _direct(x, kernel, pads), (x, kernel)
+
+
+def _conv_fft_kgrad_bwd(pads, res, g):
+    x, kernel = res
+    dx = jax.vjp(lambda v: _direct(v, kernel, pads), x)[1](g)[0]
+    # only the kernel half of the FFT convolution's VJP is used: XLA drops the rest
+    dk = jax.vjp(lambda k: fft_conv(x, k, 1, pads), kernel)[1](g)[0]
+    return dx, dk
+
+
+_conv_fft_kgrad.defvjp(_conv_fft_kgrad_fwd, _conv_fft_kgrad_bwd)
 
 
 def shifted_conv(x, kernel, dilation: int = 1):
@@ -216,20 +300,43 @@ def fft_is_faster_on_cpu(kernel_size: int, cin: int, cout: int, stride: int) -> 
     return stride == 1 and cout <= 8 and cin * cout <= 16 and kernel_size * kernel_size * cin >= 64
 
 
+def cpu_conv_form(kernel_size: int, cin: int, cout: int, stride: int) -> str:
+    """How ``conv="auto"`` computes one layer on CPU: ``"fft"``, ``"fft_kernel_grad"`` or
+    ``"xla"``.
+
+    ``"fft"`` where :func:`fft_is_faster_on_cpu`; ``"fft_kernel_grad"`` (XLA forward and
+    input gradient, kernel gradient by FFT, :func:`fft_kernel_grad_conv`) for wide layers
+    with large kernels: stride 1, ``k >= 7`` and ``cin * cout >= 1024``. Measured
+    (``benchmarks/conv_forms.py``, forward + backward, batch 64 of 36x64, 2-core Xeon,
+    interleaved medians): 2.2x faster than XLA for 64->64 7x7, 1.7x for 32->32 7x7;
+    slower (0.5-0.8x) for 64->64 3x3, 16->16 5x5 and 1->64 9x9 layers. Not with jax < 0.12
+    on CPU (see ``_complex_matmul_ok``).
+    """
+    if fft_is_faster_on_cpu(kernel_size, cin, cout, stride):
+        return "fft"
+    if stride == 1 and kernel_size >= 7 and cin * cout >= 1024 and _complex_matmul_ok():
+        return "fft_kernel_grad"
+    return "xla"
+
+
 def _replacement(mod, x, impl: str):
     """The output of conv module ``mod`` on ``x`` by ``impl``, or None to keep XLA's."""
     kernel = mod.get_variable("params", "kernel")
     if impl == "auto":
         stride = mod.pool if isinstance(mod, ConvPool) else (1 if _ones(mod.strides) else 2)
-        if not fft_is_faster_on_cpu(kernel.shape[0], kernel.shape[2], kernel.shape[3], stride):
+        impl = cpu_conv_form(kernel.shape[0], kernel.shape[2], kernel.shape[3], stride)
+        if impl == "xla":
             return None
-        impl = "fft"
     if isinstance(mod, ConvPool):
         if impl == "shifted" and (mod.pool != 1 or mod.padding != "SAME"):
+            return None
+        if impl == "fft_kernel_grad" and mod.pool != 1:
             return None
         if impl == "shifted":
             return shifted_conv(x, kernel)
         pads = conv_padding(mod.kernel_size, mod.padding)
+        if impl == "fft_kernel_grad":
+            return fft_kernel_grad_conv(x, kernel, (pads, pads))
         return fft_conv(x, pooled_kernel(kernel, mod.pool), mod.pool, (pads, pads))
     dil = mod.kernel_dilation
     dil = int(dil[0] if isinstance(dil, (tuple, list)) else (dil or 1))
@@ -237,7 +344,9 @@ def _replacement(mod, x, impl: str):
         return None
     if impl == "shifted":
         return shifted_conv(x, kernel, dil)
-    return fft_conv(x, kernel) if dil == 1 else None
+    if dil != 1:
+        return None
+    return fft_kernel_grad_conv(x, kernel) if impl == "fft_kernel_grad" else fft_conv(x, kernel)
 
 
 def _interceptor(impl: str, replace: dict | None = None):
@@ -281,8 +390,10 @@ __all__ = [
     "CONV_IMPLS",
     "compiler_options",
     "conv_implementation",
+    "cpu_conv_form",
     "fft_conv",
     "fft_is_faster_on_cpu",
+    "fft_kernel_grad_conv",
     "fft_size",
     "shifted_conv",
 ]
