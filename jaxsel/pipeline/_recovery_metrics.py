@@ -74,7 +74,7 @@ def confidence_metrics(pre: str, res: xr.Dataset, rec: xr.Dataset | None) -> dic
         keep = (rec["kind"].values != "unresponsive") & np.isfinite(v)
         drive = rec["frac_true_max"].values[keep]
         if keep.sum() >= 3 and np.ptp(v[keep]) > 0 and np.ptp(drive) > 0:
-            rho = spearmanr(sign * v[keep], drive).statistic
+            rho = spearmanr(sign * v[keep], drive)[0]
             out[f"{pre}_{name}_vs_true_drive_spearman"] = float(rho)
     return out
 
