@@ -41,3 +41,18 @@ def twin_factory() -> Callable[..., tuple[xr.Dataset, Twin]]:
         return copy.deepcopy(cache[key])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """``(cfg, out, result)`` of ONE tiny pipeline run with every stage (the ``TINY_RUN``
+    overrides of test_pipeline.py: a 20-neuron twin, a 2-member ensemble), shared by
+    test_pipeline.py and test_ensemble_pipeline.py. Read it only: a test that reruns or
+    changes the run works on a copy."""
+    from test_pipeline import TINY_RUN
+
+    from jaxsel.pipeline import demo_config, run_pipeline
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    cfg = demo_config(overrides={**TINY_RUN, "run.out": str(out)})
+    return cfg, out, run_pipeline(cfg, echo=False)

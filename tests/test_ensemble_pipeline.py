@@ -7,23 +7,14 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
-from test_pipeline import TINY
 
 from jaxsel._errors import ConfigError
 from jaxsel.insilico import mei_confidence, member_predictions, optimize_meis, recipes
 from jaxsel.models import build_model, predict
-from jaxsel.pipeline import demo_config, run_pipeline
+from jaxsel.pipeline import demo_config
 from jaxsel.train import Config, load_model, response_function
 
-ENSEMBLE_RUN = {
-    **TINY,
-    "train.models": ["small"],  # the CNN only (no LN baseline): fewer compilations
-    "train.ensemble": 2,
-    "mei.seeds": 2,
-    "mei.truth": False,
-    "run.stages": ["data", "select", "train", "evaluate", "mei", "gabor", "report"],
-}
-pytestmark = pytest.mark.slow  # the module fixture trains 4 tiny models and runs MEIs
+pytestmark = pytest.mark.slow  # the shared tiny run trains 4 tiny models and runs MEIs
 
 
 def _open(path):
@@ -31,10 +22,9 @@ def _open(path):
 
 
 @pytest.fixture(scope="module")
-def ens_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "ens"
-    cfg = demo_config(overrides={**ENSEMBLE_RUN, "run.out": str(out)})
-    res = run_pipeline(cfg, echo=False)
+def ens_run(tiny_run):
+    """The shared tiny run of conftest.py (TINY with ``train.ensemble = 2``)."""
+    _, out, res = tiny_run
     metrics = json.loads((out / "metrics.json").read_text())
     metrics.pop("provenance")
     return out, res, metrics

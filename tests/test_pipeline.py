@@ -29,16 +29,14 @@ TINY = {
     "report.n_examples": 4,
     "run.progress": False,
 }
-pytestmark = pytest.mark.slow  # the module fixture runs every stage (~30 s)
+#: the shared tiny run's overrides: TINY with a 2-member ensemble and two MEI starts
+TINY_RUN = {**TINY, "train.ensemble": 2, "mei.seeds": 2}
+pytestmark = pytest.mark.slow  # the shared tiny run runs every stage (~60 s)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    cfg = demo_config(overrides={**TINY, "run.out": str(out)})
-    res = run_pipeline(cfg, echo=False)
-    return cfg, out, res
+# the run itself is the session fixture ``tiny_run`` of conftest.py (TINY + a 2-member
+# ensemble), shared with test_ensemble_pipeline.py; tests that change a run copy it first
 
 
 def test_every_stage_runs_and_writes_its_outputs(tiny_run):
@@ -118,8 +116,11 @@ def test_report_images_all_resolve_and_are_pngs(tiny_run):
         assert (out / "figures" / e["file"]).read_bytes().startswith(PNG)
 
 
-def test_rerun_skips_finished_stages_and_force_recomputes(tiny_run, capsys):
-    cfg, out, first = tiny_run
+def test_rerun_skips_finished_stages_and_force_recomputes(tiny_run, tmp_path, capsys):
+    cfg, shared, first = tiny_run
+    out = tmp_path / "tiny"
+    shutil.copytree(shared, out)  # the shared run stays as it was for the other tests
+    cfg = demo_config(overrides={**TINY_RUN, "run.out": str(out)})
     again = run_pipeline(cfg, echo=False)
     done_before = [
         s for s, v in first["status"].items() if v == "done" and s not in ("figures", "report")
@@ -128,7 +129,7 @@ def test_rerun_skips_finished_stages_and_force_recomputes(tiny_run, capsys):
     # a changed section invalidates that stage and those after it, not those before
     cfg2 = demo_config(
         overrides={
-            **TINY,
+            **TINY_RUN,
             "run.out": str(out),
             "select.percentiles": {"oracle": 50.0, "variance": 50.0},
             "run.stages": ["data", "select"],
@@ -161,7 +162,6 @@ def test_a_stage_without_its_input_is_reported_not_applicable(tiny_run, tmp_path
     _, out, _ = tiny_run
     bare = tmp_path / "bare"
     shutil.copytree(out, bare, ignore=shutil.ignore_patterns("models"))
-    # select too: the test above recomputed 'data', which removed the later stages' outputs
     cfg2 = demo_config(
         overrides={**TINY, "run.out": str(bare), "run.stages": ["select", "evaluate"]}
     )

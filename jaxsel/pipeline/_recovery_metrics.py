@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from scipy.stats import spearmanr
 
+from jaxsel.pipeline._context import spearman
 from jaxsel.pipeline._tails import (
     DRIVE_FAILS,
     MEI_R_FAILS,
@@ -73,9 +73,9 @@ def confidence_metrics(pre: str, res: xr.Dataset, rec: xr.Dataset | None) -> dic
             continue
         keep = (rec["kind"].values != "unresponsive") & np.isfinite(v)
         drive = rec["frac_true_max"].values[keep]
-        if keep.sum() >= 3 and np.ptp(v[keep]) > 0 and np.ptp(drive) > 0:
-            rho = spearmanr(sign * v[keep], drive)[0]
-            out[f"{pre}_{name}_vs_true_drive_spearman"] = float(rho)
+        rho = spearman(sign * v[keep], drive)
+        if np.isfinite(rho):
+            out[f"{pre}_{name}_vs_true_drive_spearman"] = rho
     return out
 
 
