@@ -162,7 +162,7 @@ def test_pipeline_on_a_tiny_session_twin(tmp_path):
     out = run_pipeline(cfg, echo=False)
     st = out["status"]
     assert st["data"] == st["select"] == st["train"] == st["evaluate"] == st["report"] == "done"
-    for s in ("mei", "gabor", "figures"):
+    for s in ("information", "mei", "gabor", "figures"):
         assert st[s].startswith("not applicable: multi-session run"), st[s]
     m = out["metrics"]
     sids = [f"twin_seed0_session{i}" for i in range(2)]

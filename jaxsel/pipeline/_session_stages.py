@@ -9,7 +9,8 @@
 * ``evaluate``: per-neuron test correlation per session (:func:`jaxsel.train.evaluate_sessions`)
   into ``session_evaluation.nc``; on the twin also the truth scores of
   :func:`jaxsel.measures.session_truth_metrics` into ``session_truth.nc``;
-* ``mei``, ``gabor``, ``figures``: not applicable yet (they analyse one population's model);
+* ``information``, ``mei``, ``gabor``, ``figures``: not applicable yet (they analyse one
+  population's model);
 * ``report``: the common one (metrics and stage status).
 
 metrics.json keys (``<name>`` = model, ``<sid>`` = session id; the unprefixed truth keys
@@ -125,7 +126,8 @@ def stage_session_select(ctx: Context) -> list[str]:
 
 
 def stage_session_insilico(ctx: Context) -> list[str]:
-    """Not applicable yet: MEIs, Gabors and the figures analyse one population's model."""
+    """Not applicable yet: information, MEIs, Gabors and the figures analyse one population's
+    model."""
     raise MissingInput(
         f"multi-session run: the '{ctx.stage}' stage analyses a single-session model "
         "(not implemented for sessions yet); use MultiFitResult.response_model(session) "
@@ -274,6 +276,7 @@ SESSION_STAGE_FUNCS = {
     "select": stage_session_select,
     "train": stage_session_train,
     "evaluate": stage_session_evaluate,
+    "information": stage_session_insilico,
     "mei": stage_session_insilico,
     "gabor": stage_session_insilico,
     "figures": stage_session_insilico,
