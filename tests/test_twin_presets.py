@@ -242,6 +242,7 @@ def test_cli_simulate_unknown_preset(tmp_path, capsys):
 
 def test_run_config_twin_preset():
     import tomllib
+    from dataclasses import asdict, fields
 
     from jaxsel.pipeline import config_from_dict, to_toml
 
@@ -252,7 +253,9 @@ def test_run_config_twin_preset():
         7,
     )
     assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
-    assert config_from_dict({}).data.twin == TwinConfig()
+    default = config_from_dict({}).data.twin  # TwinConfig's fields (+ the run's n_sessions)
+    assert {f.name: getattr(default, f.name) for f in fields(TwinConfig)} == asdict(TwinConfig())
+    assert default.n_sessions == 1
     with pytest.raises(ConfigError, match=r"data\.twin\.preset.*valid presets: clean, sensorium"):
         config_from_dict({"data": {"twin": {"preset": "sensorum"}}})
     with pytest.raises(ConfigError, match="did you mean 'zig_gate'"):
