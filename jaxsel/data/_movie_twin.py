@@ -37,18 +37,16 @@ a pure, jittable JAX function of ``(params, videos[, behavior])``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxsel._errors import DataError
 from jaxsel.data._pixels import to_contrast
+from jaxsel.data._truth_files import ascend_on_sphere, read_truth, save_truth
 
 MOVIE_KINDS = ("simple", "direction", "motion_energy", "suppressed", "unresponsive")
 """Names of the dynamic twin's neuron kinds, indexed by ``params["kind"]``."""
@@ -262,61 +260,25 @@ def optimal_movies(
 def _ascend(twin: MovieTwin, idx: np.ndarray, c0: np.ndarray, norm: float, steps: int):
     from jaxsel.data._pixels import from_contrast
 
-    p = {k: jnp.asarray(np.asarray(v)[idx]) for k, v in twin.params.items()}
-
-    def one(pi, c):
+    def drive(pi, c):
         pi1 = jax.tree.map(lambda a: a[None], pi)
         return movie_rates(pi1, from_contrast(c)[None])[0, -1, 0]
 
-    grad = jax.vmap(jax.grad(one, argnums=1))
-
-    @jax.jit
-    def run(p, c):
-        def body(_, c):
-            g = grad(p, c)
-            g = g - jnp.sum(g * c, (1, 2, 3), keepdims=True) * c / norm**2
-            g = g / (jnp.sqrt(jnp.sum(g**2, (1, 2, 3), keepdims=True)) + 1e-12)
-            c = c + 0.05 * norm * g
-            return norm * c / jnp.sqrt(jnp.sum(c**2, (1, 2, 3), keepdims=True))
-
-        return jax.lax.fori_loop(0, steps, body, c)
-
-    return np.asarray(run(p, jnp.asarray(c0, jnp.float32)))
+    params = {k: np.asarray(v)[idx] for k, v in twin.params.items()}
+    return ascend_on_sphere(drive, params, c0, norm, steps)
 
 
 def save_movie_twin(twin: MovieTwin, path: str | Path) -> Path:
     """Write the ground truth to a folder: ``params.npz``, ``neurons.csv``, ``twin.json``."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in twin.params.items()}
-    np.savez_compressed(path / "params.npz", neuron_id=twin.neuron_id, **arrays)
-    twin.table().to_dataframe().to_csv(path / "neurons.csv")
-    meta = {"format": _FORMAT, "kinds": MOVIE_KINDS, "twin": "movies", **twin.meta}
-    (path / "twin.json").write_text(json.dumps(meta, indent=2))
-    return path
+    header = {"format": _FORMAT, "kinds": MOVIE_KINDS, "twin": "movies"}
+    return save_truth(path, twin.params, twin.neuron_id, twin.table(), header, twin.meta)
 
 
 def load_movie_twin(path: str | Path) -> MovieTwin:
     """Read a folder written by :func:`save_movie_twin`."""
-    path = Path(path)
-    for name in ("params.npz", "twin.json"):
-        if not (path / name).is_file():
-            raise DataError(
-                "ground-truth file missing",
-                file=path / name,
-                field=name,
-                expected="a folder written by jaxsel.data.save_movie_twin",
-            )
-    meta = json.loads((path / "twin.json").read_text())
-    if meta.pop("format", None) != _FORMAT or meta.pop("twin", None) != "movies":
-        raise DataError(
-            "not a dynamic-twin ground truth of a supported format",
-            file=path / "twin.json",
-            field="format",
-            expected=f"format {_FORMAT}, twin 'movies'",
-        )
-    meta.pop("kinds", None)
-    with np.load(path / "params.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    neuron_id = arrays.pop("neuron_id")
+    arrays, neuron_id, meta = read_truth(
+        path,
+        header={"format": _FORMAT, "twin": "movies"},
+        writer="jaxsel.data.save_movie_twin",
+    )
     return MovieTwin(params=arrays, neuron_id=neuron_id, meta=meta)

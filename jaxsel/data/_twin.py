@@ -21,18 +21,16 @@ The response function is a pure JAX function of ``(params, images)`` (:func:`twi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxsel._errors import DataError
 from jaxsel.data._pixels import from_contrast, to_contrast
+from jaxsel.data._truth_files import ascend_on_sphere, read_truth, save_truth
 
 KINDS = ("simple", "complex", "suppressed", "unresponsive")
 _FORMAT = 1
@@ -165,62 +163,23 @@ def to_raw(contrast_images):
 def _ascend_on_sphere(
     twin: Twin, idx: np.ndarray, c0: np.ndarray, norm: float, steps: int
 ) -> np.ndarray:
-    p = {k: jnp.asarray(np.asarray(v)[idx]) for k, v in twin.params.items()}
-
-    def one(pi, c):
+    def drive(pi, c):
         pi1 = jax.tree.map(lambda a: a[None], pi)
         return twin_rates(pi1, from_contrast(c)[None])[0, 0]
 
-    grad = jax.vmap(jax.grad(one, argnums=1))
-
-    @jax.jit
-    def run(p, c):
-        def body(_, c):
-            g = grad(p, c)
-            g = g - jnp.sum(g * c, 1, keepdims=True) * c / norm**2  # tangent component
-            g = g / (jnp.linalg.norm(g, axis=1, keepdims=True) + 1e-12)
-            c = c + 0.05 * norm * g
-            return norm * c / jnp.linalg.norm(c, axis=1, keepdims=True)
-
-        return jax.lax.fori_loop(0, steps, body, c)
-
-    return np.asarray(run(p, jnp.asarray(c0, jnp.float32)))
+    params = {k: np.asarray(v)[idx] for k, v in twin.params.items()}
+    return ascend_on_sphere(drive, params, c0, norm, steps)
 
 
 def save_twin(twin: Twin, path: str | Path) -> Path:
     """Write the ground truth to a folder: ``params.npz``, ``neurons.csv``, ``twin.json``."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    # Any values: numpy's stub would let a ndarray ** entry fill the bool ``allow_pickle``
-    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in twin.params.items()}
-    np.savez_compressed(path / "params.npz", neuron_id=twin.neuron_id, **arrays)
-    twin.table().to_dataframe().to_csv(path / "neurons.csv")
-    (path / "twin.json").write_text(
-        json.dumps({"format": _FORMAT, "kinds": KINDS, **twin.meta}, indent=2)
-    )
-    return path
+    header = {"format": _FORMAT, "kinds": KINDS}
+    return save_truth(path, twin.params, twin.neuron_id, twin.table(), header, twin.meta)
 
 
 def load_twin(path: str | Path) -> Twin:
     """Read a ground-truth folder written by :func:`save_twin`."""
-    path = Path(path)
-    for name in ("params.npz", "twin.json"):
-        if not (path / name).is_file():
-            raise DataError(
-                "ground-truth file missing",
-                file=path / name,
-                expected="a folder written by jaxsel simulate / save_twin",
-            )
-    meta = json.loads((path / "twin.json").read_text())
-    if meta.pop("format", None) != _FORMAT:
-        raise DataError(
-            "unsupported ground-truth format",
-            file=path / "twin.json",
-            field="format",
-            expected=str(_FORMAT),
-        )
-    meta.pop("kinds", None)
-    with np.load(path / "params.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    neuron_id = arrays.pop("neuron_id")
+    arrays, neuron_id, meta = read_truth(
+        path, header={"format": _FORMAT}, writer="jaxsel simulate / save_twin"
+    )
     return Twin(params=arrays, neuron_id=neuron_id, meta=meta)

@@ -17,7 +17,6 @@ Images are standardized (batch, channel, y, x); rates are in standardized respon
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import cast
 
@@ -26,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError
 from jaxsel.models import _regularizers as R
 from jaxsel.models._config import ModelConfig
 from jaxsel.models._core import StackedCore, batchnorm_mask, first_layer_kernel, hidden_kernels
+from jaxsel.models._flax_glue import apply_module, init_variables
 from jaxsel.models._readouts import GaussianReadout, GridMeanPredictor, PyramidReadout
 
 
@@ -116,11 +115,7 @@ class Model:
             by a grid-mean predictor.
         """
         x = jnp.zeros((1,) + tuple(self.image_shape), jnp.float32)
-        k_params, k_sample = jax.random.split(key)
-        variables = _jit_init(self.module)({"params": k_params, "sample": k_sample}, x)
-        variables = _to_dict(variables)  # plain (mutable) dicts
-        params = _to_dict(variables.pop("params"))
-        state = {k: _to_dict(v) for k, v in variables.items()}
+        params, state = init_variables("model_init", self.module, key, x)
         if mean_response is not None:
             bias = jnp.asarray(elu1_inverse(mean_response) - self.config.elu_offset)
             group = "ln" if self.config.kind == "ln" else "readout"
@@ -166,19 +161,7 @@ class Model:
         Returns:
           ``(rates, new_state)``; in eval mode ``new_state is state``.
         """
-        variables = {"params": params, **state}
-        if not train:
-            return self.module.apply(variables, images, train=False), state
-        if rng is None:
-            raise ValueError("train=True needs an rng for the readout position samples")
-        mutable = ["batch_stats"] if "batch_stats" in state else []
-        rates, updates = self.module.apply(
-            variables, images, train=True, mask=mask, rngs={"sample": rng}, mutable=mutable
-        )
-        new_state = dict(state)
-        if mutable:
-            new_state["batch_stats"] = _to_dict(updates["batch_stats"])
-        return rates, new_state
+        return apply_module(self.module, params, state, images, train=train, rng=rng, mask=mask)
 
     def regularizer(self, params, hparams) -> jnp.ndarray:
         """Weighted sum of the model's penalties.
@@ -258,24 +241,6 @@ def build_model(cfg: ModelConfig, *, image_shape, n_neurons: int) -> Model:
                 f"{h}x{w}; use less pooling or pad_input=true"
             )
     return Model(cfg, image_shape, int(n_neurons))
-
-
-def _jit_init(module: Encoder):
-    """``module.init`` compiled once per (hashable) module, in the one compile cache: eager
-    init would compile every primitive separately."""
-    return cached(
-        "model_init",
-        # flax Modules hash by their fields at runtime; pyright reads eq=True as unhashable
-        module,  # pyright: ignore[reportArgumentType]
-        lambda: jax.jit(functools.partial(module.init, train=False)),
-    )
-
-
-def _to_dict(tree):
-    """Nested Mapping (possibly FrozenDict) -> nested plain dict."""
-    if hasattr(tree, "items"):
-        return {k: _to_dict(v) for k, v in tree.items()}
-    return tree
 
 
 __all__ = ["Encoder", "LNModule", "Model", "build_model", "default_hparams", "elu1", "elu1_inverse"]

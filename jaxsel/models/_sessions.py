@@ -30,7 +30,6 @@ parameter order and initializers), and the forward pass is the same computation.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import cast
@@ -39,11 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError
 from jaxsel.models import _regularizers as R
 from jaxsel.models._config import ModelConfig, SessionModelConfig
 from jaxsel.models._core import first_layer_kernel, hidden_kernels, output_size
+from jaxsel.models._flax_glue import jit_init, plain
 from jaxsel.models._model import build_model
 from jaxsel.models._readouts import normalize_source_grid
 from jaxsel.models._session_modules import MLP, SessionEncoder, normal_init
@@ -130,15 +129,15 @@ class MultiModel:
             if self.scfg.behavior == "modulator":
                 mod = self._modulator(shape.n_neurons)
                 sess["modulator"] = mod.init(k_mod, jnp.zeros((1, self.n_behavior)))["params"]
-            params["sessions"][sid] = _plain(sess)
-            state["sessions"][sid] = {"consts": _plain(s.get("consts", {}))}
+            params["sessions"][sid] = plain(sess)
+            state["sessions"][sid] = {"consts": plain(s.get("consts", {}))}
         if self.feature_rank:
             c = self._core_channels()
             basis = normal_init(1.0 / math.sqrt(c))(
                 jax.random.fold_in(key, -1 % 2**31), (self.feature_rank, c)
             )
             params["shared"] = {"feature_basis": basis}
-        return _plain(params), _plain(state)
+        return plain(params), plain(state)
 
     def _init_session(self, key, sid, shape: SessionShape, mean_response, source_grid, positions):
         if self.feature_rank == 0:  # exactly the single-session init
@@ -154,7 +153,8 @@ class MultiModel:
         x = jnp.zeros((1,) + self.core_image_shape(sid), jnp.float32)
         basis = jnp.zeros((self.feature_rank, self._core_channels()), jnp.float32)
         k_params, k_sample = jax.random.split(key)
-        variables = _plain(_jit_init(enc)({"params": k_params, "sample": k_sample}, x, basis=basis))
+        init = jit_init("multi_model_init", enc)
+        variables = plain(init({"params": k_params, "sample": k_sample}, x, basis=basis))
         p = variables.pop("params")
         from jaxsel.models._model import elu1_inverse
 
@@ -265,7 +265,7 @@ class MultiModel:
             )
             new_state = dict(state)
             if mutable:
-                new_state["batch_stats"] = _plain(updates["batch_stats"])
+                new_state["batch_stats"] = plain(updates["batch_stats"])
         if s.behavior == "modulator":
             rates = rates * self.gain(params, _need(behavior, "behavior"))
         return rates, new_state
@@ -412,20 +412,6 @@ def _need(x, name: str):
     if x is None:
         raise ValueError(f"this multi-session model needs {name} (batch, ...) for every trial")
     return x
-
-
-def _jit_init(module: SessionEncoder):
-    return cached(
-        "multi_model_init",
-        module,  # pyright: ignore[reportArgumentType]
-        lambda: jax.jit(functools.partial(module.init, train=False)),
-    )
-
-
-def _plain(tree):
-    if hasattr(tree, "items"):
-        return {k: _plain(v) for k, v in tree.items()}
-    return tree
 
 
 __all__ = [

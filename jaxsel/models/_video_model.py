@@ -15,15 +15,13 @@ not depend on the clip length: one model runs on clips of any number of frames.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 
-from jaxsel._compile_cache import cached
 from jaxsel._errors import ConfigError
 from jaxsel.models import _regularizers as R
+from jaxsel.models._flax_glue import apply_module, init_variables
 from jaxsel.models._model import elu1_inverse
 from jaxsel.models._video_config import VideoModelConfig
 from jaxsel.models._video_core import VideoEncoder
@@ -60,11 +58,7 @@ class VideoModel:
         """
         c, h, w = self.frame_shape
         x = jnp.zeros((1, c, self.config.receptive_frames, h, w), jnp.float32)
-        k_params, k_sample = jax.random.split(key)
-        variables = _jit_init(self.module)({"params": k_params, "sample": k_sample}, x)
-        variables = _to_dict(variables)
-        params = _to_dict(variables.pop("params"))
-        state = {k: _to_dict(v) for k, v in variables.items()}
+        params, state = init_variables("video_model_init", self.module, key, x)
         if mean_response is not None:
             mean = jnp.asarray(mean_response, jnp.float32).reshape(-1)
             if mean.shape != (self.n_neurons,):
@@ -97,19 +91,7 @@ class VideoModel:
         Returns:
           ``(rates (batch, time, neuron), new_state)``; in eval mode ``new_state is state``.
         """
-        variables = {"params": params, **state}
-        if not train:
-            return self.module.apply(variables, videos, train=False), state
-        if rng is None:
-            raise ValueError("train=True needs an rng for the readout position samples")
-        mutable = ["batch_stats"] if "batch_stats" in state else []
-        rates, updates = self.module.apply(
-            variables, videos, train=True, mask=mask, rngs={"sample": rng}, mutable=mutable
-        )
-        new_state = dict(state)
-        if mutable:
-            new_state["batch_stats"] = _to_dict(updates["batch_stats"])
-        return rates, new_state
+        return apply_module(self.module, params, state, videos, train=train, rng=rng, mask=mask)
 
     def regularizer(self, params, hparams) -> jnp.ndarray:
         """``gamma_input * laplace(first spatial kernels) + gamma_temporal * sum of squared
@@ -172,20 +154,6 @@ def build_video_model(cfg: VideoModelConfig, *, frame_shape, n_neurons: int) -> 
     if isinstance(n_neurons, bool) or int(n_neurons) < 1:
         raise ConfigError(f"build_video_model: n_neurons = {n_neurons!r}: expected >= 1")
     return VideoModel(cfg, shape, int(n_neurons))
-
-
-def _jit_init(module: VideoEncoder):
-    return cached(
-        "video_model_init",
-        module,  # pyright: ignore[reportArgumentType]
-        lambda: jax.jit(functools.partial(module.init, train=False)),
-    )
-
-
-def _to_dict(tree):
-    if hasattr(tree, "items"):
-        return {k: _to_dict(v) for k, v in tree.items()}
-    return tree
 
 
 __all__ = ["VideoModel", "build_video_model", "video_hparams"]

@@ -13,7 +13,6 @@ uninterrupted run would have done.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -45,6 +44,7 @@ from jaxsel.train._fit_parts import (
     history_dataset,
     prepare_data,
     resolve_config,
+    with_overrides,
 )
 from jaxsel.train._schedule import plateau_init
 from jaxsel.train._step import make_hparams, make_optimizer
@@ -201,7 +201,7 @@ def fit(
         overwrite=overwrite,
     )
     seed = check_int("fit", "seed", seed)
-    cfg = _with_overrides(resolve_config(config), max_epochs, progress)
+    cfg = with_overrides(resolve_config(config), max_epochs, progress)
     check_max_epochs("fit", cfg)
     data = prepare_data(dataset, cfg.train)
     model = build_model(cfg.model, image_shape=data.image_shape, n_neurons=len(data.neuron_id))
@@ -251,17 +251,6 @@ def fit(
     if nan_val is not None:
         raise nan_val
     return result
-
-
-def _with_overrides(cfg: Config, max_epochs, progress) -> Config:
-    overrides = {}
-    if max_epochs is not None:
-        overrides["max_epochs"] = int(max_epochs)
-    if progress is not None:
-        overrides["progress"] = bool(progress)
-    if overrides:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
-    return cfg
 
 
 def load_fit(out_dir: str | Path, epoch: int | None = None) -> FitResult:

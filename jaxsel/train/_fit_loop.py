@@ -15,27 +15,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsel._errors import ConfigError, DataError, TrainingError
+from jaxsel._errors import DataError, TrainingError
 from jaxsel.data import iterate, n_batches
 from jaxsel.models import Model
-from jaxsel.train._checkpoint import (
-    all_epochs,
-    checkpoint_dir,
-    restore_newest,
-    save_checkpoint,
-)
+from jaxsel.train._checkpoint import checkpoint_dir
 from jaxsel.train._config import Config
+from jaxsel.train._epochs import Epochs, run_epochs
 from jaxsel.train._fit_parts import (
     TrainData,
-    config_diff,
+    check_resumable,
     initial_positions,
-    open_run,
-    progress_bar,
+    resume_tree,
     source_grid,
 )
 from jaxsel.train._losses import masked_correlation
-from jaxsel.train._schedule import PlateauState, plateau_init, plateau_update
-from jaxsel.train._step import set_learning_rate
+from jaxsel.train._schedule import PlateauState, plateau_init
 
 _log = logging.getLogger("jaxsel.train._fit")
 
@@ -75,32 +69,12 @@ def resume_run(
                 f"({data.ds.attrs.get('name')}); use a new out_dir or overwrite=True",
                 field="dataset",
             )
-        diffs = config_diff(meta.get("config", {}), cfg)
-        if diffs:
-            raise ConfigError(
-                "refusing to resume with a different config: "
-                + "; ".join(diffs)
-                + " (use a new out_dir or overwrite=True)"
-            )
-        if int(meta.get("seed", seed)) != int(seed):
-            raise ConfigError(
-                f"refusing to resume: the checkpoint used seed "
-                f"{meta.get('seed')}, this call seed {seed}"
-            )
+        check_resumable(meta, cfg, seed)
 
-    last = open_run(
-        out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        check=check,
-        hint="pass resume=True to continue it or overwrite=True to start again",
-    )
-    if last is None:
-        return tree, 0, []
-    tree, meta = restore_newest(out_dir, tree, check)
-    start_epoch = int(meta["epoch"])
-    _log.info("resuming %s after epoch %d", out_dir, start_epoch)
-    return tree, start_epoch, list(meta.get("history", []))
+    tree, start_epoch, rows = resume_tree(out_dir, tree, check, resume=resume, overwrite=overwrite)
+    if start_epoch:
+        _log.info("resuming %s after epoch %d", out_dir, start_epoch)
+    return tree, start_epoch, rows
 
 
 @dataclass
@@ -140,87 +114,30 @@ class FitRun:
         }
 
 
-def _copy(tree):
-    return jax.tree.map(jnp.copy, tree)  # no aliasing with donated buffers
-
-
 def train_epochs(run: FitRun, tree: dict, rows: list, start_epoch: int):
-    """The epoch loop from ``start_epoch``: train, score, schedule, checkpoint. Appends to
-    ``rows``; returns ``(best_params, best_state, sched, stopped, failure)``."""
-    t = run.cfg.train
-    params, state, opt_state = _copy(tree["params"]), _copy(tree["state"]), _copy(tree["opt_state"])
-    best_params, best_state = tree["best_params"], tree["best_state"]
-    sched = PlateauState(**{k: jnp.asarray(v) for k, v in tree["schedule"].items()})
-    bar = progress_bar(t.progress, t.max_epochs, start_epoch, run.cfg.name)
-    stopped, failure = None, None
-    done = start_epoch  # epochs completed (and checkpointed, with an out_dir)
-    try:
-        for epoch in range(start_epoch, t.max_epochs):
-            if bool(sched.stopped):
-                break
-            t0 = time.perf_counter()
-            params, state, opt_state, metrics, failure = train_epoch(
-                run, params, state, opt_state, epoch
-            )
-            if failure is not None:
-                break
-            score = val_score(
-                run.predict_fn, params, state, run.data.x_val, run.data.r_val, t.eval_batch_size
-            )
-            sched, event = plateau_update(
-                sched,
-                score,
-                epoch,
-                patience=t.patience,
-                factor=t.lr_decay_factor,
-                min_lr=t.min_lr,
-                decay_steps=t.lr_decay_steps,
-                tolerance=t.tolerance,
-            )
-            if bool(event.improved):
-                best_params, best_state = _copy(params), _copy(state)
-            if bool(event.restore):
-                params, state = _copy(best_params), _copy(best_state)
-            opt_state = set_learning_rate(opt_state, sched.lr)
-            rows.append(
-                epoch_row(
-                    epoch, metrics, run.data.r_train.shape[1], score, sched.lr, t0, event.improved
-                )
-            )
-            if bool(sched.stopped):
-                stopped = "plateau"
-            if run.out_dir is not None:
-                tree = {
-                    "params": params,
-                    "state": state,
-                    "opt_state": opt_state,
-                    "best_params": best_params,
-                    "best_state": best_state,
-                    "schedule": sched._asdict(),
-                    "standardizer": tree["standardizer"],
-                }
-                save_checkpoint(
-                    run.out_dir, epoch + 1, tree, run.meta(epoch + 1, rows, sched, stopped)
-                )
-            done = epoch + 1
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{rows[-1]['loss']:.4f}", val_corr=f"{score:.4f}", lr=f"{float(sched.lr):.2g}"
-            )
-    except KeyboardInterrupt as err:
-        # one line for the command line: how far the run got (a rerun resumes from there)
-        if not hasattr(err, "jaxsel_where"):
-            if run.out_dir is not None:  # a Ctrl-C held during a save arrives after it
-                done = max(all_epochs(run.out_dir), default=done)
-            err.jaxsel_where = f"after epoch {done}"  # type: ignore[attr-defined]
-        raise
-    finally:
-        bar.close()
-    if stopped is None:
-        stopped = "plateau" if bool(sched.stopped) else "max_epochs"
-    if failure is not None:
-        stopped = "nonfinite"
-    return best_params, best_state, sched, stopped, failure
+    """The epoch loop from ``start_epoch`` (:func:`run_epochs`). Appends to ``rows``;
+    returns ``(best_params, best_state, sched, stopped, failure)``."""
+    data, t = run.data, run.cfg.train
+
+    def score(params, state):
+        return val_score(
+            run.predict_fn, params, state, data.x_val, data.r_val, t.eval_batch_size
+        ), None
+
+    def row(epoch, metrics, score, _extra, sched, t0, improved):
+        return epoch_row(epoch, metrics, data.r_train.shape[1], score, sched.lr, t0, improved)
+
+    loop = Epochs(
+        train=t,
+        name=run.cfg.name,
+        out_dir=run.out_dir,
+        epoch=lambda params, state, opt, epoch: train_epoch(run, params, state, opt, epoch),
+        score=score,
+        row=row,
+        meta=run.meta,
+    )
+    tree, sched, stopped, failure = run_epochs(loop, tree, rows, start_epoch)
+    return tree["best_params"], tree["best_state"], sched, stopped, failure
 
 
 def train_epoch(run: FitRun, params, state, opt_state, epoch: int):

@@ -5,6 +5,8 @@
   validation tiers (:class:`TrainData`);
 * :func:`source_grid`, :func:`initial_positions` — readout initialisation inputs;
 * :func:`open_run` — the checkpoint lookup of a run directory (resume / overwrite / refuse);
+  :func:`resume_tree` — that lookup and the restore; :func:`check_resumable` — the config and
+  seed checks of a resume;
 * :func:`compiled_step` — the jitted single-model step and predict, from the one compile
   cache;
 * :func:`config_diff`, :func:`history_dataset`, :func:`progress_bar`.
@@ -29,7 +31,13 @@ from jaxsel.data import Standardizer, tier_arrays, validate, with_statistics
 from jaxsel.data import fingerprint as data_fingerprint
 from jaxsel.data import standardizer as make_standardizer
 from jaxsel.models import Model
-from jaxsel.train._checkpoint import all_epochs, checkpoint_dir, latest_epoch, read_meta
+from jaxsel.train._checkpoint import (
+    all_epochs,
+    checkpoint_dir,
+    latest_epoch,
+    read_meta,
+    restore_newest,
+)
 from jaxsel.train._config import RESUMABLE_FIELDS, Config, named_config
 from jaxsel.train._step import make_optimizer, make_predict, make_train_step
 
@@ -231,6 +239,56 @@ def open_run(
     return None
 
 
+def with_overrides(cfg: Config, max_epochs, progress) -> Config:
+    """``cfg`` with ``train.max_epochs`` / ``train.progress`` replaced where not None."""
+    overrides = {}
+    if max_epochs is not None:
+        overrides["max_epochs"] = int(max_epochs)
+    if progress is not None:
+        overrides["progress"] = bool(progress)
+    if overrides:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    return cfg
+
+
+RESUME_HINT = "pass resume=True to continue it or overwrite=True to start again"
+
+
+def resume_tree(
+    out_dir: Path,
+    tree: dict,
+    check: Callable[[dict], None],
+    *,
+    resume: bool,
+    overwrite: bool,
+    hint: str = RESUME_HINT,
+):
+    """``(tree, start_epoch, history rows)``: restored from ``out_dir``'s newest checkpoint
+    that ``check`` accepts when resuming, else ``tree`` unchanged from epoch 0 (see
+    :func:`open_run` for the refusals)."""
+    last = open_run(out_dir, resume=resume, overwrite=overwrite, check=check, hint=hint)
+    if last is None:
+        return tree, 0, []
+    tree, meta = restore_newest(out_dir, tree, check)
+    return tree, int(meta["epoch"]), list(meta.get("history", []))
+
+
+def check_resumable(meta: dict, cfg: Config, seed: int) -> None:
+    """Refuse (ConfigError) to resume a checkpoint of another config or seed."""
+    diffs = config_diff(meta.get("config", {}), cfg)
+    if diffs:
+        raise ConfigError(
+            "refusing to resume with a different config: "
+            + "; ".join(diffs)
+            + " (use a new out_dir or overwrite=True)"
+        )
+    if int(meta.get("seed", seed)) != int(seed):
+        raise ConfigError(
+            f"refusing to resume: the checkpoint used seed {meta.get('seed')}, "
+            f"this call seed {seed}"
+        )
+
+
 def config_diff(saved: dict, cfg: Config) -> list[str]:
     """The model/train fields that differ between a checkpoint's config and ``cfg`` (fields
     a resume may change are ignored)."""
@@ -311,10 +369,12 @@ def progress_bar(enabled: bool, total: int, initial: int, name: str):
 
 __all__ = [
     "HISTORY_VARS",
+    "RESUME_HINT",
     "TrainData",
     "check_fit_args",
     "check_max_epochs",
     "check_nonnegative",
+    "check_resumable",
     "compiled_step",
     "config_diff",
     "history_dataset",
@@ -323,6 +383,8 @@ __all__ = [
     "prepare_data",
     "progress_bar",
     "resolve_config",
+    "resume_tree",
     "source_grid",
     "step_key",
+    "with_overrides",
 ]

@@ -18,9 +18,9 @@ from jax.sharding import Mesh
 
 from jaxsel._errors import ConfigError, DataError
 from jaxsel.train import _sharding as S
-from jaxsel.train._checkpoint import checkpoint_dir, restore_newest, save_checkpoint
+from jaxsel.train._checkpoint import checkpoint_dir, save_checkpoint
 from jaxsel.train._config import Config
-from jaxsel.train._fit_parts import TrainData, open_run
+from jaxsel.train._fit_parts import TrainData, resume_tree
 from jaxsel.train._many_inputs import epoch_indices
 from jaxsel.train._many_result import ManyResult, many_history
 from jaxsel.train._many_steps import end_epoch_jit
@@ -48,17 +48,14 @@ def resume_run(out_dir: Path, tree: dict, fp: str, setup: dict, *, resume: bool,
                 f"overwrite=True)"
             )
 
-    last = open_run(
+    return resume_tree(
         out_dir,
+        tree,
+        check,
         resume=resume,
         overwrite=overwrite,
-        check=check,
         hint="pass resume=True or overwrite=True",
     )
-    if last is None:
-        return tree, 0, []
-    tree, meta = restore_newest(out_dir, tree, check)
-    return tree, int(meta["epoch"]), list(meta.get("history", []))
 
 
 @dataclass

@@ -18,16 +18,17 @@ import jax.numpy as jnp
 from jaxsel._checks import check_int
 from jaxsel._errors import ConfigError, DataError, TrainingError
 from jaxsel.models import SessionModelConfig, SessionShape, build_multi_model, multi_hparams
-from jaxsel.train._checkpoint import checkpoint_dir, restore_newest
+from jaxsel.train._checkpoint import checkpoint_dir
 from jaxsel.train._config import Config
 from jaxsel.train._fit_parts import (
     check_fit_args,
     check_max_epochs,
-    config_diff,
+    check_resumable,
     initial_positions,
-    open_run,
     resolve_config,
+    resume_tree,
     source_grid,
+    with_overrides,
 )
 from jaxsel.train._multi_data import check_sessions, prepare_session
 from jaxsel.train._multi_loop import MultiRun, history_dataset, split_trainable, train_epochs
@@ -43,15 +44,6 @@ def _session_config(config) -> Config:
             cfg, model=dataclasses.replace(cfg.model, sessions=SessionModelConfig())
         )
     return cfg
-
-
-def _overrides(cfg: Config, max_epochs, progress) -> Config:
-    o = {}
-    if max_epochs is not None:
-        o["max_epochs"] = int(max_epochs)
-    if progress is not None:
-        o["progress"] = bool(progress)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **o)) if o else cfg
 
 
 def fit_sessions(
@@ -166,7 +158,7 @@ def _run(where, config, sessions, seed, out_dir, resume, overwrite, max_epochs, 
         except DataError as err:
             raise DataError(f"session {sid!r}: {err}") from None
     seed = check_int(where, "seed", seed)
-    cfg = _overrides(_session_config(config), max_epochs, progress)
+    cfg = with_overrides(_session_config(config), max_epochs, progress)
     check_max_epochs(where, cfg)
     frozen = base is not None
     data = {sid: prepare_session(sid, ds, cfg.model, cfg.train) for sid, ds in sessions.items()}
@@ -319,30 +311,9 @@ def _resume(out_dir, tree, cfg, seed, fps, core_fp, *, resume, overwrite):
                 "out_dir or overwrite=True",
                 field="sessions",
             )
-        diffs = config_diff(meta.get("config", {}), cfg)
-        if diffs:
-            raise ConfigError(
-                "refusing to resume with a different config: "
-                + "; ".join(diffs)
-                + " (use a new out_dir or overwrite=True)"
-            )
-        if int(meta.get("seed", seed)) != int(seed):
-            raise ConfigError(
-                f"refusing to resume: the checkpoint used seed {meta.get('seed')}, "
-                f"this call seed {seed}"
-            )
+        check_resumable(meta, cfg, seed)
 
-    last = open_run(
-        out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        check=check,
-        hint="pass resume=True to continue it or overwrite=True to start again",
-    )
-    if last is None:
-        return tree, 0, []
-    restored, meta = restore_newest(out_dir, tree, check)
-    return restored, int(meta["epoch"]), list(meta.get("history", []))
+    return resume_tree(out_dir, tree, check, resume=resume, overwrite=overwrite)
 
 
 __all__ = ["fit_readout", "fit_sessions"]

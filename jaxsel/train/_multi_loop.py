@@ -21,13 +21,10 @@ import numpy as np
 import xarray as xr
 
 from jaxsel.models import MultiModel
-from jaxsel.train._checkpoint import all_epochs, save_checkpoint
 from jaxsel.train._config import Config
-from jaxsel.train._fit_parts import progress_bar
+from jaxsel.train._epochs import Epochs, run_epochs
 from jaxsel.train._losses import masked_correlation
 from jaxsel.train._multi_data import SessionData, long_cycler
-from jaxsel.train._schedule import PlateauState, plateau_update
-from jaxsel.train._step import set_learning_rate
 
 
 @dataclass
@@ -52,10 +49,6 @@ class MultiRun:
         """Trials per batch: ``train.batch_size``, at most the largest session's train tier
         (as ``fit`` does for one dataset)."""
         return min(self.cfg.train.batch_size, max(sd.n_train for sd in self.data.values()))
-
-
-def _copy(tree):
-    return jax.tree.map(jnp.copy, tree)
 
 
 def split_trainable(params: dict, frozen_core: bool) -> tuple[dict, dict]:
@@ -188,75 +181,28 @@ def epoch_row(run: MultiRun, epoch, metrics, scores, sched, t0, improved) -> dic
 
 
 def train_epochs(run: MultiRun, tree: dict, rows: list, start_epoch: int):
-    """The epoch loop: train, score, schedule, checkpoint. Returns ``(best_params,
-    best_state, sched, stopped, failure)``."""
-    t = run.cfg.train
-    params, state, opt_state = _copy(tree["params"]), _copy(tree["state"]), _copy(tree["opt_state"])
-    best_params, best_state = tree["best_params"], tree["best_state"]
-    sched = PlateauState(**{k: jnp.asarray(v) for k, v in tree["schedule"].items()})
-    bar = progress_bar(t.progress, t.max_epochs, start_epoch, run.cfg.name)
-    stopped, failure = None, None
-    done = start_epoch  # epochs completed (and checkpointed, with an out_dir)
-    try:
-        for epoch in range(start_epoch, t.max_epochs):
-            if bool(sched.stopped):
-                break
-            t0 = time.perf_counter()
-            params, state, opt_state, metrics, failure = train_epoch(
-                run, params, state, opt_state, epoch
-            )
-            if failure is not None:
-                break
-            scores = session_scores(run, params, state)
-            score = float(np.mean([np.mean(v) for v in scores.values()]))
-            sched, event = plateau_update(
-                sched,
-                score,
-                epoch,
-                patience=t.patience,
-                factor=t.lr_decay_factor,
-                min_lr=t.min_lr,
-                decay_steps=t.lr_decay_steps,
-                tolerance=t.tolerance,
-            )
-            if bool(event.improved):
-                best_params, best_state = _copy(params), _copy(state)
-            if bool(event.restore):
-                params, state = _copy(best_params), _copy(best_state)
-            opt_state = set_learning_rate(opt_state, sched.lr)
-            rows.append(epoch_row(run, epoch, metrics, scores, sched, t0, event.improved))
-            if bool(sched.stopped):
-                stopped = "plateau"
-            if run.out_dir is not None:
-                ckpt = {
-                    "params": params,
-                    "state": state,
-                    "opt_state": opt_state,
-                    "best_params": best_params,
-                    "best_state": best_state,
-                    "schedule": sched._asdict(),
-                    "standardizer": tree["standardizer"],
-                }
-                save_checkpoint(
-                    run.out_dir, epoch + 1, ckpt, run.meta_fn(epoch + 1, rows, sched, stopped)
-                )
-            done = epoch + 1
-            bar.update(1)
-            bar.set_postfix(val_corr=f"{score:.4f}", lr=f"{float(sched.lr):.2g}")
-    except KeyboardInterrupt as err:
-        # one line for the command line: how far the run got (a rerun resumes from there)
-        if not hasattr(err, "jaxsel_where"):
-            if run.out_dir is not None:  # a Ctrl-C held during a save arrives after it
-                done = max(all_epochs(run.out_dir), default=done)
-            err.jaxsel_where = f"after epoch {done}"  # type: ignore[attr-defined]
-        raise
-    finally:
-        bar.close()
-    if stopped is None:
-        stopped = "plateau" if bool(sched.stopped) else "max_epochs"
-    if failure is not None:
-        stopped = "nonfinite"
-    return best_params, best_state, sched, stopped, failure
+    """The epoch loop (:func:`run_epochs`): the schedule follows the mean over sessions of
+    each session's mean validation correlation. Returns ``(best_params, best_state, sched,
+    stopped, failure)``."""
+
+    def score(params, state):
+        scores = session_scores(run, params, state)
+        return float(np.mean([np.mean(v) for v in scores.values()])), scores
+
+    def row(epoch, metrics, _score, scores, sched, t0, improved):
+        return epoch_row(run, epoch, metrics, scores, sched, t0, improved)
+
+    loop = Epochs(
+        train=run.cfg.train,
+        name=run.cfg.name,
+        out_dir=run.out_dir,
+        epoch=lambda params, state, opt, epoch: train_epoch(run, params, state, opt, epoch),
+        score=score,
+        row=row,
+        meta=run.meta_fn,
+    )
+    tree, sched, stopped, failure = run_epochs(loop, tree, rows, start_epoch)
+    return tree["best_params"], tree["best_state"], sched, stopped, failure
 
 
 def history_dataset(rows: list, sids: list):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +35,13 @@ from jaxsel._errors import ConfigError, DataError, TrainingError
 from jaxsel.models import VideoModel, build_video_model, video_energy_positions, video_hparams
 from jaxsel.train._checkpoint import (
     checkpoint_dir,
-    restore_newest,
-    save_checkpoint,
 )
+from jaxsel.train._epochs import Epochs, run_epochs
 from jaxsel.train._fit_loop import epoch_row
-from jaxsel.train._fit_parts import history_dataset, open_run, progress_bar
+from jaxsel.train._fit_parts import history_dataset, resume_tree
 from jaxsel.train._losses import masked_correlation
-from jaxsel.train._schedule import PlateauState, plateau_init, plateau_update
-from jaxsel.train._step import loss_fn_for, make_optimizer, set_learning_rate
+from jaxsel.train._schedule import plateau_init
+from jaxsel.train._step import loss_fn_for, make_optimizer
 from jaxsel.train._video_data import (
     VideoConfig,
     VideoTrials,
@@ -189,8 +187,27 @@ def fit_video(
             math.sqrt(n_clips / cfg.train.batch_size) if cfg.train.scale_loss else 1.0
         ),
     }
-    loop = _Loop(cfg, model, step, predict, hparams, train, val, key, seed, out_dir, meta)
-    tree, rows, stopped, failure = loop.run(tree, rows, start)
+    loop = _Loop(cfg, step, hparams, train, key, seed)
+    epochs = Epochs(
+        train=cfg.train,
+        name=cfg.name,
+        out_dir=out_dir,
+        epoch=loop.epoch,
+        score=lambda params, state: (
+            video_val_score(predict, params, state, val, cfg.burn_in, cfg.train.eval_batch_size),
+            None,
+        ),
+        row=lambda epoch, metrics, score, _x, sched, t0, improved: epoch_row(
+            epoch, metrics, train.n_neurons, score, sched.lr, t0, improved
+        ),
+        meta=lambda epoch, rows, _sched, stopped: {
+            **meta,
+            "epoch": epoch,
+            "history": rows,
+            "stopped": stopped,
+        },
+    )
+    tree, _, stopped, failure = run_epochs(epochs, tree, rows, start)
     sched = tree["schedule"]
     result = VideoFitResult(
         config=cfg,
@@ -303,92 +320,21 @@ def _resume(out_dir: Path, tree: dict, meta: dict, *, resume: bool, overwrite: b
                 "out_dir or overwrite=True"
             )
 
-    last = open_run(
-        out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        check=check,
-        hint="pass resume=True to continue it or overwrite=True to start again",
-    )
-    if last is None:
-        return tree, 0, []
-    tree, saved = restore_newest(out_dir, tree, check)
-    return tree, int(saved["epoch"]), list(saved.get("history", []))
+    return resume_tree(out_dir, tree, check, resume=resume, overwrite=overwrite)
 
 
 @dataclass
 class _Loop:
+    """One epoch of random clips (the ``epoch`` of :class:`Epochs`)."""
+
     cfg: VideoConfig
-    model: VideoModel
     step: Callable[..., Any]
-    predict: Callable[..., Any]
     hparams: dict
     train: VideoTrials
-    val: VideoTrials
     key: jax.Array
     seed: int
-    out_dir: Path | None
-    meta: dict
 
-    def run(self, tree: dict, rows: list, start: int):
-        t = self.cfg.train
-        copy = lambda x: jax.tree.map(jnp.copy, x)  # noqa: E731  (no aliasing with donated buffers)
-        params, state, opt = copy(tree["params"]), copy(tree["state"]), copy(tree["opt_state"])
-        best_p, best_s = tree["best_params"], tree["best_state"]
-        sched = PlateauState(**{k: jnp.asarray(v) for k, v in tree["schedule"].items()})
-        bar = progress_bar(t.progress, t.max_epochs, start, self.cfg.name)
-        stopped, failure = None, None
-        try:
-            for epoch in range(start, t.max_epochs):
-                if bool(sched.stopped):
-                    break
-                t0 = time.perf_counter()
-                params, state, opt, metrics, failure = self._epoch(params, state, opt, epoch)
-                if failure is not None:
-                    break
-                score = video_val_score(
-                    self.predict, params, state, self.val, self.cfg.burn_in, t.eval_batch_size
-                )
-                sched, event = plateau_update(
-                    sched,
-                    score,
-                    epoch,
-                    patience=t.patience,
-                    factor=t.lr_decay_factor,
-                    min_lr=t.min_lr,
-                    decay_steps=t.lr_decay_steps,
-                    tolerance=t.tolerance,
-                )
-                if bool(event.improved):
-                    best_p, best_s = copy(params), copy(state)
-                if bool(event.restore):
-                    params, state = copy(best_p), copy(best_s)
-                opt = set_learning_rate(opt, sched.lr)
-                n = self.train.n_neurons
-                rows.append(epoch_row(epoch, metrics, n, score, sched.lr, t0, event.improved))
-                stopped = "plateau" if bool(sched.stopped) else None
-                tree = {
-                    "params": params,
-                    "state": state,
-                    "opt_state": opt,
-                    "best_params": best_p,
-                    "best_state": best_s,
-                    "schedule": sched._asdict(),
-                    "response_scale": tree["response_scale"],
-                }
-                if self.out_dir is not None:
-                    info = {**self.meta, "epoch": epoch + 1, "history": rows, "stopped": stopped}
-                    save_checkpoint(self.out_dir, epoch + 1, tree, info)
-                bar.update(1)
-                bar.set_postfix(val_corr=f"{score:.4f}", lr=f"{float(sched.lr):.2g}")
-        finally:
-            bar.close()
-        tree = {**tree, "best_params": best_p, "best_state": best_s, "schedule": sched._asdict()}
-        if failure is not None:
-            return tree, rows, "nonfinite", failure
-        return tree, rows, "plateau" if bool(sched.stopped) else "max_epochs", None
-
-    def _epoch(self, params, state, opt, epoch: int):
+    def epoch(self, params, state, opt, epoch: int):
         cfg = self.cfg
         clips = epoch_clips(self.train.lengths, cfg, self.seed, epoch)
         epoch_key = jax.random.fold_in(self.key, 1 + epoch)
